@@ -1,0 +1,1 @@
+"""Datasets: readers for the raw formats, builders of the packed store, and splits."""

@@ -1,0 +1,88 @@
+"""The packed store every dataset kind is turned into, and that training reads.
+
+A store is a folder::
+
+    index.tsv        one row per sample: row (0..N-1), sample, subject, label, [pool, age, sex, site, ...]
+    sources.json     [{"name", "channels", "size", "dims"}, ...] in source order
+    {source}.npy     (N, channels, size, size[, size]) float32 or float16, read with mmap
+
+so the training loader never re-opens image files (NIfTI, IDX, .mat). ``subject`` is
+what splits group by (for MNIST it equals ``sample``); ``label`` is the class used by
+the probe and by class-balanced sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmssl.models.encoders import SourceSpec
+
+INDEX_COLUMNS = ("row", "sample", "subject", "label")
+
+
+@dataclass
+class Store:
+    """An opened store. arrays: source -> (N, C, *S) array (memory-mapped)."""
+
+    path: Path
+    index: pd.DataFrame
+    sources: list[SourceSpec]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+
+def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndarray], sources: list[SourceSpec]) -> Path:
+    """Write a store atomically: into ``path.tmp`` first, renamed when complete, so an
+    interrupted job never leaves a folder that looks finished."""
+    path = Path(path)
+    missing = [c for c in INDEX_COLUMNS if c != "row" and c not in index.columns]
+    if missing:
+        raise ValueError(f"store index lacks columns {missing}; has {list(index.columns)}")
+    n = len(index)
+    for s in sources:
+        a = arrays[s.name]
+        expected = (n, s.channels) + (s.size,) * s.dims
+        if a.shape != expected:
+            raise ValueError(f"source {s.name!r}: array shape {a.shape}, expected {expected}")
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    index = index.reset_index(drop=True).copy()
+    index.insert(0, "row", np.arange(n)) if "row" not in index.columns else None
+    index.to_csv(tmp / "index.tsv", sep="\t", index=False)
+    (tmp / "sources.json").write_text(json.dumps([asdict(s) for s in sources], indent=1))
+    for s in sources:
+        np.save(tmp / f"{s.name}.npy", np.ascontiguousarray(arrays[s.name]))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def read_store(path: str | Path, mmap: bool = True) -> Store:
+    """Open a store; raises FileNotFoundError naming the missing file."""
+    path = Path(path)
+    for name in ("index.tsv", "sources.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} not found: {path} is not a finished mmssl store")
+    index = pd.read_csv(path / "index.tsv", sep="\t", dtype={"sample": str, "subject": str})
+    sources = [SourceSpec(**d) for d in json.loads((path / "sources.json").read_text())]
+    arrays = {}
+    for s in sources:
+        f = path / f"{s.name}.npy"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found (source {s.name!r} of store {path})")
+        arrays[s.name] = np.load(f, mmap_mode="r" if mmap else None)
+        if len(arrays[s.name]) != len(index):
+            raise ValueError(f"{f} has {len(arrays[s.name])} samples but {path / 'index.tsv'} has {len(index)} rows")
+    return Store(path=path, index=index, sources=sources, arrays=arrays)
