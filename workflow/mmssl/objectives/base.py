@@ -51,6 +51,7 @@ class Method(nn.Module):
     """
 
     uses_labels: bool = False
+    trainable: bool = True
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__()

@@ -23,6 +23,15 @@ _REGISTRY: dict[str, Builder] = {}
 _PLUGIN_MODULES = ("mmssl.objectives.baselines",)
 
 
+class RandomInit(Method):
+    """Untrained, randomly initialised encoders: the floor every method must beat."""
+
+    trainable = False
+
+    def losses(self, x, y=None):
+        raise RuntimeError("the 'random' method is not trained")
+
+
 def register(name: str) -> Callable[[Builder], Builder]:
     """Decorator: ``@register("AE")`` on a ``(sources, settings) -> Method`` builder."""
 
@@ -53,6 +62,9 @@ def parse_contrastive(name: str) -> tuple[str, ...] | None:
     """``"L-CS"`` -> ``("L", "CS")``; None when the name is not a contrastive combination."""
     parts = tuple(name.split("-"))
     return parts if "-".join(parts) in contrastive_names() else None
+
+
+register("random")(RandomInit)
 
 
 def available_methods() -> list[str]:

@@ -1,0 +1,5 @@
+import sys
+
+from mmssl.cli import main
+
+sys.exit(main())

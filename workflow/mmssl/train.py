@@ -1,0 +1,364 @@
+"""Training of one (method, fold): the job each Snakemake ``train`` rule runs.
+
+Resumable: a checkpoint (model, optimiser, scheduler, RNG state, metrics so far) is
+written atomically after every epoch beside the outputs; a restarted job (SLURM
+pre-emption, a killed laptop run) continues from it. The declared outputs ``model.pt``
+and ``metrics.tsv`` are written only when training ends, so a half-trained model never
+looks finished.
+
+Divergence: when a loss becomes NaN/inf the last good checkpoint is restored, the
+learning rate is lowered once (``lr_drop``) and training continues; if it diverges
+again the run ends with status ``diverged`` (or raises, with ``on_divergence: error``),
+and later steps report "diverged" in place of numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mmssl.augment import AugmentSettings, augment
+from mmssl.data.splits import read_split, rows_of
+from mmssl.data.store import Store, read_store
+from mmssl.models.encoders import SourceSpec
+from mmssl.objectives import build_method
+from mmssl.objectives.base import Method, ModelSettings
+
+log = logging.getLogger("mmssl.train")
+
+
+class DivergenceError(RuntimeError):
+    """A loss became NaN or infinite and could not be recovered."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """epochs: paper 50 (natural images) / 200 (OASIS-3). lr: RAdam learning rate (4e-4).
+    scheduler: 'onecycle' (paper, max_lr 0.01) or 'none' (authors' OASIS-3 config).
+    balanced: class-balanced sampling (OASIS-3). amp: bf16 autocast on CUDA.
+    max_batches: cap on batches per epoch (0 = no cap; for smoke tests only)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 4e-4
+    scheduler: str = "onecycle"
+    max_lr: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    balanced: bool = False
+    augment: dict[str, Any] = field(default_factory=dict)
+    amp: bool = True
+    divergence_retries: int = 1
+    lr_drop: float = 0.1
+    on_divergence: str = "mark"
+    max_batches: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> TrainSettings:
+        cfg = dict(cfg or {})
+        unknown = set(cfg) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown train setting(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**cfg)
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present (the device SLURM gave the job), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but no CUDA device is visible (CUDA_VISIBLE_DEVICES?)")
+    return torch.device(name)
+
+
+class BatchLoader:
+    """Yields batches {source: (B, C, *S) float32} and labels (B,) from the store rows.
+
+    Gathers from the (memory-mapped) store arrays with sorted fancy indexing, which reads
+    only the needed samples; class-balanced sampling draws rows with probability
+    1/count(label) (with replacement), as a WeightedRandomSampler would."""
+
+    def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int):
+        self.store, self.rows, self.batch_size = store, rows, batch_size
+        self.shuffle, self.balanced = shuffle, balanced
+        self.rng = np.random.default_rng(seed)
+        labels = store.index["label"].to_numpy()[rows]
+        self.labels = pd.factorize(labels, sort=True)[0]
+        if balanced:
+            counts = np.bincount(self.labels)
+            weights = 1.0 / counts[self.labels]
+            self.p = weights / weights.sum()
+
+    def __len__(self) -> int:
+        # drop the last incomplete batch in training: BatchNorm and InfoNCE need > 1 sample
+        return len(self.rows) // self.batch_size if self.shuffle else math.ceil(len(self.rows) / self.batch_size)
+
+    def order(self) -> np.ndarray:
+        if self.balanced:
+            return self.rng.choice(len(self.rows), size=len(self.rows), replace=True, p=self.p)
+        return self.rng.permutation(len(self.rows)) if self.shuffle else np.arange(len(self.rows))
+
+    def __iter__(self):
+        order = self.order()
+        for i in range(len(self)):
+            pos = order[i * self.batch_size : (i + 1) * self.batch_size]
+            rows = self.rows[pos]
+            sort = np.argsort(rows, kind="stable")
+            xs = {}
+            for name, arr in self.store.arrays.items():
+                gathered = np.empty((len(rows),) + arr.shape[1:], dtype=np.float32)
+                gathered[sort] = arr[rows[sort]]
+                xs[name] = torch.from_numpy(gathered)
+            yield xs, torch.from_numpy(self.labels[pos].astype(np.int64))
+
+
+def fingerprint(*parts: Any) -> str:
+    """Hash of everything that shapes a run; a checkpoint from other settings is not resumed."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_tsv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    os.replace(tmp, path)
+
+
+def make_optimizer(model: Method, settings: TrainSettings, steps: int):
+    """RAdam (lr 4e-4) with OneCycleLR (max_lr 0.01) over all steps (paper 3.3)."""
+    opt = torch.optim.RAdam(model.parameters(), lr=settings.lr)
+    if settings.scheduler == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=max(steps, 1))
+    elif settings.scheduler == "none":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    else:
+        raise ValueError(f"train.scheduler must be 'onecycle' or 'none', got {settings.scheduler!r}")
+    return opt, sched
+
+
+def scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Lower the learning rate of every group, including OneCycleLR's own bounds."""
+    for group in opt.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if key in group:
+                group[key] *= factor
+
+
+class Trainer:
+    """Trains one method on one fold of one store; see the module docstring."""
+
+    def __init__(self, method: str, store: Store, split: pd.DataFrame, out_dir: Path, settings: TrainSettings,
+                 model_settings: ModelSettings, fold: int, label: str = ""):
+        self.method_name, self.store, self.out_dir = method, store, Path(out_dir)
+        self.settings, self.model_settings, self.fold = settings, model_settings, fold
+        self.label = label or f"{method} fold {fold}"
+        self.device = select_device(settings.device)
+        self.train_rows = rows_of(store.index, split, "train")
+        self.val_rows = rows_of(store.index, split, "val")
+        if len(self.train_rows) < settings.batch_size:
+            raise ValueError(f"{self.label}: {len(self.train_rows)} training samples, fewer than one batch of {settings.batch_size}")
+        seed = settings.seed * 1000 + fold
+        torch.manual_seed(seed)
+        self.model = build_method(method, store.sources, model_settings).to(self.device)
+        self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
+                                        balanced=settings.balanced, seed=seed)
+        self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed)
+        self.steps_per_epoch = len(self.train_loader) if not settings.max_batches else min(len(self.train_loader), settings.max_batches)
+        self.opt, self.sched = make_optimizer(self.model, settings, settings.epochs * self.steps_per_epoch)
+        self.aug = AugmentSettings(**settings.augment)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rows: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.retries_left = settings.divergence_retries
+        self.ckpt_path = self.out_dir / "checkpoint.pt"
+        self.fp = fingerprint(method, fold, asdict(settings), asdict(model_settings), [asdict(s) for s in store.sources],
+                              len(self.train_rows))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- checkpoints -------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"fingerprint": self.fp, "epoch": self.epoch, "model": self.model.state_dict(),
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rows": self.rows,
+                "retries_left": self.retries_left, "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
+                "np": self.train_loader.rng.bit_generator.state}}
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save(self.state(), self.ckpt_path)
+        self._good = copy.deepcopy(self.state())
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.sched.load_state_dict(st["sched"])
+        self.epoch, self.rows, self.retries_left = st["epoch"], list(st["rows"]), st["retries_left"]
+        torch.set_rng_state(st["rng"]["torch"])
+        self.gen.set_state(st["rng"]["gen"])
+        self.train_loader.rng.bit_generator.state = st["rng"]["np"]
+
+    def try_resume(self) -> None:
+        self._good = copy.deepcopy(self.state())
+        if not self.ckpt_path.exists():
+            return
+        st = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if st.get("fingerprint") != self.fp:
+            log.warning("%s: %s was written with other settings; starting from scratch", self.label, self.ckpt_path)
+            return
+        self.load_state(st)
+        self._good = copy.deepcopy(st)
+        log.info("%s: resumed from %s at epoch %d", self.label, self.ckpt_path, self.epoch)
+
+    # --- epochs ------------------------------------------------------------------
+    def _to_device(self, xs: dict[str, torch.Tensor], y: torch.Tensor):
+        nb = self.device.type == "cuda"
+        return {k: v.to(self.device, non_blocking=nb) for k, v in xs.items()}, y.to(self.device, non_blocking=nb)
+
+    def _autocast(self):
+        enabled = self.settings.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_epoch(self) -> dict[str, float] | None:
+        """One epoch; the mean of each loss term, or None if a loss became non-finite."""
+        self.model.train()
+        sums: dict[str, float] = {}
+        n_batches = n_samples = 0
+        bar = tqdm(self.train_loader, total=self.steps_per_epoch, desc=f"{self.label} epoch {self.epoch + 1}",
+                   leave=False, disable=not sys.stderr.isatty())
+        for i, (xs, y) in enumerate(bar):
+            if i >= self.steps_per_epoch:
+                break
+            xs, y = self._to_device(xs, y)
+            if self.aug.active:
+                xs = augment(xs, self.aug, self.gen)
+            with self._autocast():
+                terms = self.model.losses(xs, y)
+            total = sum(terms.values())
+            if not torch.isfinite(total):
+                log.error("%s: non-finite loss at epoch %d batch %d: %s", self.label, self.epoch + 1, i,
+                          {k: float(v) for k, v in terms.items()})
+                return None
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt.step()
+            self.sched.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+            n_samples += len(y)
+            bar.set_postfix(loss=f"{float(total):.3f}")
+        out = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        out["train_loss"] = sum(out.values())
+        out["samples"] = n_samples
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        if len(self.val_rows) < 2 or not any(p.requires_grad for p in self.model.parameters()):
+            return float("nan")
+        self.model.eval()
+        total, n = 0.0, 0
+        for xs, y in self.val_loader:
+            if len(y) < 2:
+                continue
+            xs, y = self._to_device(xs, y)
+            with self._autocast():
+                total += float(sum(self.model.losses(xs, y).values())) * len(y)
+            n += len(y)
+        return total / max(n, 1)
+
+    def handle_divergence(self) -> bool:
+        """Restore the last good state and lower the lr; False when no retry is left."""
+        if self.retries_left <= 0:
+            return False
+        retries = self.retries_left - 1
+        self.load_state(self._good)
+        self.retries_left = retries
+        scale_lr(self.opt, self.settings.lr_drop)
+        log.warning("%s: restored epoch %d and lowered the learning rate by %g (%d retries left)",
+                    self.label, self.epoch, self.settings.lr_drop, retries)
+        return True
+
+    def fit(self) -> str:
+        """Train all epochs; returns the final status, 'ok' or 'diverged'."""
+        self.try_resume()
+        trainable = any(p.requires_grad for p in self.model.parameters()) and getattr(self.model, "trainable", True)
+        epochs = self.settings.epochs if trainable else 0
+        while self.epoch < epochs:
+            t0 = time.perf_counter()
+            stats = self.train_epoch()
+            if stats is None:
+                if self.handle_divergence():
+                    continue
+                msg = f"{self.label}: loss became NaN/inf at epoch {self.epoch + 1} and did not recover"
+                if self.settings.on_divergence == "error":
+                    raise DivergenceError(msg)
+                log.error("%s; marking the run as diverged", msg)
+                return "diverged"
+            seconds = time.perf_counter() - t0
+            self.epoch += 1
+            row = {"epoch": self.epoch, **{k: v for k, v in stats.items() if k != "samples"},
+                   "val_loss": self.validate(), "lr": self.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
+                   "samples_per_s": round(stats["samples"] / max(seconds, 1e-9), 1)}
+            self.rows.append(row)
+            log.info("%s: %s", self.label, "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            self.save_checkpoint()
+        return "ok"
+
+    def write_outputs(self, status: str, model_path: Path, metrics_path: Path) -> None:
+        meta = {"method": self.method_name, "fold": self.fold, "status": status, "epochs": self.epoch,
+                "sources": [asdict(s) for s in self.store.sources], "model_settings": asdict(self.model_settings),
+                "train_settings": asdict(self.settings), "device": str(self.device)}
+        state = self.model.state_dict() if status == "ok" else None
+        atomic_torch_save({**meta, "state_dict": state}, model_path)
+        metrics = pd.DataFrame(self.rows) if self.rows else pd.DataFrame({"epoch": []})
+        metrics.insert(0, "status", status)
+        atomic_write_tsv(metrics, metrics_path)
+
+
+def train(store_dir: str | Path, split_tsv: str | Path, method: str, fold: int, model_path: str | Path,
+          metrics_path: str | Path, settings: dict | None = None, model_settings: dict | None = None) -> str:
+    """File-in/file-out entry point of the ``train`` rule. Returns the run's status."""
+    model_path, metrics_path = Path(model_path), Path(metrics_path)
+    store = read_store(store_dir)
+    trainer = Trainer(method, store, read_split(split_tsv), model_path.parent, TrainSettings.from_config(settings),
+                      ModelSettings.from_config(model_settings), fold)
+    log.info("%s: %d train / %d val samples on %s", trainer.label, len(trainer.train_rows), len(trainer.val_rows),
+             trainer.device)
+    if trainer.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    status = trainer.fit()
+    trainer.write_outputs(status, model_path, metrics_path)
+    return status
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method | None, dict[str, Any]]:
+    """Model saved by ``train``; (None, meta) for a diverged run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: trained model not found")
+    meta = torch.load(path, map_location=device, weights_only=False)
+    if meta.get("status") != "ok":
+        return None, meta
+    sources = [SourceSpec(**s) for s in meta["sources"]]
+    model = build_method(meta["method"], sources, ModelSettings(**meta["model_settings"]))
+    model.load_state_dict(meta["state_dict"])
+    return model.to(device).eval(), meta
