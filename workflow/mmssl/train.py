@@ -264,7 +264,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1
             n_samples += len(y)
-            bar.set_postfix(loss=f"{float(total):.3f}")
+            bar.set_postfix(loss=f"{float(total.detach()):.3f}")
         out = {k: v / max(n_batches, 1) for k, v in sums.items()}
         out["train_loss"] = sum(out.values())
         out["samples"] = n_samples

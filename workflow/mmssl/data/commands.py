@@ -20,14 +20,17 @@ def prepare_two_view(args: argparse.Namespace) -> None:
 
 
 def write_splits(args: argparse.Namespace) -> None:
-    """All folds' split tables at once, so they come from one stratified K-fold."""
+    """One fold's split table. Every fold is cut from the same seeded stratified K-fold,
+    so jobs that write different folds agree with each other."""
     store = read_store(args.store)
-    tables = make_splits(subjects_table(store.index), SplitSettings.from_config(args.settings_json))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for k, table in enumerate(tables):
-        path = args.out_dir / f"fold{k}.tsv"
-        table.to_csv(path.with_suffix(".tsv.tmp"), sep="\t", index=False)
-        os.replace(path.with_suffix(".tsv.tmp"), path)
+    settings = SplitSettings.from_config(args.settings_json)
+    if not 0 <= args.fold < settings.n_folds:
+        raise ValueError(f"fold {args.fold} out of range for n_folds = {settings.n_folds}")
+    table = make_splits(subjects_table(store.index), settings)[args.fold]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    table.to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, args.out)
 
 
 def run_download(args: argparse.Namespace) -> None:
@@ -45,7 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("splits", help="subject-level fold tables for a store")
     p.add_argument("--store", type=path_arg, required=True)
     p.add_argument("--settings-json", type=json_arg, default={})
-    p.add_argument("--out-dir", type=path_arg, required=True)
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--out", type=path_arg, required=True)
     p.set_defaults(func=write_splits)
 
     p = sub.add_parser("download", help="fetch raw data files listed in a URL table, verifying checksums")

@@ -1,0 +1,24 @@
+# mmssl: the taxonomy of multimodal self-supervised learning as a Snakemake workflow.
+# Thin on purpose: every rule calls one `mmssl` sub-command (workflow/mmssl/cli.py).
+#   snakemake --profile profiles/local                   # laptop / workstation
+#   snakemake --profile profiles/slurm                   # SLURM cluster, GPU for training
+#   snakemake --profile profiles/local results/two_view_mnist/probe/L-CL/fold2.tsv   # one fold
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_reports(),
+    default_target: True

@@ -1,0 +1,59 @@
+# Evaluation on frozen encoders: latents once, then the linear probe and CKA/SVCCA.
+
+
+rule embed:
+    """Latent z of every source for the evaluation splits of one fold."""
+    input:
+        unpack(run_inputs),
+        model=res("{dataset}", "models", "{method}", "fold{fold}", "model.pt"),
+    output:
+        res("{dataset}", "latents", "{method}", "fold{fold}.npz"),
+    log:
+        res("{dataset}", "logs", "embed", "{method}", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "embed", "{method}", "fold{fold}.tsv")
+    params:
+        one=lambda w: "--one-per-subject" if dataset_spec(w.dataset)["kind"] == "bids_mri" else "",
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MMSSL} embed --store {input.store} --split {input.split} --model {input.model} "
+        "--out {output} {params.one} 2> {log}"
+
+
+rule probe:
+    """Linear evaluation protocol: a linear classifier per source on frozen latents."""
+    input:
+        res("{dataset}", "latents", "{method}", "fold{fold}.npz"),
+    output:
+        res("{dataset}", "probe", "{method}", "fold{fold}.tsv"),
+    log:
+        res("{dataset}", "logs", "probe", "{method}", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "probe", "{method}", "fold{fold}.tsv")
+    params:
+        settings=lambda w: section_json(w.dataset, "probe"),
+        task=lambda w: probe_task(w.dataset),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MMSSL} probe --latents {input} --out {output} --task {params.task} "
+        "--settings-json {params.settings:q} 2> {log}"
+
+
+rule similarity:
+    """Linear CKA and SVCCA between the sources' latents."""
+    input:
+        res("{dataset}", "latents", "{method}", "fold{fold}.npz"),
+    output:
+        res("{dataset}", "similarity", "{method}", "fold{fold}.tsv"),
+    log:
+        res("{dataset}", "logs", "similarity", "{method}", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "similarity", "{method}", "fold{fold}.tsv")
+    params:
+        settings=lambda w: section_json(w.dataset, "similarity"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"

@@ -1,0 +1,23 @@
+# Training: one job per (dataset, method, fold); a GPU on the cluster (profiles/slurm).
+
+
+rule train:
+    """Train one method on one fold. Resumes from checkpoint.pt when restarted."""
+    input:
+        unpack(run_inputs),
+    output:
+        model=res("{dataset}", "models", "{method}", "fold{fold}", "model.pt"),
+        metrics=res("{dataset}", "models", "{method}", "fold{fold}", "metrics.tsv"),
+    log:
+        res("{dataset}", "logs", "train", "{method}", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "train", "{method}", "fold{fold}.tsv")
+    params:
+        train=lambda w: section_json(w.dataset, "train"),
+        model=lambda w: section_json(w.dataset, "model"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MMSSL} train --store {input.store} --split {input.split} "
+        "--method {wildcards.method} --fold {wildcards.fold} --model {output.model} --metrics {output.metrics} "
+        "--train-json {params.train:q} --model-json {params.model:q} 2> {log}"
