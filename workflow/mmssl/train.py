@@ -156,12 +156,14 @@ def make_optimizer(model: Method, settings: TrainSettings, steps: int):
     return opt, sched
 
 
-def scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
-    """Lower the learning rate of every group, including OneCycleLR's own bounds."""
+def scale_lr(opt: torch.optim.Optimizer, sched, factor: float) -> None:
+    """Lower the learning rate of every group, including OneCycleLR's own bounds and the
+    base rates a LambdaLR recomputes the rate from at every step."""
     for group in opt.param_groups:
         for key in ("lr", "initial_lr", "max_lr", "min_lr"):
             if key in group:
                 group[key] *= factor
+    sched.base_lrs = [lr * factor for lr in sched.base_lrs]
 
 
 class Trainer:
@@ -254,7 +256,7 @@ class Trainer:
             total = sum(terms.values())
             if not torch.isfinite(total):
                 log.error("%s: non-finite loss at epoch %d batch %d: %s", self.label, self.epoch + 1, i,
-                          {k: float(v) for k, v in terms.items()})
+                          {k: float(v.detach()) for k, v in terms.items()})
                 return None
             self.opt.zero_grad(set_to_none=True)
             total.backward()
@@ -292,7 +294,7 @@ class Trainer:
         retries = self.retries_left - 1
         self.load_state(self._good)
         self.retries_left = retries
-        scale_lr(self.opt, self.settings.lr_drop)
+        scale_lr(self.opt, self.sched, self.settings.lr_drop)
         log.warning("%s: restored epoch %d and lowered the learning rate by %g (%d retries left)",
                     self.label, self.epoch, self.settings.lr_drop, retries)
         return True

@@ -1,0 +1,162 @@
+"""Training loop: learning happens, resume is exact, divergence is handled."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmssl.data.store import write_store
+from mmssl.models.encoders import SourceSpec
+from mmssl.train import DivergenceError, Trainer, TrainSettings, load_model, train
+from mmssl.objectives.base import ModelSettings
+
+SMALL = {"width": 4, "latent": 8}
+
+
+@pytest.fixture()
+def toy(tmp_path):
+    """Two views of 160 random 16x16 'digits' in 4 classes; 128 train, 32 val."""
+    rng = np.random.default_rng(0)
+    n = 160
+    base = rng.random((n, 1, 16, 16)).astype(np.float32)
+    ids = [f"s{i}" for i in range(n)]
+    index = pd.DataFrame({"sample": ids, "subject": ids, "label": np.arange(n) % 4})
+    specs = [SourceSpec("a", 1, 16), SourceSpec("b", 1, 16)]
+    noisy = np.clip(base + 0.1 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+    write_store(tmp_path / "store", index, {"a": base, "b": noisy}, specs)
+    split = pd.DataFrame({"subject": ids, "label": index.label, "split": ["train"] * 128 + ["val"] * 32})
+    split.to_csv(tmp_path / "fold0.tsv", sep="\t", index=False)
+    return tmp_path
+
+
+def run(toy, method="L-S", name="m", **train_kw):
+    settings = {"epochs": 3, "batch_size": 32, **train_kw}
+    out = toy / name
+    status = train(toy / "store", toy / "fold0.tsv", method, 0, out / "model.pt", out / "metrics.tsv", settings, SMALL)
+    return status, pd.read_csv(out / "metrics.tsv", sep="\t"), out
+
+
+def test_training_lowers_the_loss_and_writes_outputs(toy):
+    status, metrics, out = run(toy, epochs=6, scheduler="none", lr=1e-2)
+    assert status == "ok" and len(metrics) == 6
+    # the paired views share their content: the cross-latent term must learn it
+    assert metrics["S"].iloc[-1] < metrics["S"].iloc[0] - 0.5
+    assert {"L", "S", "penalty", "val_loss", "seconds", "samples_per_s"} <= set(metrics.columns)
+    model, meta = load_model(out / "model.pt")
+    assert meta["status"] == "ok" and model.embed(torch.zeros(2, 1, 16, 16), "a").shape == (2, 8)
+
+
+def test_resume_after_interruption_is_exact(toy, monkeypatch):
+    _, straight, out = run(toy, name="straight")
+    reference = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+
+    calls = {"n": 0}
+    original = Trainer.train_epoch
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the job is killed during epoch 2
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(toy, name="resumed")
+    assert (toy / "resumed" / "checkpoint.pt").exists() and not (toy / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    status, resumed, out = run(toy, name="resumed")
+    state = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+    assert status == "ok" and resumed["epoch"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
+    for k in reference:
+        assert torch.allclose(reference[k].float(), state[k].float(), atol=1e-6), k
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(toy):
+    run(toy, name="x")
+    status, metrics, _ = run(toy, name="x", epochs=2)
+    assert metrics["epoch"].tolist() == [1, 2]
+
+
+def nan_after(n_ok):
+    """A losses() wrapper whose loss is NaN from call n_ok on (n_ok=None: never)."""
+    state = {"calls": 0}
+
+    def wrap(fn):
+        def losses(x, y=None):
+            state["calls"] += 1
+            terms = fn(x, y)
+            if n_ok is not None and state["calls"] > n_ok:
+                terms["S"] = terms["S"] * float("nan")
+            return terms
+
+        return losses
+
+    return wrap, state
+
+
+def test_one_nan_is_recovered_with_a_lower_learning_rate(toy, monkeypatch):
+    orig_init = Trainer.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        fn = self.model.losses
+        calls = {"n": 0}
+
+        def losses(x, y=None):
+            calls["n"] += 1
+            terms = fn(x, y)
+            if calls["n"] == 6:  # one bad batch in epoch 2
+                terms["S"] = terms["S"] * float("nan")
+            return terms
+
+        self.model.losses = losses
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    status, metrics, _ = run(toy, scheduler="none", lr=1e-3)
+    assert status == "ok" and metrics["epoch"].tolist() == [1, 2, 3]
+    assert metrics["lr"].iloc[0] == pytest.approx(1e-3) and metrics["lr"].iloc[-1] == pytest.approx(1e-4)
+
+
+def always_nan(monkeypatch):
+    orig_init = Trainer.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        fn = self.model.losses
+        self.model.losses = lambda x, y=None: {k: v * float("nan") for k, v in fn(x, y).items()}
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+
+
+def test_persistent_nan_marks_the_run_diverged(toy, monkeypatch):
+    always_nan(monkeypatch)
+    status, metrics, out = run(toy)
+    assert status == "diverged" and set(metrics["status"]) <= {"diverged"}
+    model, meta = load_model(out / "model.pt")
+    assert model is None and meta["status"] == "diverged"
+
+
+def test_persistent_nan_can_stop_with_a_clear_error(toy, monkeypatch):
+    always_nan(monkeypatch)
+    with pytest.raises(DivergenceError, match="L-S fold 0: loss became NaN/inf at epoch 1"):
+        run(toy, on_divergence="error")
+
+
+def test_random_method_is_not_trained(toy):
+    status, metrics, out = run(toy, method="random")
+    assert status == "ok" and metrics.empty
+    model, _ = load_model(out / "model.pt")
+    assert model is not None
+
+
+def test_balanced_sampler_equalises_classes(toy):
+    from mmssl.data.store import read_store
+    from mmssl.train import BatchLoader
+
+    st = read_store(toy / "store")
+    rows = np.r_[np.arange(0, 160, 4), np.arange(1, 160, 4)[:8]]  # class 0: 40 rows, class 1: 8 rows
+    loader = BatchLoader(st, rows, 16, shuffle=True, balanced=True, seed=0)
+    labels = np.concatenate([y.numpy() for _ in range(30) for _, y in loader])
+    share = labels.mean()
+    assert 0.45 < share < 0.55  # without balancing it would be 8/48 = 0.17
