@@ -21,6 +21,13 @@ from mmssl.data.store import read_store
 from mmssl.train import load_model, select_device
 
 
+def unicode_or_numeric(values: pd.Series) -> np.ndarray:
+    """Integer labels stay integers; anything else becomes a unicode array, since object
+    arrays would need pickle to be read back."""
+    arr = values.to_numpy()
+    return arr if arr.dtype.kind in "iuf" else values.to_numpy(dtype=str)
+
+
 def evaluation_rows(index: pd.DataFrame, split: pd.DataFrame, one_per_subject: bool) -> pd.DataFrame:
     """Store rows of subjects in any split, with their split; with ``one_per_subject``
     only each subject's first sample (the paper's probe uses one pair per subject)."""
@@ -58,8 +65,8 @@ def embed(store_dir: str | Path, split_tsv: str | Path, model_path: str | Path, 
         latents = encode(model, store.arrays, rows["row"].to_numpy(), dev)
     tmp = out_npz.with_name(out_npz.name + ".tmp.npz")
     np.savez(tmp, **{f"z__{n}": latents[n] for n in names}, sources=np.array(names),
-             split=rows["split"].astype(str).to_numpy(), label=rows["label"].to_numpy(),
-             subject=rows["subject"].astype(str).to_numpy(), sample=rows["sample"].astype(str).to_numpy(),
+             split=rows["split"].to_numpy(dtype=str), label=unicode_or_numeric(rows["label"]),
+             subject=rows["subject"].to_numpy(dtype=str), sample=rows["sample"].to_numpy(dtype=str),
              status=np.array(meta["status"]))
     os.replace(tmp, out_npz)
     return out_npz

@@ -90,6 +90,12 @@ def run_inputs(wildcards):
     return {"store": store_of(wildcards), "split": split_of(wildcards)}
 
 
+def probe_settings_json(dataset):
+    """The probe section for this dataset's task: its own sub-section plus `classes`."""
+    probe = json.loads(section_json(dataset, "probe"))
+    return json.dumps({**probe[probe_task(dataset)], "classes": probe["classes"]}, sort_keys=True)
+
+
 def probe_task(dataset):
     return "binary" if dataset_spec(dataset)["kind"] == "bids_mri" else "multiclass"
 

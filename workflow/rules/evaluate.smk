@@ -32,7 +32,7 @@ rule probe:
     benchmark:
         res("{dataset}", "benchmarks", "probe", "{method}", "fold{fold}.tsv")
     params:
-        settings=lambda w: section_json(w.dataset, "probe"),
+        settings=lambda w: probe_settings_json(w.dataset),
         task=lambda w: probe_task(w.dataset),
     conda:
         "../../envs/mmssl.yaml"
