@@ -1,0 +1,190 @@
+"""The synthetic OASIS-3-shaped dataset: determinism, ground truth, planted group effects, discovery."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn import datasets
+from scipy import ndimage
+
+from mmssl.preprocess.bids import discover
+from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical
+from mmssl.preprocess.falff import FalffSettings, falff_file, read_tr
+from mmssl.preprocess.discovery_commands import BAD_INPUT_EXIT_CODE, add_commands
+from mmssl.preprocess.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
+
+N_VOLUMES = 120
+DUMMIES = 4
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    # 4 subjects: subject 2 has two sessions, subject 4 two BOLD runs (see synthetic._plan);
+    # plus the defective subjects of BAD_INPUTS (ids OAS399xx).
+    out = tmp_path_factory.mktemp("synthetic") / "bids"
+    return make_synthetic_bids(out, n_subjects=4, seed=3, groups=("HC", "AD"), proportions=(0.5, 0.5),
+                               n_volumes=N_VOLUMES, dummy_volumes=DUMMIES, bad_inputs=True, compresslevel=1)
+
+
+def _good(table: pd.DataFrame) -> pd.DataFrame:
+    return table[~table["subject"].str.startswith("OAS399")]
+
+
+def _truth(dataset: Path) -> pd.DataFrame:
+    return pd.read_csv(dataset / "derivatives/truth/sessions.tsv", sep="\t", dtype={"session": str})
+
+
+def _t1(dataset: Path, subject: str, session: str) -> nib.Nifti1Image:
+    return nib.load(dataset / f"sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_run-01_T1w.nii.gz")
+
+
+def _to_mni(image: nib.Nifti1Image, world_from_mni: np.ndarray, mni: nib.Nifti1Image, order: int = 1) -> np.ndarray:
+    """Resample a native image onto the MNI grid, given the MNI -> native world affine."""
+    native_from_mni_voxel = np.linalg.inv(image.affine) @ world_from_mni @ mni.affine
+    return ndimage.affine_transform(np.asarray(image.dataobj, dtype=np.float32), native_from_mni_voxel[:3, :3],
+                                    native_from_mni_voxel[:3, 3], output_shape=mni.shape, order=order)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_deterministic_per_seed(tmp_path):
+    kwargs = dict(n_subjects=1, groups=("AD",), proportions=(1.0,), n_volumes=50, dummy_volumes=2,
+                  compresslevel=1)
+    first = _hashes(make_synthetic_bids(tmp_path / "a", seed=5, **kwargs))
+    assert first == _hashes(make_synthetic_bids(tmp_path / "b", seed=5, **kwargs))
+    other = _hashes(make_synthetic_bids(tmp_path / "c", seed=6, **kwargs))
+    images = [k for k in first if k.endswith("T1w.nii.gz")]
+    assert images and all(first[k] != other.get(k) for k in images if k in other) and first != other
+    # Regenerating over its own output is allowed; over anything else it is refused.
+    make_synthetic_bids(tmp_path / "a", seed=5, **kwargs)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="refusing"):
+        make_synthetic_bids(tmp_path / "mine", seed=5, **kwargs)
+
+
+def test_layout_clinical_table_and_discovery_agree_with_the_truth(dataset):
+    truth = _truth(dataset)
+    found = discover(dataset)
+    assert _good(found.excluded).empty
+    scans = _good(found.scans)
+    assert len(scans.query("modality == 'T1w'")) == len(truth) == 5
+    assert len(scans.query("modality == 'bold'")) == truth["bold_runs"].sum() == 6
+    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings())
+    assert _good(result.excluded).empty
+    participants = pd.read_csv(dataset / "participants.tsv", sep="\t")
+    participants = participants[~participants["participant_id"].str.startswith("sub-OAS399")]
+    subjects = _good(result.subjects)
+    assert dict(zip("sub-" + subjects["subject"], subjects["label"])) == dict(zip(participants["participant_id"], participants["group"]))
+    assert sorted(subjects["n_pairs"]) == [1, 1, 2, 4]  # 2 sessions -> 2 x 2 pairs; 2 runs -> 2 pairs
+    for bold in scans.query("modality == 'bold'").itertuples():
+        assert json.loads(Path(bold.sidecar).read_text())["RepetitionTime"] == 2.2
+        assert read_tr(bold.path, bold.sidecar) == 2.2  # header TR (s or ms) agrees with the sidecar
+        assert nib.load(bold.path).shape[3] == N_VOLUMES
+
+
+def test_ground_truth_affine_is_the_one_that_placed_the_head(dataset):
+    mni = datasets.load_mni152_template(resolution=2)
+    brain = datasets.load_mni152_brain_mask(resolution=2).get_fdata() > 0
+    template = mni.get_fdata()[brain]
+    for row in _truth(dataset).itertuples():
+        image = _t1(dataset, row.subject, row.session)
+        assert np.allclose(image.affine, np.array(json.loads(row.t1_header_affine)), atol=1e-5)
+        world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{row.subject}_ses-{row.session}_T1w_affine.txt")
+        assert np.allclose(world_from_mni[3], [0, 0, 0, 1])
+        recovered = np.corrcoef(_to_mni(image, world_from_mni, mni)[brain], template)[0, 1]
+        unmoved = np.corrcoef(_to_mni(image, np.eye(4), mni)[brain], template)[0, 1]
+        assert recovered > 0.9 and recovered > unmoved + 0.1, (row.subject, recovered, unmoved)
+
+
+def _region_means(dataset: Path, subject: str, session: str, tmp_path: Path) -> tuple[float, float, nib.Nifti1Image]:
+    """fALFF mean inside the planted spheres and in the rest of the EPI mask, and the mask image."""
+    bold = dataset / f"sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-rest_run-01_bold.nii.gz"
+    outs = [tmp_path / f"{subject}_{n}.nii.gz" for n in ("falff", "mask", "mean")]
+    falff_file(bold, str(bold).replace(".nii.gz", ".json"), *outs, settings=FalffSettings(dummy_volumes=DUMMIES))
+    values, mask = nib.load(outs[0]).get_fdata(), nib.load(outs[1])
+    world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{subject}_ses-{session}_T1w_affine.txt")
+    ijk = np.argwhere(mask.get_fdata() > 0)
+    mni_mm = (np.linalg.inv(world_from_mni) @ mask.affine @ np.c_[ijk, np.ones(len(ijk))].T)[:3].T
+    inside = np.zeros(len(ijk), bool)
+    for _, centre in REGIONS:
+        inside |= np.linalg.norm(mni_mm - centre, axis=1) <= REGION_RADIUS_MM
+    v = values[tuple(ijk.T)]
+    return float(v[inside].mean()), float(v[~inside].mean()), mask
+
+
+def test_ad_has_lower_low_frequency_amplitude_in_the_planted_regions(dataset, tmp_path):
+    truth = _truth(dataset).drop_duplicates("subject")
+    hc = truth.query("group == 'HC'").iloc[0]
+    ad = truth.query("group == 'AD'").iloc[0]
+    hc_region, hc_rest, hc_mask = _region_means(dataset, hc.subject, hc.session, tmp_path)
+    ad_region, ad_rest, _ = _region_means(dataset, ad.subject, ad.session, tmp_path)
+    assert ad_region < hc_region - 0.05
+    assert ad_region < ad_rest - 0.05 and abs(hc_region - hc_rest) < 0.03
+    # The BOLD run shares the session's head position: its EPI mask lands on the MNI brain.
+    mni_mask = datasets.load_mni152_brain_mask(resolution=2)
+    world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{hc.subject}_ses-{hc.session}_T1w_affine.txt")
+    moved = _to_mni(hc_mask, world_from_mni, mni_mask, order=0) > 0
+    brain = mni_mask.get_fdata() > 0
+    assert 2 * (moved & brain).sum() / (moved.sum() + brain.sum()) > 0.8
+
+
+def test_ad_atrophy_and_non_steady_state_volumes(dataset):
+    mni = datasets.load_mni152_template(resolution=2)
+    gm = datasets.load_mni152_gm_mask(resolution=2).get_fdata() > 0
+    wm = datasets.load_mni152_wm_mask(resolution=2).get_fdata() > 0
+    contrast = {}
+    for row in _truth(dataset).itertuples():
+        world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{row.subject}_ses-{row.session}_T1w_affine.txt")
+        head = _to_mni(_t1(dataset, row.subject, row.session), world_from_mni, mni)
+        contrast.setdefault(row.group, []).append(np.median(head[gm & ~wm]) / np.median(head[wm & ~gm]))
+    assert max(contrast["AD"]) < min(contrast["HC"])  # grey matter darker relative to white matter
+    bold = next(dataset.glob("sub-*/ses-*/func/*_bold.nii.gz"))
+    data = nib.load(bold).get_fdata()
+    brain = data[..., -1] > 0
+    levels = data[brain].mean(axis=0)
+    assert levels[0] > 1.3 * levels[DUMMIES:].mean() and abs(levels[DUMMIES] / levels[DUMMIES:].mean() - 1) < 0.02
+
+
+def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset, tmp_path):
+    bad = pd.read_csv(dataset / "derivatives/truth/bad_inputs.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert list(bad["subject"]) == [b[0] for b in BAD_INPUTS]
+    found = discover(dataset)
+    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings())
+    stage_tables = {"discover": found.excluded, "clinical": result.excluded}
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    for row in bad.itertuples():
+        if row.excluded_by in stage_tables:
+            reasons = stage_tables[row.excluded_by].query("subject == @row.subject")["reason"]
+            assert reasons.str.contains(row.reason_contains).any(), (row.subject, list(reasons))
+            assert row.subject not in set(result.subjects["subject"])
+            continue
+        assert row.subject in set(result.pairs["subject"])  # falff-stage defects pass discovery
+        bold = dataset / row.path
+        status = tmp_path / f"{row.subject}.tsv"
+        argv = ["falff", "--bold", str(bold), "--sidecar", str(bold).replace(".nii.gz", ".json"),
+                "--out", str(tmp_path / f"{row.subject}_f.nii.gz"), "--out-mask", str(tmp_path / f"{row.subject}_m.nii.gz"),
+                "--out-mean", str(tmp_path / f"{row.subject}_a.nii.gz"), "--out-status", str(status),
+                "--settings-json", json.dumps({"dummy_volumes": DUMMIES})]
+        with pytest.raises(SystemExit) as stop:
+            args = parser.parse_args(argv)
+            args.func(args)
+        assert stop.value.code == BAD_INPUT_EXIT_CODE
+        args = parser.parse_args([*argv, "--excluded", str(tmp_path / f"{row.subject}_excluded.tsv")])
+        assert args.func(args) == 0
+        written = pd.read_csv(status, sep="\t", keep_default_na=False).iloc[0]
+        assert written["status"] == "excluded" and row.reason_contains in written["reason"], written["reason"]
+        excluded = pd.read_csv(tmp_path / f"{row.subject}_excluded.tsv", sep="\t", dtype=str).iloc[0]
+        assert (excluded["subject"], excluded["session"]) == (row.subject, row.session)
+        assert row.reason_contains in excluded["reason"] and excluded["path"] == str(bold)
+        assert not (tmp_path / f"{row.subject}_f.nii.gz").exists()  # no image outputs for excluded input

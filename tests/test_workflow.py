@@ -1,0 +1,105 @@
+"""The Snakemake workflow itself: DAG of the full grid, clear errors, one tiny real run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir, *args, config=None, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(config or ROOT / "config.yaml"), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    counts, on = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            on = True
+            continue
+        if on:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+            elif counts and not line.startswith("-"):
+                break
+    return counts
+
+
+def test_dry_run_of_the_full_paper_grid(tmp_path):
+    """All 15 combinations + random, 5 folds: one train/embed/probe/similarity job each."""
+    config = tmp_path / "grid.yaml"
+    config.write_text("datasets:\n  two_view_mnist: {kind: two_view_mnist}\n")  # every default: all folds
+    proc = snakemake(tmp_path, "-n", config=config)
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == counts["probe"] == counts["similarity"] == counts["embed"] == 16 * 5
+    assert counts["prepare"] == 1 and counts["splits"] == 5 and counts["report"] == 1
+
+
+def test_one_fold_of_one_method_runs_only_its_chain(tmp_path):
+    target = "results/two_view_mnist/probe/L-CL/fold2.tsv"
+    counts = job_counts(snakemake(tmp_path, "-n", target).stdout)
+    assert counts == {"embed": 1, "prepare": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train={'epoch': 3}", "train: Additional properties are not allowed ('epoch' was unexpected)"),
+        ("model={'heads': 'mlp'}", "model.heads: 'mlp' is not allowed"),
+        ("methods=['L', 'CL-L']", "unknown method 'CL-L'"),
+    ],
+)
+def test_bad_config_stops_before_any_job_with_the_key_named(tmp_path, override, message):
+    proc = snakemake(tmp_path, "-n", "--config", override, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        ("results/two_view_mnist/probe/L-X/fold0.tsv", "unknown method 'L-X'"),
+        ("results/two_view_mnist/probe/L/fold7.tsv", "fold 7 out of range"),
+        ("results/nope/probe/L/fold0.tsv", "unknown dataset 'nope'"),
+    ],
+)
+def test_bad_targets_are_explained(tmp_path, target, message):
+    proc = snakemake(tmp_path, "-n", target, check=False)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_real_run_through_the_report(tmp_path):
+    snakemake(tmp_path, config=ROOT / ".test" / "config.yaml")
+    res = tmp_path / "results" / "two_view_mnist"
+    summary = pd.read_csv(res / "summary.tsv", sep="\t")
+    assert list(summary.columns) == ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
+    acc = summary[(summary.metric == "accuracy") & (summary.split == "test")]
+    assert set(acc.method) == {"random", "L-S"} and set(acc.source) == {"view1", "view2"}
+    assert acc.value.between(0.3, 1.0).all()  # 10 classes: chance is 0.1; real digits are easy
+    cka = summary[summary.metric == "cka"]
+    assert set(cka.source) == {"view1~view2"} and cka.value.between(0, 1).all()
+    table = (res / "table.md").read_text()
+    assert "| L-S | 1 |" in table and "**" in table
+    assert (res / "figure.png").stat().st_size > 10_000
+    metrics = pd.read_csv(res / "models" / "L-S" / "fold0" / "metrics.tsv", sep="\t")
+    assert metrics["epoch"].tolist() == [1] and metrics["samples_per_s"].iloc[0] > 0
+    # every step logged, every step benchmarked
+    assert (res / "logs" / "train" / "L-S" / "fold0.log").exists()
+    assert (res / "benchmarks" / "train" / "L-S" / "fold0.tsv").exists()
+    # nothing to do on a second run; the HTML report embeds table and figure
+    assert "Nothing to be done" in snakemake(tmp_path, config=ROOT / ".test" / "config.yaml").stderr
+    snakemake(tmp_path, "--report", "report.html", config=ROOT / ".test" / "config.yaml")
+    html = (tmp_path / "report.html").read_text(errors="ignore")
+    assert "table.md" in html and "figure.png" in html
