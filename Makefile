@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile $(PROFILE)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile $(PROFILE)
 	@echo
 	@cat results/*/table.md
 	@echo "Figures: results/*/figure.png   Per-fold tables: results/*/probe, results/*/similarity"

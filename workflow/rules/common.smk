@@ -25,8 +25,22 @@ wildcard_constraints:
 
 
 RESULTS = config["results"]
+
+def _python():
+    """The interpreter rules run: the conda env's `python` with --software-deployment-method
+    conda, else the one running Snakemake (so a venv works without being activated)."""
+    try:
+        from snakemake.settings.types import DeploymentMethod
+
+        if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+            return "python"
+    except (ImportError, AttributeError):
+        pass
+    return shlex.quote(sys.executable)
+
+
 # every rule runs the CLI of the package that sits beside this file
-MMSSL = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m mmssl"
+MMSSL = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} {_python()} -m mmssl"
 
 
 def res(dataset, *parts):
