@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,9 @@ class BatchLoader:
         self.store, self.rows, self.batch_size = store, rows, batch_size
         self.shuffle, self.balanced = shuffle, balanced
         self.rng = np.random.default_rng(seed)
-        labels = store.index["label"].to_numpy()[rows]
-        self.labels = pd.factorize(labels, sort=True)[0]
+        # class indices over the whole store, so every split and fold agrees on them
+        codes = pd.factorize(store.index["label"].to_numpy(), sort=True)[0]
+        self.labels = codes[rows]
         if balanced:
             counts = np.bincount(self.labels)
             weights = 1.0 / counts[self.labels]
@@ -181,6 +182,10 @@ class Trainer:
             raise ValueError(f"{self.label}: {len(self.train_rows)} training samples, fewer than one batch of {settings.batch_size}")
         seed = settings.seed * 1000 + fold
         torch.manual_seed(seed)
+        if "n_classes" not in model_settings.extra:  # for methods that use labels (supervised)
+            n_classes = store.index["label"].nunique()
+            model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_classes})
+            self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
         self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
                                         balanced=settings.balanced, seed=seed)

@@ -1,4 +1,5 @@
 # Data: raw files -> packed store -> subject-level splits.
+SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
@@ -12,6 +13,8 @@ def prepare_inputs(wildcards):
     spec = dataset_spec(wildcards.dataset)
     if spec["kind"] == "two_view_mnist" and spec["source"] == "idx":
         return mnist_idx_inputs(spec["path"])
+    if spec["kind"] == "mnist_svhn":
+        return mnist_idx_inputs(spec["mnist_path"]) + [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]
     return []
 
 
@@ -21,7 +24,7 @@ def prepare_command(wildcards, output):
         return (f"prepare-two-view --source {spec['source']} --path {shlex.quote(spec['path'])} "
                 f"--seed {spec['view_seed']} --out {shlex.quote(output[0])}")
     if spec["kind"] == "mnist_svhn":
-        settings = json.dumps({k: spec[k] for k in ("per_mnist", "pair_seed", "limit")})
+        settings = json.dumps({"per_mnist": spec["per_mnist"], "seed": spec["pair_seed"], "limit": spec["limit"]})
         return (f"prepare-mnist-svhn --mnist-dir {shlex.quote(spec['mnist_path'])} --svhn-dir "
                 f"{shlex.quote(spec['svhn_path'])} --settings-json {shlex.quote(settings)} --out {shlex.quote(output[0])}")
     raise WorkflowError(f"dataset {wildcards.dataset}: kind {spec['kind']!r} has no 'prepare' step")

@@ -1,0 +1,381 @@
+"""Baselines of the paper (2.3, Fig. 3): Supervised, AE, DCCAE, L-CCA, S-AE and MMVAE.
+
+Each is registered under its name and trains the same DCGAN encoders as the contrastive
+methods; evaluation reads ``embed`` (the raw z; MMVAE: the posterior mean).
+
+Settings read from ``ModelSettings.extra`` (config ``model.extra.<key>``):
+
+- ``n_classes``: classes of the Supervised linear heads (the training step sets it
+  from the store's labels; 10 when built by hand).
+- ``recon``: source -> ``"bce"`` | ``"mse"`` (default ``"bce"`` for 2D sources, [0, 1]
+  images; ``"mse"`` for 3D sources, standardized volumes).
+- ``recon_weight`` (1.0): weight of the reconstruction term (AE, DCCAE, S-AE).
+- ``cca_weight`` (1.0), ``cca_r`` (1e-3), ``cca_k`` (10; null = all): DCCAE and L-CCA.
+  The top-k default follows the authors' code (a top-k CCA objective): with batch 64 and
+  a 64-d latent, the sum of *all* correlations is ~63 for any data (64 samples can be
+  aligned in 63 directions), so it carries no signal.
+- ``mmvae_k`` (10): importance samples per unimodal posterior.
+- ``mmvae_llik_scaling`` (``"auto"``): ``"auto"`` weights each source's log-likelihood
+  by (largest source's element count) / (its element count), as Shi et al. do for
+  MNIST-SVHN; ``"none"`` leaves them unweighted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import combinations, permutations
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Laplace
+from torch.nn import functional as F
+
+from mmssl.models.decoders import DCGANDecoder
+from mmssl.models.encoders import DCGANEncoder, SourceSpec, init_weights
+from mmssl.objectives.base import Method, ModelSettings
+from mmssl.objectives.cca import cca_correlation
+from mmssl.objectives.contrastive import ContrastiveMethod
+from mmssl.objectives.registry import register
+
+RECON_KINDS = ("bce", "mse")
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+# ---------------------------------------------------------------- settings helpers
+def _extra(settings: ModelSettings, key: str, default: Any) -> Any:
+    return settings.extra.get(key, default)
+
+
+def recon_kinds(sources: list[SourceSpec], settings: ModelSettings) -> dict[str, str]:
+    """source -> "bce" | "mse" from ``extra["recon"]``, defaulting by dimensionality."""
+    given = _extra(settings, "recon", {}) or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"model.recon must map source name -> 'bce' | 'mse', got {given!r}")
+    unknown = set(given) - {s.name for s in sources}
+    if unknown:
+        raise ValueError(f"model.recon names unknown sources {sorted(unknown)}; sources are {[s.name for s in sources]}")
+    kinds = {s.name: given.get(s.name, "bce" if s.dims == 2 else "mse") for s in sources}
+    bad = {k: v for k, v in kinds.items() if v not in RECON_KINDS}
+    if bad:
+        raise ValueError(f"model.recon: {bad} not in {RECON_KINDS}")
+    return kinds
+
+
+def _need_two_sources(name: str, sources: list[SourceSpec]) -> None:
+    if len(sources) < 2:
+        raise ValueError(f"method {name} is multi-source and needs two or more sources, got {[s.name for s in sources]}")
+
+
+# ---------------------------------------------------------------- shared terms
+def log_likelihood(out: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-sample log p(x | z), summed over elements. out, x: (N, C, *S) -> (N,).
+
+    bce: Bernoulli with logits ``out`` (x in [0, 1]; for fractional x this is the
+    cross-entropy form, still <= 0). mse: Gaussian with mean ``out`` and unit variance.
+    """
+    if kind == "bce":
+        ll = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    else:
+        ll = -0.5 * (out - x).pow(2) - _HALF_LOG_2PI
+    return ll.flatten(1).sum(1)
+
+
+def decoder_mean(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean of p(x | z) from the decoder output: sigmoid of logits (bce) or the output (mse)."""
+    return torch.sigmoid(out) if kind == "bce" else out
+
+
+def recon_loss(out: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over batch and elements, so the term stays O(1) beside InfoNCE terms whatever
+    the image size (a per-sample sum would scale with 32^2 or 64^3 and drown them)."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(out, x)
+    return F.mse_loss(out, x)
+
+
+class Reconstruction(nn.Module):
+    """One DCGAN decoder per source and the weighted reconstruction term."""
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        super().__init__()
+        self.kinds = recon_kinds(sources, settings)
+        self.weight = float(_extra(settings, "recon_weight", 1.0))
+        self.decoders = nn.ModuleDict(
+            {s.name: DCGANDecoder(s, latent=settings.latent, width=settings.width) for s in sources}
+        )
+
+    def forward(self, z: dict[str, torch.Tensor], x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """z: source -> (B, latent); x: source -> (B, C, *S). Sum over sources, weighted."""
+        total = sum(recon_loss(self.decoders[s](z[s]), x[s], self.kinds[s]) for s in z)
+        return self.weight * total
+
+
+class CCATerm:
+    """-(sum of canonical correlations) summed over unordered source pairs, weighted."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.weight = float(_extra(settings, "cca_weight", 1.0))
+        self.r = float(_extra(settings, "cca_r", 1e-3))
+        k = _extra(settings, "cca_k", 10)
+        self.k = None if k is None else int(k)
+
+    def __call__(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        corr = [cca_correlation(z[a], z[b], r=self.r, k=self.k) for a, b in combinations(list(z), 2)]
+        return -self.weight * torch.stack(corr).sum().to(next(iter(z.values())).dtype)
+
+
+# ---------------------------------------------------------------- Supervised, AE, DCCAE
+class SupervisedMethod(Method):
+    """Each encoder with its own linear head on z, trained with cross-entropy on the
+    labels (uni-source; the discriminative bound). Term ``ce``: summed over sources."""
+
+    uses_labels = True
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        super().__init__(sources, settings)
+        n_classes = int(_extra(settings, "n_classes", 10))
+        if n_classes < 2:
+            raise ValueError(f"model.n_classes must be >= 2, got {n_classes}")
+        self.classifiers = nn.ModuleDict({s: nn.Linear(settings.latent, n_classes) for s in self.sources})
+        init_weights(self.classifiers)
+
+    def logits(self, x: torch.Tensor, source: str) -> torch.Tensor:
+        """x: (B, C, *S) -> (B, n_classes)."""
+        return self.classifiers[source](self.encoders[source](x).z)
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if y is None:
+            raise ValueError("method 'supervised' trains on labels: losses(x, y) needs y (B,) class indices")
+        return {"ce": sum(F.cross_entropy(self.logits(x[s], s), y) for s in self.sources)}
+
+
+class AutoencoderMethod(Method):
+    """One autoencoder per source (uni-source). Term ``recon``."""
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        super().__init__(sources, settings)
+        self.reconstruction = Reconstruction(sources, settings)
+
+    def latents(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {s: self.encoders[s](x[s]).z for s in self.sources}
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"recon": self.reconstruction(self.latents(x), x)}
+
+
+class DCCAEMethod(AutoencoderMethod):
+    """Autoencoders plus deep CCA between the sources' z (Wang et al. 2015). Terms
+    ``recon``, ``cca``."""
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        _need_two_sources("DCCAE", sources)
+        super().__init__(sources, settings)
+        self.cca = CCATerm(settings)
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        z = self.latents(x)
+        return {"recon": self.reconstruction(z, x), "cca": self.cca(z)}
+
+
+# ---------------------------------------------------------------- contrastive + extra term
+class _RecordsLatents:
+    """Mixin for ContrastiveMethod subclasses: the raw z of the encoder pass made inside
+    ``ContrastiveMethod.losses``.
+
+    That pass runs in ``project``, which returns only head outputs; a forward hook lets
+    L-CCA and S-AE reuse it for their CCA / reconstruction term instead of encoding (and
+    updating BatchNorm statistics) twice. The hook is a bound method and records only
+    inside ``_recording()``, so a deep copy of the model stays self-contained and
+    ``embed`` keeps nothing.
+    """
+
+    encoders: nn.ModuleDict
+    _recorded: dict[str, torch.Tensor] | None = None
+
+    def _install_latent_hooks(self) -> None:
+        for enc in self.encoders.values():
+            enc.register_forward_hook(self._record_latent)
+
+    def _record_latent(self, module: nn.Module, _inputs: Any, output: Any) -> None:
+        if self._recorded is not None:
+            name = next(n for n, e in self.encoders.items() if e is module)
+            self._recorded[name] = output.z
+
+    @contextmanager
+    def _recording(self) -> Iterator[dict[str, torch.Tensor]]:
+        self._recorded = {}
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = None
+
+
+class LCCAMethod(_RecordsLatents, ContrastiveMethod):
+    """The L objective (z_i vs locations of its own c_i) plus deep CCA between sources.
+    Terms ``L``, ``penalty`` (when on), ``cca``."""
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        _need_two_sources("L-CCA", sources)
+        super().__init__(sources, settings, ("L",))
+        self.cca = CCATerm(settings)
+        self._install_latent_hooks()
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        with self._recording() as z:
+            terms = super().losses(x, y)
+        terms["cca"] = self.cca(z)
+        return terms
+
+
+class SAEMethod(_RecordsLatents, ContrastiveMethod):
+    """The S objective (z_i vs z_j) plus one autoencoder per source. Terms ``S``,
+    ``penalty`` (when on), ``recon``."""
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        super().__init__(sources, settings, ("S",))  # ContrastiveMethod checks for two sources
+        self.reconstruction = Reconstruction(sources, settings)
+        self._install_latent_hooks()
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        with self._recording() as z:
+            terms = super().losses(x, y)
+        terms["recon"] = self.reconstruction(z, x)
+        return terms
+
+
+# ---------------------------------------------------------------- MMVAE
+class MMVAEMethod(Method):
+    r"""Mixture-of-experts multimodal VAE (Shi et al. 2019) trained with the looser,
+    stratified IWAE bound (``m_iwae_looser`` in their code).
+
+    Posterior q(z | x_m) = Laplace(mu_m, s_m) per source m, as in Shi et al.; the DCGAN
+    encoder is built with 2 * latent outputs, split into mu_m and a raw scale a_m with
+    s_m = softmax(a_m) * latent + 1e-6 (their parameterisation: the scales average 1,
+    which keeps the posteriors from collapsing). Prior p(z) = Laplace(0, 1) per dim.
+    Joint posterior: the mixture q(z | X) = (1/M) sum_m q(z | x_m).
+
+    Bound, for M sources and K samples z_m^k ~ q(z | x_m) drawn from each expert
+    (stratified sampling of the mixture):
+
+        L(X) = (1/M) sum_m log (1/K) sum_k w_m^k,
+        log w_m^k = log p(z_m^k) + sum_d lambda_d log p(x_d | z_m^k) - log q(z_m^k | X),
+
+    so every expert's samples reconstruct *all* sources (cross-modal reconstruction).
+    The average over m sits outside the log: this is the looser bound (by Jensen it is
+    <= the IWAE of the mixture with all M*K samples in one log-mean-exp). lambda_d is 1
+    or Shi's balancing weight (``mmvae_llik_scaling``). log p(x_d | z): Bernoulli
+    (``bce`` sources) or unit-variance Gaussian (``mse`` sources), summed over elements
+    (Shi et al. use a Laplace likelihood of scale 0.75 on sigmoid means; we follow the
+    per-source reconstruction setting shared with the other baselines instead).
+    Gradients: plain reparameterised IWAE (no DReG). Term ``iwae`` = -mean_b L(X_b) / N,
+    N = the summed element count of the sources (see ``losses``).
+    """
+
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
+        super().__init__(sources, settings)
+        # replaces the base encoders: 2 * latent outputs = two heads (mean, scale) from the
+        # last conv, as Shi et al.'s c1 / c2 layers
+        self.encoders = nn.ModuleDict(
+            {s.name: DCGANEncoder(s, latent=2 * settings.latent, width=settings.width) for s in sources}
+        )
+        self.kinds = recon_kinds(sources, settings)
+        self.k = int(_extra(settings, "mmvae_k", 10))
+        if self.k < 1:
+            raise ValueError(f"model.mmvae_k must be >= 1, got {self.k}")
+        self.llik_weights = self._llik_weights(sources, str(_extra(settings, "mmvae_llik_scaling", "auto")))
+        self.n_elements = sum(s.channels * s.size**s.dims for s in sources)
+        self.decoders = nn.ModuleDict(
+            {s.name: DCGANDecoder(s, latent=settings.latent, width=settings.width) for s in sources}
+        )
+
+    @staticmethod
+    def _llik_weights(sources: list[SourceSpec], mode: str) -> dict[str, float]:
+        if mode == "none":
+            return {s.name: 1.0 for s in sources}
+        if mode != "auto":
+            raise ValueError(f"model.mmvae_llik_scaling must be 'auto' or 'none', got {mode!r}")
+        numel = {s.name: s.channels * s.size**s.dims for s in sources}
+        return {name: max(numel.values()) / n for name, n in numel.items()}
+
+    def posterior(self, x: torch.Tensor, source: str) -> Laplace:
+        """x: (B, C, *S) -> q(z | x) with batch shape (B, latent)."""
+        loc, raw = self.encoders[source](x).z.chunk(2, dim=1)
+        scale = F.softmax(raw, dim=1) * raw.shape[1] + 1e-6
+        return Laplace(loc, scale)
+
+    def _log_likelihood(self, z: torch.Tensor, x: torch.Tensor, source: str) -> torch.Tensor:
+        """lambda_d log p(x_d | z) for z: (K, B, latent), x: (B, C, *S) -> (K, B)."""
+        k = z.shape[0]
+        out = self.decoders[source](z.flatten(0, 1))  # (K*B, C, *S)
+        target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
+        return self.llik_weights[source] * log_likelihood(out, target, self.kinds[source]).view(k, -1)
+
+    def bound(self, x: dict[str, torch.Tensor], k: int | None = None) -> torch.Tensor:
+        """The stratified IWAE bound L(X) per sample: (B,). See the class docstring."""
+        k = self.k if k is None else k
+        qs = {s: self.posterior(x[s], s) for s in self.sources}
+        prior = Laplace(torch.zeros_like(qs[self.sources[0]].loc), torch.ones_like(qs[self.sources[0]].scale))
+        per_expert = []
+        for m in self.sources:
+            z = qs[m].rsample((k,))  # (K, B, latent)
+            log_pz = prior.log_prob(z).sum(-1)
+            log_qz = torch.logsumexp(torch.stack([q.log_prob(z).sum(-1) for q in qs.values()]), 0) - math.log(len(qs))
+            log_px = sum(self._log_likelihood(z, x[d], d) for d in self.sources)
+            log_w = log_pz + log_px - log_qz  # (K, B)
+            per_expert.append(torch.logsumexp(log_w, 0) - math.log(k))
+        return torch.stack(per_expert).mean(0)
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``iwae``: -L(X) averaged over the batch, in nats per data element (divided by
+        the summed element count of the sources). Same optimum; but RAdam's first steps
+        are un-normalised momentum-SGD steps, and the raw per-sample bound (~10^5 nats
+        for two 64^3 volumes) makes them diverge at once."""
+        return {"iwae": -self.bound(x).mean() / self.n_elements}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, source: str) -> torch.Tensor:
+        """Posterior mean (the Laplace location): (B, C, *S) -> (B, latent)."""
+        return self.posterior(x, source).loc
+
+    @torch.no_grad()
+    def reconstruct(self, x: dict[str, torch.Tensor]) -> dict[tuple[str, str], torch.Tensor]:
+        """(from, to) -> mean of p(x_to | z = posterior mean of x_from): (B, C_to, *S_to)."""
+        z = {s: self.posterior(x[s], s).loc for s in self.sources}
+        return {(a, b): decoder_mean(self.decoders[b](z[a]), self.kinds[b]) for a, b in self._all_pairs()}
+
+    def _all_pairs(self) -> list[tuple[str, str]]:
+        return [(s, s) for s in self.sources] + list(permutations(self.sources, 2))
+
+
+# ---------------------------------------------------------------- registry
+@register("supervised")
+def build_supervised(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return SupervisedMethod(sources, settings)
+
+
+@register("AE")
+def build_ae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return AutoencoderMethod(sources, settings)
+
+
+@register("DCCAE")
+def build_dccae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return DCCAEMethod(sources, settings)
+
+
+@register("L-CCA")
+def build_l_cca(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return LCCAMethod(sources, settings)
+
+
+@register("S-AE")
+def build_s_ae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return SAEMethod(sources, settings)
+
+
+@register("MMVAE")
+def build_mmvae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
+    return MMVAEMethod(sources, settings)
