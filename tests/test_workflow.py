@@ -103,3 +103,50 @@ def test_tiny_real_run_through_the_report(tmp_path):
     snakemake(tmp_path, "--report", "report.html", config=ROOT / ".test" / "config.yaml")
     html = (tmp_path / "report.html").read_text(errors="ignore")
     assert "table.md" in html and "figure.png" in html
+
+
+def write_tiny_mnist_svhn(root: Path, n: int = 120) -> None:
+    """MNIST IDX files and SVHN .mat files in their real layouts, 10 classes."""
+    import numpy as np
+    import scipy.io
+
+    from mmssl.data.mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    (root / "mnist").mkdir(parents=True)
+    (root / "svhn").mkdir(parents=True)
+    for pool, count in (("train", n), ("t10k", n // 2)):
+        labels = np.arange(count) % 10
+        write_idx(root / "mnist" / f"{pool}-images-idx3-ubyte.gz", (labels[:, None, None] * 25 + rng.integers(0, 5, (count, 28, 28))))
+        write_idx(root / "mnist" / f"{pool}-labels-idx1-ubyte.gz", labels)
+    for pool, count in (("train", n), ("test", n // 2)):
+        labels = np.arange(count) % 10
+        x = (labels[None, None, None, :] * 25 + rng.integers(0, 5, (32, 32, 3, count))).astype(np.uint8)
+        scipy.io.savemat(root / "svhn" / f"{pool}_32x32.mat", {"X": x, "y": np.where(labels == 0, 10, labels)[:, None]})
+
+
+@pytest.mark.slow
+def test_mnist_svhn_baselines_and_a_diverging_run_do_not_stop_the_grid(tmp_path):
+    """Real file formats through the whole chain; a run forced to NaN is reported as
+    'diverged' while every other job finishes."""
+    write_tiny_mnist_svhn(tmp_path / "raw")
+    common = (f"kind: mnist_svhn, mnist_path: {tmp_path}/raw/mnist, svhn_path: {tmp_path}/raw/svhn, per_mnist: 2, "
+              "splits: {n_folds: 2}, folds: [0]")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "train: {epochs: 1, batch_size: 16}\n"
+        "probe: {multiclass: {epochs: 2, weight_decays: [0.0]}}\n"
+        "model: {width: 4, extra: {mmvae_k: 2, cca_k: 4}}\n"
+        "datasets:\n"
+        f"  mnist_svhn: {{{common}, methods: [S, AE, MMVAE]}}\n"
+        f"  mnist_svhn_nan: {{{common}, methods: [S], train: {{lr: 1.0e+30, scheduler: none}}}}\n"
+    )
+    snakemake(tmp_path, config=config)
+    ok = pd.read_csv(tmp_path / "results" / "mnist_svhn" / "summary.tsv", sep="\t")
+    assert set(ok.method) == {"S", "AE", "MMVAE"} and set(ok.status) == {"ok"}
+    assert set(ok[ok.metric == "accuracy"].source) == {"mnist", "svhn"}
+    bad = pd.read_csv(tmp_path / "results" / "mnist_svhn_nan" / "summary.tsv", sep="\t")
+    assert set(bad.status) == {"diverged"}
+    assert "| S | 1 | diverged |" in (tmp_path / "results" / "mnist_svhn_nan" / "table.md").read_text()
+    log = (tmp_path / "results" / "mnist_svhn_nan" / "logs" / "train" / "S" / "fold0.log").read_text()
+    assert "lowered the learning rate" in log and "marking the run as diverged" in log

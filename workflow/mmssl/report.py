@@ -101,6 +101,12 @@ def figure(summary: pd.DataFrame, methods: list[str], path: Path, title: str) ->
     rows = headline(summary)
     rows = rows[rows["status"] == "ok"]
     columns = list(dict.fromkeys(rows["column"]))
+    if not columns:  # every run diverged: say so rather than draw empty axes
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, f"{title}: no finished run (all diverged)", ha="center", va="center")
+        ax.axis("off")
+        _save(fig, path)
+        return
     fig, axes = plt.subplots(len(columns), 1, figsize=(max(6, 0.45 * len(methods) + 2), 2.6 * max(len(columns), 1)),
                              squeeze=False)
     for ax, column in zip(axes[:, 0], columns):
@@ -120,6 +126,12 @@ def figure(summary: pd.DataFrame, methods: list[str], path: Path, title: str) ->
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_title(title)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)

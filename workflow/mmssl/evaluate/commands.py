@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,12 @@ def latents_status(path: Path) -> str:
         return str(f["status"]) if "status" in f.files else "ok"
 
 
-def diverged_rows(path: Path, out_tsv: Path, columns: dict[str, Any]) -> pd.DataFrame:
-    """One row per source marked 'diverged' (no numbers), so the report shows the run
-    in place of silently dropping it, and the rest of the grid goes on."""
+def diverged_rows(path: Path, out_tsv: Path, rows: Callable[[list[str]], list[dict[str, Any]]]) -> pd.DataFrame:
+    """Rows marked 'diverged' with NaN in place of the metrics, so the report shows the
+    run as diverged instead of silently dropping it, and the rest of the grid goes on."""
     with np.load(Path(path), allow_pickle=False) as f:
         sources = [str(s) for s in np.atleast_1d(f["sources"])]
-    df = pd.DataFrame([{**columns(s), "status": "diverged"} for s in sources])
+    df = pd.DataFrame([{**r, "status": "diverged"} for r in rows(sources)])
     write_tsv_atomic(df, out_tsv)
     return df
 
@@ -157,7 +158,8 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
         raise ValueError(f"probe task must be one of {list(TASKS)}; got {task!r}")
     latents, out_tsv = Path(latents), Path(out_tsv)
     if latents_status(latents) == "diverged":
-        return diverged_rows(latents, out_tsv, lambda s: {"source": s, "split": "test"})
+        metric = "accuracy" if task == "multiclass" else "roc_auc"
+        return diverged_rows(latents, out_tsv, lambda srcs: [{"source": s, "split": "test", metric: np.nan} for s in srcs])
     settings = dict(settings or {})
     classes = settings.pop("classes", None)
     one_per_subject = bool(settings.pop("one_per_subject", False))
@@ -196,7 +198,9 @@ def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None
         raise ValueError(f"unknown key(s) {unknown} in similarity settings; allowed keys: {list(SIMILARITY_KEYS)}")
     split_name = settings.get("split", "test")
     if latents_status(latents) == "diverged":
-        return diverged_rows(latents, out_tsv, lambda s: {"source_a": s, "source_b": "", "split": split_name})
+        return diverged_rows(latents, out_tsv, lambda srcs: [
+            {"source_a": a, "source_b": b, "split": split_name, "cka": np.nan, "svcca": np.nan}
+            for a, b in combinations(srcs, 2)])
     keep_var = float(settings.get("svcca_keep", 0.99))
     data = load_latents(Path(latents))
     rows_mask = data["split"] == split_name
