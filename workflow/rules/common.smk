@@ -91,8 +91,18 @@ def check_run(wildcards):
 
 
 def store_of(wildcards):
-    """The packed store a (dataset, fold) trains on."""
+    """The packed store a (dataset, fold) trains on: one per dataset, or one per fold for
+    brain MRI, whose histogram standardisation is fitted on each fold's training subjects."""
+    if dataset_spec(wildcards.dataset)["kind"] == "bids_mri":
+        return res(wildcards.dataset, "preproc", f"fold{wildcards.fold}", "store")
     return res(wildcards.dataset, "store")
+
+
+def split_source(wildcards):
+    """What the splits are cut from: the store, or the preprocessed pairs (brain MRI)."""
+    if dataset_spec(wildcards.dataset)["kind"] == "bids_mri":
+        return {"subjects": res(wildcards.dataset, "preproc", "pairs.tsv")}
+    return {"store": res(wildcards.dataset, "store")}
 
 
 def split_of(wildcards):
@@ -107,7 +117,10 @@ def run_inputs(wildcards):
 def probe_settings_json(dataset):
     """The probe section for this dataset's task: its own sub-section plus `classes`."""
     probe = json.loads(section_json(dataset, "probe"))
-    return json.dumps({**probe[probe_task(dataset)], "classes": probe["classes"]}, sort_keys=True)
+    classes = probe["classes"]
+    if classes is None and probe_task(dataset) == "binary":
+        classes = dataset_spec(dataset)["classes"][:2]  # paper: HC vs AD
+    return json.dumps({**probe[probe_task(dataset)], "classes": classes}, sort_keys=True)
 
 
 def probe_task(dataset):
@@ -128,6 +141,8 @@ def report_inputs(wildcards):
 
 def all_reports():
     out = []
-    for ds in config["datasets"]:
+    for ds, spec in config["datasets"].items():
         out += [res(ds, name) for name in ("summary.tsv", "table.md", "figure.png")]
+        if spec["kind"] == "bids_mri":
+            out += [res(ds, "qc", "qc.tsv"), res(ds, "excluded.tsv")]
     return out

@@ -51,7 +51,7 @@ rule prepare:
 rule splits:
     """Subject-level train/val/test(/holdout) table of one fold."""
     input:
-        store=res("{dataset}", "store"),
+        unpack(split_source),
     output:
         res("{dataset}", "splits", "fold{fold}.tsv"),
     log:
@@ -60,10 +60,11 @@ rule splits:
         res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
     params:
         settings=lambda w: json.dumps(dataset_spec(w.dataset)["splits"]),
+        source=lambda w, input: " ".join(f"--{k} {v}" for k, v in input.items()),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} splits --store {input.store} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
+        "{MMSSL} splits {params.source} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
 
 rule download_mnist:

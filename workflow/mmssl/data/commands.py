@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+
+import pandas as pd
 from pathlib import Path
 
 from mmssl.cli import json_arg, path_arg
@@ -22,11 +24,16 @@ def prepare_two_view(args: argparse.Namespace) -> None:
 def write_splits(args: argparse.Namespace) -> None:
     """One fold's split table. Every fold is cut from the same seeded stratified K-fold,
     so jobs that write different folds agree with each other."""
-    store = read_store(args.store)
+    if (args.store is None) == (args.subjects is None):
+        raise ValueError("give exactly one of --store and --subjects")
+    if args.store is not None:
+        index = read_store(args.store).index
+    else:
+        index = pd.read_csv(args.subjects, sep="\t", dtype={"subject": str})
     settings = SplitSettings.from_config(args.settings_json)
     if not 0 <= args.fold < settings.n_folds:
         raise ValueError(f"fold {args.fold} out of range for n_folds = {settings.n_folds}")
-    table = make_splits(subjects_table(store.index), settings)[args.fold]
+    table = make_splits(subjects_table(index[["subject", "label"]]), settings)[args.fold]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     table.to_csv(tmp, sep="\t", index=False)
@@ -46,7 +53,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=prepare_two_view)
 
     p = sub.add_parser("splits", help="subject-level fold tables for a store")
-    p.add_argument("--store", type=path_arg, required=True)
+    p.add_argument("--store", type=path_arg, help="a packed store (one row per sample)")
+    p.add_argument("--subjects", type=path_arg, help="or a TSV with subject and label columns (pairs, subjects)")
     p.add_argument("--settings-json", type=json_arg, default={})
     p.add_argument("--fold", type=int, required=True)
     p.add_argument("--out", type=path_arg, required=True)

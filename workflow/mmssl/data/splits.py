@@ -62,6 +62,14 @@ def _check_counts(labels: pd.Series, n_folds: int) -> None:
         )
 
 
+def strata(labels: pd.Series) -> pd.Series:
+    """Labels to stratify on: a class with a single subject cannot be stratified, so it
+    joins the largest class's stratum (the other classes stay balanced)."""
+    counts = labels.value_counts()
+    rare = counts.index[counts < 2]
+    return labels.where(~labels.isin(rare), counts.index[0])
+
+
 def make_splits(subjects: pd.DataFrame, settings: SplitSettings) -> list[pd.DataFrame]:
     """subjects: (subject, label[, pool]) one row each -> K tables (subject, label, split)."""
     subj = subjects.reset_index(drop=True)
@@ -95,7 +103,7 @@ def make_splits(subjects: pd.DataFrame, settings: SplitSettings) -> list[pd.Data
             train, val = train_test_split(
                 rest[inner],
                 test_size=settings.val_fraction / (1 - 1 / settings.n_folds),
-                stratify=subj.loc[rest[inner], "label"],
+                stratify=strata(subj.loc[rest[inner], "label"]),
                 random_state=settings.seed + k,
             )
             s[rest[part]], s[train], s[val] = "test", "train", "val"

@@ -1,0 +1,228 @@
+# Brain MRI (kind: bids_mri): BIDS -> per-scan T1w / fALFF on the 3 mm 64³ MNI grid ->
+# per-fold histogram standardisation -> packed store. Per-subject outputs use
+# BIDS-derivatives names under results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/.
+import pandas as pd
+
+
+def mri_spec(dataset):
+    spec = dataset_spec(dataset)
+    if spec["kind"] != "bids_mri":
+        raise WorkflowError(f"dataset {dataset} is of kind {spec['kind']!r}, not bids_mri")
+    return spec
+
+
+def bids_dir_of(dataset):
+    spec = mri_spec(dataset)
+    return res(dataset, "synthetic_bids") if spec.get("synthetic") is not None else spec["bids_dir"]
+
+
+def clinical_of(dataset):
+    spec = mri_spec(dataset)
+    if spec.get("clinical_csv"):
+        return spec["clinical_csv"]
+    if spec.get("synthetic") is not None:
+        return str(Path(bids_dir_of(dataset), "phenotype", "OASIS3_UDSb4_cdr.csv"))
+    raise WorkflowError(f"datasets.{dataset}.clinical_csv: required for a real BIDS dataset")
+
+
+def mri_settings_json(dataset):
+    spec = mri_spec(dataset)
+    return json.dumps({k: spec.get(k, {}) for k in ("preprocess", "falff")}, sort_keys=True)
+
+
+def scan_table(dataset):
+    """stem -> (path, sidecar) of every T1w and BOLD run in discovery's pairs (after the checkpoint)."""
+    pairs = pd.read_csv(checkpoints.discover.get(dataset=dataset).output.pairs, sep="\t", dtype=str, keep_default_na=False)
+    scans = {}
+    for t1 in pairs["t1_path"].unique():
+        scans[("anat", scan_stem(t1))] = (t1, "")
+    for bold, sidecar in pairs[["bold_path", "bold_sidecar"]].drop_duplicates().itertuples(index=False):
+        scans[("func", scan_stem(bold))] = (bold, sidecar)
+    return scans
+
+
+def scan_stem(path):
+    from mmssl.preprocess.scan_commands import scan_stem as stem
+
+    return stem(path)
+
+
+def scan_of(wildcards, kind):
+    try:
+        return scan_table(wildcards.dataset)[(kind, wildcards.scan)]
+    except KeyError:
+        raise WorkflowError(f"{wildcards.scan}: not a {kind} scan of any pair in {res(wildcards.dataset, 'pairs.tsv')}")
+
+
+def scan_statuses(wildcards):
+    return [res(wildcards.dataset, "preproc", "status", kind, f"{stem}.tsv") for kind, stem in scan_table(wildcards.dataset)]
+
+
+rule synthetic_bids:
+    """The embedded default: a small synthetic OASIS-3-shaped BIDS dataset (see README)."""
+    output:
+        directory(res("{dataset}", "synthetic_bids")),
+    log:
+        res("{dataset}", "logs", "synthetic_bids.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "synthetic_bids.tsv")
+    params:
+        n=lambda w: mri_spec(w.dataset)["synthetic"].get("n_subjects", 12),
+        seed=lambda w: mri_spec(w.dataset)["synthetic"].get("seed", 0),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} 2> {log}"
+
+
+checkpoint discover:
+    """T1w/BOLD runs, clinical visits matched to sessions, subjects and (T1w, BOLD) pairs."""
+    input:
+        bids=lambda w: bids_dir_of(w.dataset),
+    output:
+        subjects=res("{dataset}", "subjects.tsv"),
+        pairs=res("{dataset}", "pairs.tsv"),
+        excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
+    log:
+        res("{dataset}", "logs", "discover.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "discover.tsv")
+    params:
+        clinical=lambda w: clinical_of(w.dataset),
+        settings=lambda w: json.dumps(mri_spec(w.dataset).get("discover", {}), sort_keys=True),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} discover --bids-dir {input.bids} --clinical {params.clinical:q} --settings-json {params.settings:q} "
+        "--dataset {wildcards.dataset} --out-subjects {output.subjects} --out-pairs {output.pairs} "
+        "--out-excluded {output.excluded} 2> {log}"
+
+
+rule preprocess_t1:
+    """One T1w: brain mask, 12-dof affine to MNI152, 3 mm 64³ grid."""
+    input:
+        pairs=res("{dataset}", "pairs.tsv"),
+    output:
+        res("{dataset}", "preproc", "status", "anat", "{scan}.tsv"),
+    log:
+        res("{dataset}", "logs", "preprocess", "{scan}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "preprocess", "{scan}.tsv")
+    params:
+        t1=lambda w: scan_of(w, "anat")[0],
+        settings=lambda w: mri_settings_json(w.dataset),
+        preproc=lambda w: res(w.dataset, "preproc"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MMSSL} preprocess-t1 --t1 {params.t1:q} --preproc-dir {params.preproc} "
+        "--settings-json {params.settings:q} --status {output} 2> {log}"
+
+
+rule preprocess_bold:
+    """One BOLD run: fALFF, mean EPI -> MNI152, fALFF map on the 3 mm 64³ grid."""
+    input:
+        pairs=res("{dataset}", "pairs.tsv"),
+    output:
+        res("{dataset}", "preproc", "status", "func", "{scan}.tsv"),
+    log:
+        res("{dataset}", "logs", "preprocess", "{scan}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "preprocess", "{scan}.tsv")
+    params:
+        bold=lambda w: scan_of(w, "func")[0],
+        sidecar=lambda w: scan_of(w, "func")[1],
+        settings=lambda w: mri_settings_json(w.dataset),
+        preproc=lambda w: res(w.dataset, "preproc"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {MMSSL} preprocess-bold --bold {params.bold:q} --sidecar {params.sidecar:q} "
+        "--preproc-dir {params.preproc} --settings-json {params.settings:q} --status {output} 2> {log}"
+
+
+rule collect:
+    """excluded.tsv (every excluded subject/scan/pair with its reason) and the usable pairs."""
+    input:
+        statuses=scan_statuses,
+        pairs=res("{dataset}", "pairs.tsv"),
+        excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
+    output:
+        excluded=res("{dataset}", "excluded.tsv"),
+        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+    log:
+        res("{dataset}", "logs", "collect.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "collect.tsv")
+    params:
+        classes=lambda w: " ".join(mri_spec(w.dataset)["classes"]),
+        minimum=lambda w: dataset_spec(w.dataset)["splits"]["n_folds"],
+        preproc=lambda w: res(w.dataset, "preproc"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} collect --discovery-excluded {input.excluded} --pairs {input.pairs} --statuses {input.statuses} "
+        "--preproc-dir {params.preproc} --classes {params.classes} --min-per-class {params.minimum} "
+        "--out-excluded {output.excluded} --out-pairs {output.pairs} 2> {log}"
+
+
+rule landmarks:
+    """Histogram-standardisation landmarks of one modality from the fold's training subjects only."""
+    input:
+        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        split=res("{dataset}", "splits", "fold{fold}.tsv"),
+    output:
+        res("{dataset}", "preproc", "fold{fold}", "landmarks_{modality}.npy"),
+    log:
+        res("{dataset}", "logs", "landmarks", "fold{fold}_{modality}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{modality}.tsv")
+    wildcard_constraints:
+        modality="T1w|fALFF",
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} landmarks --pairs {input.pairs} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
+
+
+rule pack:
+    """Standardised, z-normalised volumes of every pair in one float16 store for the fold."""
+    input:
+        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        split=res("{dataset}", "splits", "fold{fold}.tsv"),
+        t1=res("{dataset}", "preproc", "fold{fold}", "landmarks_T1w.npy"),
+        falff=res("{dataset}", "preproc", "fold{fold}", "landmarks_fALFF.npy"),
+    output:
+        directory(res("{dataset}", "preproc", "fold{fold}", "store")),
+    log:
+        res("{dataset}", "logs", "pack", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
+    params:
+        settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} pack --pairs {input.pairs} --splits {input.split} --landmarks-t1 {input.t1} "
+        "--landmarks-falff {input.falff} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
+
+
+rule qc:
+    """One montage per pair, qc.tsv with flags, and one HTML page (flagged first)."""
+    input:
+        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+    output:
+        tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}"),
+        html=res("{dataset}", "qc", "index.html"),
+        montages=directory(res("{dataset}", "qc", "montages")),
+    log:
+        res("{dataset}", "logs", "qc.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "qc.tsv")
+    params:
+        settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "{MMSSL} qc --pairs {input.pairs} --out-tsv {output.tsv} --out-html {output.html} "
+        "--montage-dir {output.montages} --settings-json {params.settings:q} 2> {log}"
