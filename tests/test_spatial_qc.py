@@ -1,0 +1,242 @@
+"""The 3 mm 64³ MNI grid, the T1w/fALFF -> MNI pipelines and commands, and QC."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from mmssl.preprocess import mri_commands
+from mmssl.preprocess.mri_commands import falff_to_mni, load_settings, t1_to_mni
+from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, write_html, write_montage
+from mmssl.preprocess.registration import apply_affine, load_transform
+from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
+
+CENTRE = np.full(3, 31.5)  # centre of a 64-voxel axis, in voxels
+
+
+def world_from_mni() -> np.ndarray:
+    """A fixed, non-trivial template -> native map (8 deg about z, 0.95-1.05 scales, shifts)."""
+    a = np.deg2rad(8)
+    m = np.eye(4)
+    m[:3, :3] = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ np.diag([1.05, 0.95, 1.0])
+    m[:3, 3] = [6.0, -8.0, 5.0]
+    return m
+
+
+def native(kind: str) -> nib.Nifti1Image:
+    """Head (T1w, 2 mm, skull-like shell), T2*-like brain (mean EPI, 4 mm), or a fALFF map
+    (0.5 in the brain, 0.8 in a 15 mm ball at MNI (0, -56, 28)) on LAS native grids."""
+    tpl, mask = mni_template(2), mni_brain_mask(2)
+    brain = np.asarray(mask.dataobj) > 0
+    dist = ndimage.distance_transform_edt(~brain, sampling=2.0)
+    if kind == "t1":
+        data = np.select([brain, dist <= 3, dist <= 9, dist <= 15], [tpl.get_fdata(), 0.12, 0.04, 0.75], 0.0)
+    elif kind == "epi":
+        data = np.where(brain, 80 + 80 * (1 - tpl.get_fdata()), 0.0)
+    else:
+        mm = np.moveaxis(np.indices(brain.shape), 0, -1) @ tpl.affine[:3, :3].T + tpl.affine[:3, 3]
+        ball = np.linalg.norm(mm - [0, -56, 28], axis=-1) < 15
+        data = np.where(brain, np.where(ball, 0.8, 0.5), 0.0)
+    voxel = 2.0 if kind == "t1" else 4.0
+    shape = tuple(int(s / voxel) for s in (210, 250, 210))
+    affine = np.diag([-voxel, voxel, voxel, 1.0])
+    affine[:3, 3] = world_from_mni()[:3, 3] - affine[:3, :3] @ (np.array(shape) - 1) / 2
+    return apply_affine(nib.Nifti1Image(data.astype(np.float32), tpl.affine), np.linalg.inv(world_from_mni()), (shape, affine))
+
+
+# --- grid --------------------------------------------------------------------------------
+
+
+def test_grid_is_64_cubed_at_3mm_and_centred_on_the_brain():
+    grid = mni_grid(GridSettings())
+    assert grid.shape == (64, 64, 64)
+    np.testing.assert_allclose(np.linalg.norm(grid.affine[:3, :3], axis=0), 3.0)
+    mask = grid_brain_mask(GridSettings(), dilate_voxels=0)
+    assert np.linalg.norm(np.array(ndimage.center_of_mass(mask)) - CENTRE) < 2.5
+    idx = np.argwhere(mask)
+    low_margin, high_margin = idx.min(0), 63 - idx.max(0)
+    assert np.all(low_margin >= 2) and np.all(high_margin >= 2)  # nothing of the brain cropped
+    assert np.all(np.abs(low_margin - high_margin) <= 1)  # bounding box centred
+    brain_ml = mask.sum() * 27 / 1000
+    assert 1500 < brain_ml < 2300  # the 1 mm template mask is 1883 ml
+
+
+def test_dilated_mask_grows_by_one_voxel():
+    thin, thick = grid_brain_mask(GridSettings(), 0), grid_brain_mask(GridSettings(), 1)
+    assert np.all(thick[thin]) and thick.sum() > thin.sum()
+    np.testing.assert_array_equal(thick, ndimage.binary_dilation(thin))
+
+
+# --- pipelines ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def t1_result():
+    return t1_to_mni(native("t1"))
+
+
+def test_t1_to_mni_puts_the_head_back_on_the_template(t1_result):
+    t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
+    assert t1.shape == (64, 64, 64)
+    np.testing.assert_allclose(t1_result.t1.affine, mni_grid(GridSettings()).affine)
+    np.testing.assert_array_equal(mask, grid_brain_mask(GridSettings(), 1))
+    assert np.all(t1[~mask] == 0)
+    # the template itself on the same grid: a registration or resampling error would decorrelate them
+    grid = mni_grid(GridSettings())
+    reference = apply_affine(mni_template(1), np.eye(4), (grid.shape, grid.affine), antialias_mm=3.0).get_fdata()
+    brain = grid_brain_mask(GridSettings(), 0)
+    assert np.corrcoef(t1[brain], reference[brain])[0, 1] > 0.95
+    com = np.array(ndimage.center_of_mass(t1 > 0.3))
+    assert np.linalg.norm(com - CENTRE) < 3.0
+    # native mask volume: template brain (1883 ml) scaled by det(1.05 * 0.95)
+    assert t1_result.mask_volume_ml == pytest.approx(1883 * 1.05 * 0.95, rel=0.04)
+
+
+def test_falff_follows_the_mean_epi_transform():
+    epi, falff_native = native("epi"), native("falff")
+    # the EPI mask: where the native map is not diluted by the resampling that made it
+    epi_mask = nib.Nifti1Image((falff_native.get_fdata() > 0.49).astype(np.uint8), epi.affine)
+    result = falff_to_mni(falff_native, epi, epi_mask)
+    falff = result.falff.get_fdata()
+    grid = mni_grid(GridSettings())
+    ball_vox = np.linalg.solve(grid.affine, [0, -56, 28, 1])[:3]
+    hot = np.argwhere(falff > 0.7)
+    assert len(hot) > 20
+    assert np.linalg.norm(hot.mean(0) - ball_vox) < 1.0  # within a 3 mm voxel of where it belongs
+    assert np.all(falff[result.mask.get_fdata() == 0] == 0)
+    # normalised interpolation: no dilution by the zeros outside the EPI mask at its edge
+    assert falff[result.mask.get_fdata() > 0].min() > 0.49
+    assert 0.5 < result.falff_mean_in_brain < 0.6
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def run(*args: str) -> int:
+    parser = argparse.ArgumentParser()
+    mri_commands.add_commands(parser.add_subparsers())
+    parsed = parser.parse_args(list(args))
+    return parsed.func(parsed)
+
+
+def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
+    t1 = tmp_path / "sub-01_ses-A_T1w.nii.gz"
+    nib.save(native("t1"), t1)
+    out = {k: tmp_path / f"out_{k}" for k in ("t1.nii.gz", "mask.nii.gz", "xfm.txt", "qc.json", "excluded.tsv")}
+    status = run("t1-to-mni", "--t1", str(t1), "--out-t1", str(out["t1.nii.gz"]), "--out-mask", str(out["mask.nii.gz"]),
+                 "--out-xfm", str(out["xfm.txt"]), "--out-qc", str(out["qc.json"]), "--excluded", str(out["excluded.tsv"]))
+    assert status == 0
+    assert nib.load(out["mask.nii.gz"]).get_data_dtype() == np.uint8
+    assert nib.load(out["t1.nii.gz"]).shape == (64, 64, 64)
+    xfm = load_transform(out["xfm.txt"])
+    assert np.abs(xfm - world_from_mni()).max() < 1.5  # template -> native, as documented
+    qc = json.loads(out["qc.json"].read_text())
+    assert qc["similarity_t1"] > 1.2 and 1700 < qc["mask_volume_ml"] < 2100
+    assert pd.read_csv(out["excluded.tsv"], sep="\t").empty
+    assert not list(tmp_path.glob(".tmp*"))  # atomic writes leave nothing behind
+
+    nan_img = native("t1")
+    data = nan_img.get_fdata()
+    data[10, 10, 10] = np.nan
+    bad = tmp_path / "sub-02_ses-B_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(data, nan_img.affine), bad)
+    corrupt = tmp_path / "sub-03_T1w.nii.gz"
+    corrupt.write_bytes(t1.read_bytes()[:2000])
+    for path, reason, subject, session in ((bad, "NaN", "02", "B"), (corrupt, "NIfTI", "03", "")):
+        excluded = tmp_path / f"excluded_{subject}.tsv"
+        out_t1 = tmp_path / f"t1_{subject}.nii.gz"
+        status = run("t1-to-mni", "--t1", str(path), "--out-t1", str(out_t1), "--out-mask", str(tmp_path / "m.nii.gz"),
+                     "--out-xfm", str(tmp_path / "x.txt"), "--excluded", str(excluded))
+        assert status == 0 and not out_t1.exists()
+        row = pd.read_csv(excluded, sep="\t", dtype=str, keep_default_na=False).iloc[0]
+        assert reason in row["reason"] and row["subject"] == subject and row["session"] == session
+    # without --excluded, bad input is a failure
+    assert run("t1-to-mni", "--t1", str(bad), "--out-t1", str(tmp_path / "a.nii.gz"), "--out-mask", str(tmp_path / "b.nii.gz"),
+               "--out-xfm", str(tmp_path / "c.txt")) == 3
+
+
+def test_settings_from_json_and_errors(tmp_path):
+    settings = load_settings(json.dumps({"backend": "python", "grid": {"size": 48}, "falff": {"band": [0.01, 0.1]}}))
+    assert settings.grid.size == 48 and settings.registration_epi.bins == 16
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"registration_epi": {"bins": 24}}))
+    assert load_settings(str(path)).registration_epi.bins == 24
+    assert load_settings(str(path)).registration_epi.smoothing_sigmas == (2.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="preprocess.backend"):
+        load_settings('{"backend": "ants"}')
+    with pytest.raises(ValueError, match="preprocess.qc"):
+        load_settings('{"qc": {"min_mask": 1}}')
+
+
+# --- QC ------------------------------------------------------------------------------------
+
+
+def good_metrics(subject: str) -> dict:
+    return {"subject": subject, "sample": f"{subject}_ses-A", "mask_volume_ml": 1600.0, "similarity_t1": 1.3,
+            "similarity_epi": 1.15, "falff_mean_in_brain": 0.5}
+
+
+def test_qc_flags_a_tiny_mask_and_poor_fits():
+    assert qc_flags(good_metrics("a")) == []
+    tiny = good_metrics("b") | {"mask_volume_ml": 120.0}
+    assert qc_flags(tiny) == ["small_mask"]
+    poor = good_metrics("c") | {"similarity_t1": 1.02, "similarity_epi": 1.01, "falff_mean_in_brain": float("nan")}
+    assert qc_flags(poor) == ["low_similarity_t1", "low_similarity_epi", "falff_out_of_range"]
+    assert qc_flags(tiny, QcThresholds(min_mask_ml=100.0)) == []  # thresholds are configurable
+
+
+def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_result):
+    t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
+    tiny = np.zeros_like(mask)
+    tiny[30:34, 30:34, 30:34] = True
+    rows = []
+    for subject, m in (("a", mask), ("b", tiny), ("c", mask)):
+        metrics = good_metrics(subject)
+        if subject == "b":
+            metrics["mask_volume_ml"] = tiny.sum() * 27 / 1000
+        png = write_montage(t1, m, np.where(m, 0.5, 0.0), tmp_path / "qc" / "montages" / f"{subject}.png", title=subject)
+        rows.append(metrics | {"montage": str(png)})
+    table = qc_table(rows)
+    assert list(table["subject"]) == ["b", "a", "c"]
+    assert table.loc[0, "flags"] == "small_mask" and table.loc[1, "flags"] == ""
+    png = (tmp_path / "qc" / "montages" / "b.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = write_html(table, tmp_path / "qc" / "index.html").read_text()
+    assert "src='montages/b.png'" in page  # relative to the page
+    assert page.index("montages/b.png") < page.index("montages/a.png")
+    assert "small_mask" in page and "<script" not in page
+
+
+def test_derivative_names_and_preproc_pairs(tmp_path):
+    from mmssl.preprocess.mri_commands import derivative_paths, preproc_pairs
+
+    t1 = derivative_paths(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
+    assert t1["T1w"] == tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz"
+    assert t1["xfm"].name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
+    bold = derivative_paths(tmp_path, "sub-OAS30001_task-rest_run-02_bold.nii.gz")  # no session
+    assert bold["fALFF"] == tmp_path / "sub-OAS30001/func/sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-falff_boldmap.nii.gz"
+    with pytest.raises(ValueError, match="not a BIDS"):
+        derivative_paths(tmp_path, "brain.nii.gz")
+
+    pairs = pd.DataFrame({
+        "pair_id": ["p1", "p2"], "subject": ["01", "02"], "label": ["AD", "HC"],
+        "t1_path": ["sub-01_ses-A_T1w.nii.gz", "sub-02_ses-A_T1w.nii.gz"],
+        "bold_path": ["sub-01_ses-A_task-rest_bold.nii.gz", "sub-02_ses-A_task-rest_bold.nii.gz"],
+        "bold_sidecar": ["", ""],
+    })
+    for path in [*derivative_paths(tmp_path, pairs.t1_path[0]).values(), *derivative_paths(tmp_path, pairs.bold_path[0]).values()]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    with pytest.raises(FileNotFoundError, match="pair p2"):  # p2 has no outputs and is not excluded
+        preproc_pairs(pairs, tmp_path)
+    excluded = pd.DataFrame({"subject": ["02"], "session": ["A"], "path": [pairs.bold_path[1]], "reason": ["corrupt"]})
+    table = preproc_pairs(pairs, tmp_path, excluded)
+    assert list(table["sample"]) == ["p1"] and table.loc[0, "label"] == "AD"
+    assert table.loc[0, "mask_fALFF"].endswith("desc-falff_mask.nii.gz")
+    assert "bold_sidecar" not in table.columns
