@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def snakemake(workdir, *args, config=None, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(config or ROOT / "config.yaml"), *args]
+    # targets and options first: --configfile takes several values and would swallow them
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(config or ROOT / "config.yaml")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and proc.returncode != 0:
@@ -150,3 +152,94 @@ def test_mnist_svhn_baselines_and_a_diverging_run_do_not_stop_the_grid(tmp_path)
     assert "| S | 1 | diverged |" in (tmp_path / "results" / "mnist_svhn_nan" / "table.md").read_text()
     log = (tmp_path / "results" / "mnist_svhn_nan" / "logs" / "train" / "S" / "fold0.log").read_text()
     assert "lowered the learning rate" in log and "marking the run as diverged" in log
+
+
+# --- brain MRI -----------------------------------------------------------------------
+
+CLINICAL = "OASISID,days_to_visit,age at visit,CDRTOT,dx1,M/F\n"
+
+
+def zero_byte_bids(root: Path, variant: str) -> tuple[Path, int, int]:
+    """An OASIS-3-shaped BIDS tree of empty files; returns (clinical csv, n T1w, n BOLD)
+    that discovery should pair (every scan of a subject with a matched visit)."""
+    rows = []
+
+    def scan(sub, ses, kind, name):
+        folder = root / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+        if name.endswith("_bold.nii.gz"):
+            (folder / name.replace(".nii.gz", ".json")).write_text('{"RepetitionTime": 2.2}')
+
+    ses_a, ses_b = ("M000", "M012") if variant == "clinica" else ("d0100", "d0465")
+    days_a, days_b = (0, 365) if variant == "clinica" else (100, 465)
+    for i, (dx, cdr) in enumerate([("Cognitively normal", 0)] * 3 + [("AD Dementia", 1)] * 3):
+        sub = f"OAS3{i:04d}"
+        for ses, days in ((ses_a, days_a), (ses_b, days_b)):
+            pre = f"sub-{sub}_ses-{ses}"
+            scan(sub, ses, "anat", f"{pre}_run-01_T1w.nii.gz")
+            if variant == "multirun":
+                scan(sub, ses, "anat", f"{pre}_run-02_T1w.nii.gz")
+            scan(sub, ses, "func", f"{pre}_task-rest_run-01_bold.nii.gz")
+            if variant == "session_description":
+                (root / f"sub-{sub}" / f"ses-{ses}" / "dataset_description.json").write_text('{"Name": "x"}')
+            rows.append(f"{sub},{days},70,{cdr},{dx},F")
+    # a subject with T1w only: excluded at discovery
+    scan("OAS39999", ses_a, "anat", f"sub-OAS39999_ses-{ses_a}_run-01_T1w.nii.gz")
+    rows.append(f"OAS39999,{days_a},70,0,Cognitively normal,M")
+    if variant != "session_description":
+        (root / "dataset_description.json").write_text('{"Name": "zero", "BIDSVersion": "1.8.0"}')
+    clinical = root.parent / "clinical.csv"
+    clinical.write_text(CLINICAL + "\n".join(rows) + "\n")
+    n_t1 = 6 * 2 * (2 if variant == "multirun" else 1)
+    return clinical, n_t1, 6 * 2
+
+
+@pytest.mark.parametrize("variant", ["oasis", "multirun", "clinica", "session_description"])
+def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
+    """As BIDS apps test their DAGs: discovery runs on empty files (names only), then the
+    dry run plans one preprocessing job per T1w and per BOLD run."""
+    clinical, n_t1, n_bold = zero_byte_bids(tmp_path / "bids", variant)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "methods: [S]\n"
+        f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n    clinical_csv: {clinical}\n"
+        "    splits: {n_folds: 2, test: fold}\n"
+    )
+    snakemake(tmp_path, "results/oasis/pairs.tsv", config=config)
+    pairs = pd.read_csv(tmp_path / "results" / "oasis" / "pairs.tsv", sep="\t")
+    assert pairs["subject"].nunique() == 6
+    excluded = pd.read_csv(tmp_path / "results" / "oasis" / "preproc" / "discovery_excluded.tsv", sep="\t")
+    assert "OAS39999" in set(excluded["subject"]) and excluded["reason"].str.contains("BOLD").any()
+    counts = job_counts(snakemake(tmp_path, "-n", config=config).stdout)
+    assert counts["preprocess_t1"] == n_t1 and counts["preprocess_bold"] == n_bold
+    assert counts["collect"] == counts["qc"] == 1 and counts["pack"] == 2 and counts["landmarks"] == 4
+
+
+@pytest.mark.slow
+def test_preprocessing_of_synthetic_subjects_with_bad_inputs(tmp_path):
+    """Three synthetic subjects plus six defective ones: the good ones end on the 3 mm 64³
+    MNI grid with QC; every defect is listed in excluded.tsv with its reason."""
+    import nibabel as nib
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "methods: [S]\n"
+        "datasets:\n  oasis:\n    kind: bids_mri\n    synthetic: {n_subjects: 3, seed: 1, bad_inputs: true}\n"
+        "    falff: {dummy_volumes: 4}\n    splits: {n_folds: 2, test: fold}\n"
+    )
+    res = tmp_path / "results" / "oasis"
+    snakemake(tmp_path, "results/oasis/qc/qc.tsv", "results/oasis/excluded.tsv", config=config)
+    truth = pd.read_csv(res / "synthetic_bids" / "derivatives" / "truth" / "bad_inputs.tsv", sep="\t", dtype=str)
+    excluded = pd.read_csv(res / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert set(truth["subject"]) <= set(excluded["subject"])  # nothing dropped silently
+    assert (excluded["reason"].str.len() > 0).all()
+    pairs = pd.read_csv(res / "preproc" / "pairs.tsv", sep="\t", dtype=str)
+    assert pairs["subject"].nunique() == 3 and not set(pairs["subject"]) & set(truth["subject"])
+    img = nib.load(tmp_path / pairs["T1w"].iloc[0])
+    assert img.shape == (64, 64, 64) and np.allclose(nib.affines.voxel_sizes(img.affine), 3.0)
+    falff = np.asarray(nib.load(tmp_path / pairs["fALFF"].iloc[0]).dataobj)
+    mask = np.asarray(nib.load(tmp_path / pairs["mask_fALFF"].iloc[0]).dataobj) > 0
+    assert 0 < falff[mask].mean() < 1 and (falff[~mask] == 0).all()
+    qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t")
+    assert len(qc) == len(pairs) and (res / "qc" / "index.html").exists()

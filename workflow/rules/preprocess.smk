@@ -69,10 +69,11 @@ rule synthetic_bids:
     params:
         n=lambda w: mri_spec(w.dataset)["synthetic"].get("n_subjects", 12),
         seed=lambda w: mri_spec(w.dataset)["synthetic"].get("seed", 0),
+        bad=lambda w: "--bad-inputs" if mri_spec(w.dataset)["synthetic"].get("bad_inputs") else "",
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} 2> {log}"
+        "{MMSSL} synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} {params.bad} 2> {log}"
 
 
 checkpoint discover:
@@ -155,14 +156,12 @@ rule collect:
     benchmark:
         res("{dataset}", "benchmarks", "collect.tsv")
     params:
-        classes=lambda w: " ".join(mri_spec(w.dataset)["classes"]),
-        minimum=lambda w: dataset_spec(w.dataset)["splits"]["n_folds"],
         preproc=lambda w: res(w.dataset, "preproc"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
         "{MMSSL} collect --discovery-excluded {input.excluded} --pairs {input.pairs} --statuses {input.statuses} "
-        "--preproc-dir {params.preproc} --classes {params.classes} --min-per-class {params.minimum} "
+        "--preproc-dir {params.preproc} "
         "--out-excluded {output.excluded} --out-pairs {output.pairs} 2> {log}"
 
 

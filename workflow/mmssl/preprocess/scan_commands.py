@@ -108,8 +108,9 @@ def preprocess_bold(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
-    """excluded.tsv (every reason, discovery and preprocessing) and the preprocessed pairs;
-    stops when too few subjects per class remain for the folds."""
+    """excluded.tsv (every reason, discovery and preprocessing) and the preprocessed pairs.
+    Whether enough subjects per class remain for the folds is checked by the splits step,
+    whose message gives the counts."""
     from mmssl.preprocess import mri_commands as mc
     from mmssl.preprocess.discovery_commands import write_tsv_atomic
 
@@ -124,12 +125,8 @@ def collect(args: argparse.Namespace) -> int:
             for s in lost_subjects]
     excluded = pd.concat([excluded, pd.DataFrame(rows, columns=STATUS_COLUMNS)], ignore_index=True)
     write_tsv_atomic(excluded, args.out_excluded)
-    counts = table.drop_duplicates("subject")["label"].value_counts() if len(table) else pd.Series(dtype=int)
-    short = {c: int(counts.get(c, 0)) for c in args.classes if counts.get(c, 0) < args.min_per_class}
-    if short:
-        raise ValueError(
-            f"too few subjects per class after exclusions: {short} (need {args.min_per_class} per class for the folds; "
-            f"all classes: {counts.to_dict()}); reasons are listed in {args.out_excluded}")
+    if table.empty:
+        raise ValueError(f"no usable pair left after preprocessing; reasons are listed in {args.out_excluded}")
     write_tsv_atomic(table, args.out_pairs)
     print(f"{table['subject'].nunique()} subjects, {len(table)} pairs kept; {len(excluded)} exclusions", file=sys.stderr)
     return 0
@@ -158,8 +155,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", required=True, type=path_arg)
     p.add_argument("--statuses", nargs="*", default=[], type=path_arg)
     p.add_argument("--preproc-dir", required=True, type=path_arg)
-    p.add_argument("--classes", nargs="+", default=["HC", "AD"])
-    p.add_argument("--min-per-class", type=int, default=5)
     p.add_argument("--out-excluded", required=True, type=path_arg)
     p.add_argument("--out-pairs", required=True, type=path_arg)
     p.set_defaults(func=collect)
