@@ -177,7 +177,7 @@ def test_run_similarity_table(tmp_path: Path) -> None:
     out = tmp_path / "sim" / "similarity.tsv"
     df = run_similarity(tmp_path / "lat.npz", out, {"svcca_keep": 0.99})
     read = pd.read_csv(out, sep="\t")
-    assert list(read.columns) == ["source_a", "source_b", "split", "n", "cka", "svcca"]
+    assert list(read.columns) == ["source_a", "source_b", "split", "n", "cka", "svcca", "status"]
     assert list(zip(read.source_a, read.source_b)) == [("t1", "copy"), ("t1", "noise"), ("copy", "noise")]
     assert (read["split"] == "test").all() and (read["n"] == 400).all()
     pair = read.set_index(["source_a", "source_b"])

@@ -243,3 +243,27 @@ def test_preprocessing_of_synthetic_subjects_with_bad_inputs(tmp_path):
     assert 0 < falff[mask].mean() < 1 and (falff[~mask] == 0).all()
     qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t")
     assert len(qc) == len(pairs) and (res / "qc" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_tiny_mri_run_two_methods_two_folds_to_the_summary(tmp_path):
+    """Synthetic BIDS → preprocessing → per-fold standardisation → 3D training →
+    tuned HC-vs-AD probe and CKA/SVCCA → the Fig. 6 table (.test/config-mri.yaml)."""
+    snakemake(tmp_path, config=ROOT / ".test" / "config-mri.yaml")
+    res = tmp_path / "results" / "oasis_synthetic"
+    for k in (0, 1):
+        split = pd.read_csv(res / "splits" / f"fold{k}.tsv", sep="\t", dtype=str)
+        assert split["subject"].is_unique  # one split per subject: no leakage across splits
+        store = res / "preproc" / f"fold{k}" / "store"
+        t1 = np.load(store / "T1w.npy", mmap_mode="r")
+        assert t1.dtype == np.float16 and t1.shape[1:] == (1, 32, 32, 32)
+        index = pd.read_csv(store / "index.tsv", sep="\t", dtype={"subject": str})
+        assert set(index["subject"]) == set(split["subject"])
+    summary = pd.read_csv(res / "summary.tsv", sep="\t")
+    auc = summary[(summary.metric == "roc_auc") & (summary.split == "test")]
+    assert set(auc.method) == {"random", "S"} and set(auc.fold) == {0, 1}
+    assert set(auc.source) == {"T1w", "fALFF"} and auc.value.between(0, 1).all()
+    table = (res / "table.md").read_text()
+    for column in ("T1w roc_auc", "fALFF roc_auc", "T1w~fALFF cka", "T1w~fALFF svcca"):
+        assert column in table
+    assert (res / "probe" / "S" / "fold0.optuna.db").exists()  # the study a rerun resumes
