@@ -155,7 +155,7 @@ def test_tuned_probe_one_class_split_is_named() -> None:
 
 @pytest.mark.parametrize("cls", [LinearProbeSettings, TunedProbeSettings])
 def test_settings_reject_unknown_keys(cls: type) -> None:
-    with pytest.raises(ValueError, match=r"\['n_trails'\].*allowed keys: \[.*'seed'"):
+    with pytest.raises(ValueError, match=r"\['n_trails'\].*allowed: \[.*'seed'"):
         cls.from_config({"n_trails": 5})
     assert cls.from_config({"seed": 4}).seed == 4
 
@@ -225,6 +225,6 @@ def test_run_probe_errors_name_the_problem(tmp_path: Path) -> None:
         run_probe(lat, tmp_path / "x.tsv", {}, task="binary")
     with pytest.raises(ValueError, match=r"classes \['MCI'\] do not occur"):
         run_probe(lat, tmp_path / "x.tsv", {"classes": ["HC", "MCI"]}, task="binary")
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"unknown .*key\(s\) \[.epoch.\]"):
         run_probe(lat, tmp_path / "x.tsv", {"epoch": 3}, task="multiclass")
     assert not (tmp_path / "x.tsv").exists()

@@ -37,6 +37,7 @@ from mmssl.data.store import Store, read_store
 from mmssl.models.encoders import SourceSpec
 from mmssl.objectives import build_method
 from mmssl.objectives.base import Method, ModelSettings
+from mmssl.settings import settings_from
 
 log = logging.getLogger("mmssl.train")
 
@@ -70,11 +71,7 @@ class TrainSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> TrainSettings:
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown train setting(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "train")
 
 
 def select_device(name: str) -> torch.device:

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from mmssl.settings import settings_from
+
 SPLITS = ("train", "val", "test", "holdout")
 
 
@@ -33,11 +35,7 @@ class SplitSettings:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> SplitSettings:
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown split setting(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "splits")
 
 
 def subjects_table(index: pd.DataFrame) -> pd.DataFrame:

@@ -12,13 +12,15 @@ eval splits are scored once, after the choice is made.
 
 from __future__ import annotations
 
+from mmssl.settings import check_keys
+
 import hashlib
 import inspect
 import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -38,11 +40,7 @@ Fitted = tuple[Callable[[np.ndarray], np.ndarray], float, str]
 
 def _from_config(cls: type, cfg: dict[str, Any] | None, section: str) -> Any:
     """Build dataclass ``cls`` from a config dict, rejecting unknown keys by name."""
-    cfg = dict(cfg or {})
-    allowed = [f.name for f in fields(cls)]
-    unknown = sorted(set(cfg) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {section} settings; allowed keys: {allowed}")
+    cfg = check_keys(cls, cfg, section)
     # config lists become tuples so the frozen settings stay hashable
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
 

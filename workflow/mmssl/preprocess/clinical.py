@@ -30,6 +30,8 @@ excluded unless ``undated_session_days`` supplies one.
 
 from __future__ import annotations
 
+from mmssl.settings import check_keys
+
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -109,11 +111,7 @@ class PairingSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> PairingSettings:
         """Build from a config mapping; unknown keys raise ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise ValueError(f"unknown pairing setting(s) {sorted(unknown)}; allowed {sorted(known)}")
-        values = dict(settings)
+        values = check_keys(cls, settings, "discover")
         if "columns" in values:
             values["columns"] = _columns_from_mapping(values["columns"])
         if "classes" in values:

@@ -23,13 +23,15 @@ fALFF is a ratio of sums of ~80 amplitudes, so float32 keeps ~1e-6 relative accu
 
 from __future__ import annotations
 
+from mmssl.settings import check_keys
+
 import json
 import math
 import os
 import warnings
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +81,7 @@ class FalffSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> FalffSettings:
         """Build from a config mapping; unknown keys raise ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise ValueError(f"unknown falff setting(s) {sorted(unknown)}; allowed {sorted(known)}")
-        values = dict(settings)
+        values = check_keys(cls, settings, "falff")
         if "band" in values:
             values["band"] = tuple(float(b) for b in values["band"])
         return cls(**values)

@@ -19,10 +19,12 @@ Two backends (config ``preprocess.backend``):
 
 from __future__ import annotations
 
+from mmssl.settings import settings_from
+
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -57,12 +59,7 @@ class MaskSettings:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> MaskSettings:
-        cfg = dict(cfg or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(cfg) - allowed
-        if unknown:
-            raise ValueError(f"unknown preprocess.brain_mask key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "preprocess.brain_mask")
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well)
 
 from __future__ import annotations
 
+from mmssl.settings import settings_from
+
 import html
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -44,12 +46,7 @@ class QcThresholds:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> QcThresholds:
-        cfg = dict(cfg or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(cfg) - allowed
-        if unknown:
-            raise ValueError(f"unknown preprocess.qc key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "preprocess.qc")
 
 
 def qc_flags(metrics: dict, thresholds: QcThresholds = QcThresholds()) -> list[str]:

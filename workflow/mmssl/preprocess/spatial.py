@@ -14,8 +14,10 @@ two). 64 × 3 mm = 192 mm covers the template brain (144 × 180 × 154 mm) with 
 
 from __future__ import annotations
 
+from mmssl.settings import settings_from
+
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
@@ -35,12 +37,7 @@ class GridSettings:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> GridSettings:
-        cfg = dict(cfg or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(cfg) - allowed
-        if unknown:
-            raise ValueError(f"unknown preprocess.grid key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "preprocess.grid")
 
 
 @dataclass(frozen=True)
