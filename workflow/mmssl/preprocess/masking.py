@@ -115,6 +115,10 @@ def require_fsl() -> Path:
     missing = [tool for tool in ("bet", "robustfov", "flirt") if not (Path(fsldir) / "bin" / tool).is_file()]
     if missing:
         raise FslNotFoundError(f"FSLDIR={fsldir} has no bin/{', bin/'.join(missing)}; is FSLDIR the root of an FSL installation?")
+    try:
+        import fsl.wrappers  # noqa: F401  (fslpy: the Python side of the FSL backend)
+    except ImportError as err:
+        raise FslNotFoundError("preprocess.backend is 'fsl' but fslpy is not installed: pip install -e '.[fsl]'") from err
     return Path(fsldir)
 
 
@@ -122,9 +126,9 @@ def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings = MaskSettings())
     """FSL: ``robustfov`` (crop the neck) then ``bet -R`` (robust centre estimate) on the
     cropped head. The returned mask and brain are on the cropped grid, whose affine keeps
     world coordinates, so they can be resampled like any native image."""
+    require_fsl()
     from fsl.wrappers import bet, robustfov
 
-    require_fsl()
     work = Path(tempfile.mkdtemp(prefix="mmssl-bet-"))
     try:
         head, cropped, brain = work / "head.nii.gz", work / "fov.nii.gz", work / "brain"

@@ -390,13 +390,13 @@ def register_affine_flirt(
     :func:`mmssl.preprocess.masking.require_fsl`). FLIRT's matrix lives in scaled-voxel
     coordinates; fslpy's ``fromFlirt`` turns it into the world (RAS) moving->fixed map,
     which is inverted to this module's fixed->moving convention."""
+    from mmssl.preprocess.masking import require_fsl
+
+    require_fsl()
     from fsl.data.image import Image
     from fsl.transform.flirt import fromFlirt
     from fsl.wrappers import flirt
 
-    from mmssl.preprocess.masking import require_fsl
-
-    require_fsl()
     work = Path(tempfile.mkdtemp(prefix="mmssl-flirt-"))
     try:
         src, ref, omat = work / "moving.nii.gz", work / "fixed.nii.gz", work / "moving2fixed.mat"
