@@ -351,31 +351,14 @@ class MMVAEMethod(Method):
 
 
 # ---------------------------------------------------------------- registry
-@register("supervised")
-def build_supervised(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return SupervisedMethod(sources, settings)
-
-
-@register("AE")
-def build_ae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return AutoencoderMethod(sources, settings)
-
-
-@register("DCCAE")
-def build_dccae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return DCCAEMethod(sources, settings)
-
-
-@register("L-CCA")
-def build_l_cca(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return LCCAMethod(sources, settings)
-
-
-@register("S-AE")
-def build_s_ae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return SAEMethod(sources, settings)
-
-
-@register("MMVAE")
-def build_mmvae(sources: list[SourceSpec], settings: ModelSettings) -> Method:
-    return MMVAEMethod(sources, settings)
+# each class is its own builder: Class(sources, settings) -> Method
+BASELINES = {
+    "supervised": SupervisedMethod,
+    "AE": AutoencoderMethod,
+    "DCCAE": DCCAEMethod,
+    "L-CCA": LCCAMethod,
+    "S-AE": SAEMethod,
+    "MMVAE": MMVAEMethod,
+}
+for _name, _cls in BASELINES.items():
+    register(_name)(_cls)
