@@ -33,7 +33,7 @@ def write_splits(args: argparse.Namespace) -> None:
     settings = SplitSettings.from_config(args.settings_json)
     if not 0 <= args.fold < settings.n_folds:
         raise ValueError(f"fold {args.fold} out of range for n_folds = {settings.n_folds}")
-    table = make_splits(subjects_table(index[["subject", "label"]]), settings)[args.fold]
+    table = make_splits(subjects_table(index, settings.group_by), settings)[args.fold]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     table.to_csv(tmp, sep="\t", index=False)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from mmssl.settings import settings_from
 
@@ -32,17 +32,24 @@ class SplitSettings:
     test_fraction: float = 0.2
     val_fraction: float = 0.15
     holdout: int = 0
+    group_by: str | None = None
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> SplitSettings:
         return settings_from(cls, cfg, "splits")
 
 
-def subjects_table(index: pd.DataFrame) -> pd.DataFrame:
-    """One row per subject (subject, label[, pool]) from a store index; a subject whose
-    samples disagree on label or pool is an error, since it could not be split cleanly."""
+def subjects_table(index: pd.DataFrame, group_by: str | None = None) -> pd.DataFrame:
+    """One row per subject (subject, label[, pool][, group_by]) from a store index or a
+    pairs table; a subject whose samples disagree on label or pool is an error, since it
+    could not be split cleanly. A subject seen at several sites is grouped by its first."""
+    if group_by is not None and group_by not in index.columns:
+        raise ValueError(f"splits.group_by: no column {group_by!r} to group by; columns: {list(index.columns)}")
     cols = ["subject", "label"] + (["pool"] if "pool" in index.columns else [])
     table = index[cols].drop_duplicates()
+    if group_by is not None:
+        first = index.drop_duplicates("subject").set_index("subject")[group_by].astype(str)
+        table = table.assign(**{group_by: table["subject"].map(first).to_numpy()})
     dup = table["subject"][table["subject"].duplicated()]
     if len(dup):
         raise ValueError(f"subjects with conflicting labels/pools across samples: {sorted(dup.unique())[:10]}")
@@ -91,9 +98,8 @@ def make_splits(subjects: pd.DataFrame, settings: SplitSettings) -> list[pd.Data
     elif settings.test != "fold":
         raise ValueError(f"splits.test must be 'pool' or 'fold', got {settings.test!r}")
     _check_counts(subj.loc[rest, "label"], settings.n_folds)
-    kfold = StratifiedKFold(settings.n_folds, shuffle=True, random_state=settings.seed)
     folds = []
-    for k, (inner, part) in enumerate(kfold.split(rest, subj.loc[rest, "label"])):
+    for k, (inner, part) in enumerate(_kfold(subj, rest, settings)):
         s = split.copy()
         if settings.test == "pool":
             s[rest[part]], s[rest[inner]] = "val", "train"
@@ -105,8 +111,26 @@ def make_splits(subjects: pd.DataFrame, settings: SplitSettings) -> list[pd.Data
                 random_state=settings.seed + k,
             )
             s[rest[part]], s[train], s[val] = "test", "train", "val"
-        folds.append(pd.DataFrame({"subject": subj["subject"], "label": subj["label"], "split": s}))
+        table = pd.DataFrame({"subject": subj["subject"], "label": subj["label"], "split": s})
+        if settings.group_by is not None:
+            table[settings.group_by] = subj[settings.group_by]
+        folds.append(table)
     return folds
+
+
+def _kfold(subj: pd.DataFrame, rest: np.ndarray, settings: SplitSettings):
+    """(inner, part) index arrays into ``rest`` for each of the K folds."""
+    labels = subj.loc[rest, "label"]
+    if settings.group_by is None:
+        return StratifiedKFold(settings.n_folds, shuffle=True, random_state=settings.seed).split(rest, labels)
+    if settings.group_by not in subj.columns:
+        raise ValueError(f"splits.group_by: no column {settings.group_by!r}; columns: {list(subj.columns)}")
+    groups = subj.loc[rest, settings.group_by]
+    if groups.nunique() < settings.n_folds:
+        raise ValueError(f"splits.group_by {settings.group_by!r}: {groups.nunique()} groups ({sorted(groups.unique())}) "
+                         f"cannot make {settings.n_folds} folds")
+    sgkf = StratifiedGroupKFold(settings.n_folds, shuffle=True, random_state=settings.seed)
+    return sgkf.split(rest, labels, groups)
 
 
 def rows_of(index: pd.DataFrame, split_table: pd.DataFrame, split: str) -> np.ndarray:

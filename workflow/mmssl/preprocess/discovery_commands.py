@@ -105,6 +105,7 @@ def split_discover_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any]
     """Separate discovery keys (bold_task, session_day_patterns) from the pairing settings."""
     values = dict(settings)
     discovery = {
+        "site_key": values.pop("site_key", None),
         "bold_task": values.pop("bold_task", "rest"),
         "session_day_patterns": tuple((str(p), float(u)) for p, u in values.pop("session_day_patterns", DEFAULT_SESSION_DAY_PATTERNS)),
     }
@@ -113,6 +114,7 @@ def split_discover_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any]
 
 def cmd_discover(args: argparse.Namespace) -> int:
     discovery_settings, settings = split_discover_settings(load_settings(args.settings_json))
+    site_key = discovery_settings.pop("site_key")
     found = discover(args.bids_dir, **discovery_settings)
     clinical = read_clinical(args.clinical, settings.columns)
     result = build_pairs(found.scans, clinical, settings)
@@ -123,11 +125,33 @@ def cmd_discover(args: argparse.Namespace) -> int:
             require_subjects_per_class(result.subjects, settings.classes, settings.min_subjects_per_class, args.dataset)
         except NotEnoughSubjectsError as error:
             raise SystemExit(f"{error}\nexclusion reasons: {_reason_summary(excluded)}") from error
+    if site_key:
+        add_sites(result, site_key)
     write_tsv_atomic(result.subjects, args.out_subjects)
     write_tsv_atomic(result.pairs, args.out_pairs)
     print(f"{len(result.subjects)} subjects, {len(result.pairs)} pairs, {len(excluded)} exclusions "
           f"({args.out_excluded})", file=sys.stderr)
     return 0
+
+
+def sidecar_value(sidecar: str, key: str) -> str:
+    """``key`` of a JSON sidecar ('' when the file or the key is missing or unreadable)."""
+    if not sidecar or not Path(sidecar).is_file():
+        return ""
+    try:
+        return str(json.loads(Path(sidecar).read_text() or "{}").get(key, ""))
+    except (ValueError, OSError):
+        return ""
+
+
+def add_sites(result: Any, site_key: str) -> None:
+    """A ``site`` column from the BOLD sidecars' ``site_key`` (e.g. StationName,
+    InstitutionName): pairs get their run's value, subjects their first pair's, so
+    ``splits.group_by: site`` can keep every site on one side of each fold."""
+    pairs = result.pairs
+    pairs["site"] = [sidecar_value(str(s), site_key) or "unknown" for s in pairs["bold_sidecar"].fillna("")]
+    first = pairs.drop_duplicates("subject").set_index("subject")["site"]
+    result.subjects["site"] = result.subjects["subject"].map(first).fillna("unknown")
 
 
 def _reason_summary(excluded: pd.DataFrame, top: int = 5) -> str:
