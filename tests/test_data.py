@@ -2,6 +2,7 @@
 
 import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -152,13 +153,28 @@ def test_download_verifies_checksums_and_explains_offline(tmp_path):
     import hashlib
 
     md5 = hashlib.md5(b"hello").hexdigest()
+    sha = hashlib.sha256(b"hello").hexdigest()
     assert verify(src, f"md5:{md5}") and not verify(src, "md5:" + "0" * 32)
+    assert verify(src, f"sha256:{sha}") and not verify(src, f"sha256:{sha[::-1]}")
     table = tmp_path / "urls.tsv"
     table.write_text("dataset\tfile\turl\tchecksum\n"
-                     f"toy\tf.bin\t{src.as_uri()}\tmd5:{md5}\n"
+                     f"toy\tf.bin\t{src.as_uri()}\tsha256:{sha}\n"
                      f"toy\tg.bin\thttp://127.0.0.1:9/g.bin\tmd5:{md5}\n")
     with pytest.raises(RuntimeError, match=r"Put them by hand at:\n.*g\.bin"):
         download(table, "toy", tmp_path / "out")
     assert (tmp_path / "out" / "f.bin").read_bytes() == b"hello"
     with pytest.raises(ValueError, match="no files listed for dataset 'nope'"):
         download(table, "nope", tmp_path / "out")
+
+
+def test_shipped_download_table_pins_sha256_for_mnist():
+    import pandas as pd
+
+    table = pd.read_csv(Path(__file__).parents[1] / "resources" / "downloads.tsv",
+                        sep="\t", comment="#")
+    mnist = table[table.dataset == "mnist"]
+    assert set(mnist.file) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+    assert mnist.checksum.str.fullmatch(r"sha256:[0-9a-f]{64}").all()
+    # Mirrors of one file must agree on its checksum.
+    assert (table.groupby("file").checksum.nunique() == 1).all()
