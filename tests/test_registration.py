@@ -264,52 +264,15 @@ def test_fsl_backend_without_fsl_fails_before_any_work(monkeypatch, t1_case):
         t1_to_mni(t1_case[1], MriSettings(backend="fsl"))
 
 
-STUB = {
-    # robustfov: copy the head; bet: brain = head inside the true mask file given by the
-    # test; flirt: write the FLIRT matrix of a known world transform (what real FLIRT
-    # would find), so the conversion back to world coordinates is what is tested.
-    "robustfov": """import shutil, sys
-a = sys.argv
-shutil.copy(a[a.index("-i") + 1], a[a.index("-r") + 1])
-""",
-    "bet": """import os, sys, nibabel as nib, numpy as np
-src, out = sys.argv[1], sys.argv[2]
-img = nib.load(src)
-mask = np.asarray(nib.load(os.environ["STUB_MASK"]).dataobj) > 0
-nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * mask, img.affine), out + ".nii.gz")
-nib.save(nib.Nifti1Image(mask.astype(np.uint8), img.affine), out + "_mask.nii.gz")
-""",
-    "flirt": """import os, sys, numpy as np
-from fsl.data.image import Image
-from fsl.transform.flirt import toFlirt
-a = sys.argv
-world = np.loadtxt(os.environ["STUB_MOVING_TO_FIXED"])
-mat = toFlirt(world, Image(a[a.index("-in") + 1]), Image(a[a.index("-ref") + 1]), "world", "world")
-np.savetxt(a[a.index("-omat") + 1], mat)
-""",
-}
-
-
-def test_fsl_backend_plumbing_with_stub_tools(monkeypatch, tmp_path, t1_case):
-    """FSL cannot be installed here: stand-in executables check the fslpy calls, file
-    names, and that FLIRT's matrix comes back as the template->native world map."""
-    pytest.importorskip("fsl", reason="fslpy (the optional FSL backend's Python side) is not installed")
-    import sys
-
+def test_fsl_backend_plumbing_with_stub_tools(tmp_path, t1_case, stub_fsl):
+    """FSL cannot be installed here: stand-in executables (conftest.FSL_STUBS) check the
+    fslpy calls, file names, and that FLIRT's matrix comes back as the template->native world map."""
     from mmssl.preprocess.mri_commands import MriSettings, t1_to_mni
 
     world_from_mni, img, truth = t1_case
-    (tmp_path / "bin").mkdir()
-    for tool, body in STUB.items():
-        exe = tmp_path / "bin" / tool
-        exe.write_text(f"#!{sys.executable}\n{body}")
-        exe.chmod(0o755)
     nib.save(nib.Nifti1Image(truth.astype(np.uint8), img.affine), tmp_path / "mask.nii.gz")
     np.savetxt(tmp_path / "m2f.txt", np.linalg.inv(world_from_mni))
-    monkeypatch.setenv("FSLDIR", str(tmp_path))
-    monkeypatch.setenv("FSLOUTPUTTYPE", "NIFTI_GZ")
-    monkeypatch.setenv("STUB_MASK", str(tmp_path / "mask.nii.gz"))
-    monkeypatch.setenv("STUB_MOVING_TO_FIXED", str(tmp_path / "m2f.txt"))
+    stub_fsl(STUB_MASK=tmp_path / "mask.nii.gz", STUB_MOVING_TO_FIXED=tmp_path / "m2f.txt")
     result = t1_to_mni(img, MriSettings(backend="fsl"))
     np.testing.assert_allclose(result.registration.fixed_to_moving, world_from_mni, atol=1e-4)
     assert result.mask_volume_ml == pytest.approx(truth.sum() * 8 / 1000)

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from mmssl.preprocess import mri_commands
 from mmssl.preprocess.mri_commands import falff_to_mni, load_settings, t1_to_mni
-from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, write_html, write_montage
+from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
 from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
 
@@ -162,7 +162,7 @@ def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
 
 
 def test_settings_from_json_and_errors(tmp_path):
-    settings = load_settings(json.dumps({"backend": "python", "grid": {"size": 48}, "falff": {"band": [0.01, 0.1]}}))
+    settings = load_settings(json.dumps({"backend": "python", "grid": {"size": 48}}))
     assert settings.grid.size == 48 and settings.registration_epi.bins == 16
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"registration_epi": {"bins": 24}}))
@@ -172,6 +172,8 @@ def test_settings_from_json_and_errors(tmp_path):
         load_settings('{"backend": "ants"}')
     with pytest.raises(ValueError, match="preprocess.qc"):
         load_settings('{"qc": {"min_mask": 1}}')
+    with pytest.raises(ValueError, match=r"unknown preprocess key\(s\) \['falff'\]"):
+        load_settings('{"falff": {"band": [0.01, 0.1]}}')  # falff is its own section
 
 
 # --- QC ------------------------------------------------------------------------------------
@@ -195,21 +197,24 @@ def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_resu
     t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
     tiny = np.zeros_like(mask)
     tiny[30:34, 30:34, 30:34] = True
-    rows = []
-    for subject, m in (("a", mask), ("b", tiny), ("c", mask)):
-        metrics = good_metrics(subject)
-        if subject == "b":
-            metrics["mask_volume_ml"] = tiny.sum() * 27 / 1000
-        png = write_montage(t1, m, np.where(m, 0.5, 0.0), tmp_path / "qc" / "montages" / f"{subject}.png", title=subject)
-        rows.append(metrics | {"montage": str(png)})
+    rows = [good_metrics("a"), good_metrics("c"), good_metrics("b") | {"mask_volume_ml": tiny.sum() * 27 / 1000},
+            good_metrics("b") | {"sample": "b_ses-B"}]  # b: one bad pair, one good
     table = qc_table(rows)
-    assert list(table["subject"]) == ["b", "a", "c"]
+    assert list(table["subject"]) == ["b", "a", "b", "c"]  # per pair, flagged first
     assert table.loc[0, "flags"] == "small_mask" and table.loc[1, "flags"] == ""
+    shown = subject_montages(table)
+    assert list(shown["subject"]) == ["b", "a", "c"] and shown.iloc[0]["sample"] == "b_ses-A"  # b's worst pair
+    for row in shown.to_dict("records"):
+        m = tiny if row["subject"] == "b" else mask
+        write_montage(t1, m, np.where(m, 0.5, 0.0), tmp_path / "qc" / "montages" / f"{row['subject']}.png", title=row["subject"])
+    table["montage"] = [str(tmp_path / "qc" / "montages" / f"{s}.png") for s in table["subject"]]
     png = (tmp_path / "qc" / "montages" / "b.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = write_html(table, tmp_path / "qc" / "index.html").read_text()
+    assert page.count("<img") == 3 and "3 subjects (4 pairs), 1 subjects flagged" in page
     assert "src='montages/b.png'" in page  # relative to the page
-    assert page.index("montages/b.png") < page.index("montages/a.png")
+    assert page.index("montages/b.png") < page.index("montages/a.png") < page.index("montages/c.png")
+    assert page.index("b_ses-A") < page.index("b_ses-B") < page.index("montages/b.png")  # both of b's pairs listed
     assert "small_mask" in page and "<script" not in page
 
 

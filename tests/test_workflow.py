@@ -241,8 +241,10 @@ def test_preprocessing_of_synthetic_subjects_with_bad_inputs(tmp_path):
     falff = np.asarray(nib.load(tmp_path / pairs["fALFF"].iloc[0]).dataobj)
     mask = np.asarray(nib.load(tmp_path / pairs["mask_fALFF"].iloc[0]).dataobj) > 0
     assert 0 < falff[mask].mean() < 1 and (falff[~mask] == 0).all()
-    qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t")
+    qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t", dtype={"subject": str})
     assert len(qc) == len(pairs) and (res / "qc" / "index.html").exists()
+    montages = sorted(p.name for p in (res / "qc" / "montages").glob("*.png"))
+    assert montages == sorted(f"sub-{s}.png" for s in pairs["subject"].unique())  # one per subject
 
 
 @pytest.mark.slow

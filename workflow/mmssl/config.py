@@ -64,13 +64,32 @@ def validate(config: dict[str, Any], schema: dict[str, Any] | None = None, prefi
     return config
 
 
+def check_mri_sections(config: dict[str, Any]) -> None:
+    """Build the ``preprocess`` and ``falff`` settings of every ``bids_mri`` dataset, so a
+    wrong key or value there stops the workflow before any job (the schema leaves these
+    sections open; their dataclasses know the keys)."""
+    from mmssl.preprocess.falff import FalffSettings
+    from mmssl.preprocess.mri_commands import MriSettings
+
+    for name, spec in config.get("datasets", {}).items():
+        if spec.get("kind") != "bids_mri":
+            continue
+        for section, build in (("preprocess", MriSettings.from_config), ("falff", FalffSettings.from_mapping)):
+            try:
+                build(spec.get(section, {}))
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"datasets.{name}.{section}: {err}") from err
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     config = yaml.safe_load(path.read_text()) or {}
     config = deep_merge(config, overrides or {})
-    return validate(config)
+    validate(config)
+    check_mri_sections(config)
+    return config
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

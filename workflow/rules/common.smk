@@ -13,6 +13,7 @@ import mmssl.config as mcfg  # noqa: E402
 try:
     # mmssl's own pass first: its message names the key and lists what is allowed
     mcfg.validate(config)
+    mcfg.check_mri_sections(config)
 except mcfg.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 validate(config, schema="../schemas/config.schema.yaml")  # also fills defaults

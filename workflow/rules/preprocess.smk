@@ -207,7 +207,7 @@ rule pack:
 
 
 rule qc:
-    """One montage per pair, qc.tsv with flags, and one HTML page (flagged first)."""
+    """qc.tsv (a row per pair, with flags), one montage per subject, one HTML page (flagged first)."""
     input:
         pairs=res("{dataset}", "preproc", "pairs.tsv"),
     output:

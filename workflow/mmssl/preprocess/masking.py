@@ -83,9 +83,16 @@ def register_to_template(
     """Affine of a native image (head or brain) to the MNI152 template; the metric sees only
     the template brain dilated by 2 voxels, since the template has no skull."""
     resolution = settings.registration_resolution
-    mask = mni_brain_mask(resolution, settings.template_threshold)
+    return register_affine(img, mni_template(resolution), registration, template_metric_mask(settings))
+
+
+def template_metric_mask(settings: MaskSettings = MaskSettings()) -> nib.Nifti1Image:
+    """The template brain dilated by 2 voxels, at the registration resolution: where the
+    registration metric and the QC similarity are measured. Both backends use it, so
+    their similarities share one scale and one set of QC thresholds."""
+    mask = mni_brain_mask(settings.registration_resolution, settings.template_threshold)
     dilated = ndimage.binary_dilation(np.asarray(mask.dataobj) > 0, iterations=2).astype(np.uint8)
-    return register_affine(img, mni_template(resolution), registration, nib.Nifti1Image(dilated, mask.affine))
+    return nib.Nifti1Image(dilated, mask.affine)
 
 
 def brain_mask_python(
@@ -104,15 +111,19 @@ def brain_mask_python(
     return NativeMask(nib.Nifti1Image(native.astype(np.uint8), t1.affine), result)
 
 
-def require_fsl() -> Path:
-    """Return ``$FSLDIR``; raise :class:`FslNotFoundError` naming FSLDIR when FSL is missing."""
+FSL_TOOLS = ("bet", "robustfov", "flirt")
+
+
+def require_fsl(tools: tuple[str, ...] = FSL_TOOLS) -> Path:
+    """Return ``$FSLDIR``; raise :class:`FslNotFoundError` naming FSLDIR when FSL, one of
+    ``tools`` (executables under ``$FSLDIR/bin``) or fslpy is missing."""
     fsldir = os.environ.get("FSLDIR", "")
     if not fsldir:
         raise FslNotFoundError(
             "preprocess.backend is 'fsl' but the FSLDIR environment variable is not set; install FSL "
             "(https://fsl.fmrib.ox.ac.uk) and set FSLDIR, or use preprocess.backend: python"
         )
-    missing = [tool for tool in ("bet", "robustfov", "flirt") if not (Path(fsldir) / "bin" / tool).is_file()]
+    missing = [tool for tool in tools if not (Path(fsldir) / "bin" / tool).is_file()]
     if missing:
         raise FslNotFoundError(f"FSLDIR={fsldir} has no bin/{', bin/'.join(missing)}; is FSLDIR the root of an FSL installation?")
     try:

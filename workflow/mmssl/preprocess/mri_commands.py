@@ -34,10 +34,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from mmssl.settings import check_keys
 from mmssl.preprocess.bids import EXCLUDED_COLUMNS, exclusion_row, parse_bids_name
 from mmssl.preprocess.errors import BadInputError
-from mmssl.preprocess.masking import BACKENDS, MaskSettings, brain_mask_fsl, brain_mask_python, register_to_template
-from mmssl.preprocess.qc import QcThresholds, qc_table, write_html, write_montage
+from mmssl.preprocess.masking import (
+    BACKENDS,
+    MaskSettings,
+    brain_mask_fsl,
+    brain_mask_python,
+    register_to_template,
+    template_metric_mask,
+)
+from mmssl.preprocess.qc import QcThresholds, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import AffineResult, RegistrationSettings, register_affine_flirt, save_transform
 from mmssl.preprocess.spatial import (
     GridSettings,
@@ -64,13 +72,16 @@ EPI_REGISTRATION = RegistrationSettings(bins=16, smoothing_sigmas=(2.0, 1.0, 1.0
 
 @dataclass(frozen=True)
 class MriSettings:
-    """The keys of config section ``preprocess`` used here (other keys of that section,
-    e.g. fALFF's, are left to their owners):
+    """The keys of config section ``preprocess`` (any other key is an error; fALFF's
+    settings are their own section, ``falff``):
 
     backend: ``python`` (default) or ``fsl``. registration / grid / brain_mask / qc: see
     :class:`RegistrationSettings`, :class:`GridSettings`, :class:`MaskSettings`,
     :class:`QcThresholds`. registration_epi: the registration of the mean EPI, given as
     changes to :data:`EPI_REGISTRATION`. store_dtype: dtype of the packed store (``float16``).
+    motion_correction: run FSL ``mcflirt`` on each BOLD run before fALFF (FSL backend
+    only; see :mod:`mmssl.preprocess.motion`). Off by default, as in the paper, which
+    names no motion correction.
     """
 
     backend: str = "python"
@@ -80,10 +91,11 @@ class MriSettings:
     brain_mask: MaskSettings = field(default_factory=MaskSettings)
     qc: QcThresholds = field(default_factory=QcThresholds)
     store_dtype: str = "float16"
+    motion_correction: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> MriSettings:
-        cfg = dict(cfg or {})
+        cfg = check_keys(cls, cfg, "preprocess")
         backend = cfg.get("backend", "python")
         if backend not in BACKENDS:
             raise ValueError(f"preprocess.backend must be one of {BACKENDS}, got {backend!r}")
@@ -98,7 +110,17 @@ class MriSettings:
             brain_mask=MaskSettings.from_config(cfg.get("brain_mask")),
             qc=QcThresholds.from_config(cfg.get("qc")),
             store_dtype=dtype,
+            motion_correction=_motion_correction(cfg.get("motion_correction", False), backend),
         )
+
+
+def _motion_correction(value: Any, backend: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"preprocess.motion_correction must be true or false, got {value!r}")
+    if value and backend != "fsl":
+        raise ValueError("preprocess.motion_correction: true runs FSL mcflirt and needs preprocess.backend: fsl "
+                         f"(got backend {backend!r}); the python backend has no motion correction")
+    return value
 
 
 def load_settings(text_or_path: str | None) -> MriSettings:
@@ -283,7 +305,7 @@ def t1_to_mni(t1: nib.Nifti1Image, settings: MriSettings = MriSettings()) -> T1R
         native = brain_mask_fsl(t1, settings.brain_mask)
         assert native.brain is not None
         res = settings.brain_mask.registration_resolution
-        registration = register_affine_flirt(native.brain, mni_template(res), mni_brain_mask(res))
+        registration = register_affine_flirt(native.brain, mni_template(res), template_metric_mask(settings.brain_mask))
         # normalised interpolation: BET's zeros must not darken the brain's edge
         t1_grid, mask = to_grid_masked(native.brain, native.mask, registration.fixed_to_moving, grid)
     mask_img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), grid.affine)
@@ -314,7 +336,7 @@ def falff_to_mni(
         registration = register_to_template(moving, settings.registration_epi, settings.brain_mask)
     else:
         res = settings.brain_mask.registration_resolution
-        registration = register_affine_flirt(moving, mni_template(res), mni_brain_mask(res))
+        registration = register_affine_flirt(moving, mni_template(res), template_metric_mask(settings.brain_mask))
     grid = mni_grid(settings.grid)
     mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold).copy()
     if epi_mask is not None:
@@ -459,23 +481,28 @@ def _pack(args: argparse.Namespace) -> None:
 
 
 def _qc(args: argparse.Namespace) -> None:
+    """qc.tsv has a row per pair; each subject gets one montage, of its most-flagged pair."""
     settings = load_settings(args.settings_json)
     pairs = read_pairs(args.pairs)
-    montage_dir = Path(args.montage_dir)
     rows = []
     for pair in pairs.to_dict("records"):
         metrics: dict[str, Any] = {"subject": pair["subject"], "sample": pair["sample"]}
         for col in ("T1w_qc", "fALFF_qc"):
             if isinstance(pair.get(col), str) and pair[col]:
                 metrics |= json.loads(Path(pair[col]).read_text())
+        rows.append(metrics)
+    table = qc_table(rows, settings.qc)
+    by_sample = pairs.set_index("sample")
+    montages = {}
+    for row in subject_montages(table).to_dict("records"):
+        pair = by_sample.loc[row["sample"]]
         t1 = np.asarray(nib.load(pair["T1w"]).dataobj, dtype=np.float32)
         mask = np.asarray(nib.load(pair["mask"]).dataobj) > 0
         falff = np.asarray(nib.load(pair["fALFF"]).dataobj, dtype=np.float32) if pair.get("fALFF") else None
-        png = montage_dir / f"{pair['sample']}.png"
-        write_montage(t1, mask, falff, png, title=pair["sample"])
-        metrics["montage"] = str(png)
-        rows.append(metrics)
-    table = qc_table(rows, settings.qc)
+        png = Path(args.montage_dir) / f"sub-{row['subject']}.png"
+        write_montage(t1, mask, falff, png, title=f"sub-{row['subject']}  (pair {row['sample']})")
+        montages[row["subject"]] = str(png)
+    table["montage"] = table["subject"].map(montages)
     save_tsv(table, args.out_tsv)
     write_html(table, args.out_html)
 

@@ -10,7 +10,10 @@ Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well)
   fit of a 5 mm mean EPI 1.10-1.11, 5 mm off 1.07, 10 mm off 1.04. Real data score
   differently: set the thresholds from the distribution in ``qc.tsv``;
 * ``falff_out_of_range``: the mean fALFF in the brain is not finite or outside
-  [min_falff_mean, max_falff_mean] (fALFF is a fraction in [0, 1]).
+  [min_falff_mean, max_falff_mean] (fALFF is a fraction in [0, 1]);
+* ``high_motion``: mean framewise displacement above ``max_mean_fd`` mm (only with
+  ``preprocess.motion_correction``, which measures it; 0.5 mm is a common exclusion
+  threshold for resting-state runs).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class QcThresholds:
     min_similarity_epi: float = 1.08
     min_falff_mean: float = 0.05
     max_falff_mean: float = 0.95
+    max_mean_fd: float = 0.5
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> QcThresholds:
@@ -65,6 +69,8 @@ def qc_flags(metrics: dict, thresholds: QcThresholds = QcThresholds()) -> list[s
     falff = metrics.get("falff_mean_in_brain", np.nan)
     if not (np.isfinite(falff) and thresholds.min_falff_mean <= falff <= thresholds.max_falff_mean):
         flags.append("falff_out_of_range")
+    if metrics.get("mean_fd", np.nan) > thresholds.max_mean_fd:
+        flags.append("high_motion")
     return flags
 
 
@@ -127,38 +133,57 @@ def write_montage(t1: np.ndarray, mask: np.ndarray, falff: np.ndarray | None, pa
     return path
 
 
+METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "mean_fd")
+
+
+def subject_montages(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject, in ``table``'s order (flagged first): the subject's first row,
+    i.e. its most-flagged pair, which its montage shows."""
+    return table.drop_duplicates("subject", keep="first")
+
+
 def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preprocessing QC") -> Path:
-    """One self-contained HTML page (inline CSS, no scripts) showing every row of ``table``
-    in its order (flagged first, as :func:`qc_table` sorts) with its montage; image
-    sources are made relative to the page's folder so the folder can be moved as a whole."""
+    """One self-contained HTML page (inline CSS, no scripts): one section per subject, in
+    the order of ``table`` (flagged first, as :func:`qc_table` sorts), with a row of
+    metrics per pair and the subject's montage. Image sources are made relative to the
+    page's folder so the folder can be moved as a whole."""
     path = Path(path)
-    n_flagged = int((table["flags"] != "").sum())
+    n_flagged = int(table.groupby("subject", sort=False)["flags"].apply(lambda f: (f != "").any()).sum())
+    metrics = [c for c in METRIC_COLUMNS if c in table.columns and table[c].notna().any()]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:1em}div.s{margin:0 0 1.5em}"
-        "h2{font-size:1em;margin:.2em 0}.flag{color:#b00;font-weight:bold}table.m td{padding:0 .8em 0 0}</style>",
+        "h2{font-size:1em;margin:.2em 0}.flag{color:#b00;font-weight:bold}table.m td,table.m th{padding:0 .8em 0 0;text-align:left}</style>",
         f"</head><body><h1>{html.escape(title)}</h1>",
-        f"<p>{len(table)} rows ({table['subject'].nunique()} subjects), {n_flagged} flagged (listed first).</p>",
+        f"<p>{table['subject'].nunique()} subjects ({len(table)} pairs), {n_flagged} subjects flagged (listed first).</p>",
     ]
-    for row in table.to_dict("records"):
-        name = row["subject"] + (f" / {row['sample']}" if row.get("sample") else "")
-        flags = f"<span class='flag'>{html.escape(row['flags'])}</span>" if row["flags"] else "ok"
-        metrics = "".join(
-            f"<td>{html.escape(k)}: {_fmt(row.get(k))}</td>"
-            for k in ("mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain")
+    for subject, rows in table.groupby("subject", sort=False):
+        flags = sorted({f for joined in rows["flags"] for f in joined.split(",") if f})
+        status = f"<span class='flag'>{html.escape(','.join(flags))}</span>" if flags else "ok"
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("pair", *metrics, "flags"))
+        body = "".join(
+            "<tr>" + f"<td>{html.escape(str(r.get('sample', '')))}</td>"
+            + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in metrics)
+            + f"<td>{html.escape(r['flags']) or 'ok'}</td></tr>"
+            for r in rows.to_dict("records")
         )
-        img = ""
-        if row.get("montage"):
-            src = os.path.relpath(Path(row["montage"]).resolve(), path.parent.resolve())
-            img = f"<img src='{html.escape(Path(src).as_posix())}' alt='{html.escape(name)}' loading='lazy'>"
-        parts.append(f"<div class='s'><h2>{html.escape(name)} — {flags}</h2><table class='m'><tr>{metrics}</tr></table>{img}</div>")
+        parts.append(f"<div class='s'><h2>{html.escape(str(subject))} — {status}</h2>"
+                     f"<table class='m'><tr>{head}</tr>{body}</table>{_img(rows.iloc[0], path)}</div>")
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
     tmp.write_text("\n".join(parts), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def _img(row: pd.Series, page: Path) -> str:
+    if not row.get("montage"):
+        return ""
+    src = os.path.relpath(Path(row["montage"]).resolve(), page.parent.resolve())
+    alt = f"{row['subject']} / {row.get('sample', '')}"
+    return f"<img src='{html.escape(Path(src).as_posix())}' alt='{html.escape(alt)}' loading='lazy'>"
 
 
 def _fmt(value: object) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,8 @@ def native_bold_paths(mni_falff: Path) -> dict[str, Path]:
     stem = mni_falff.name.split("_space-")[0]
     folder = mni_falff.parent
     return {"falff": folder / f"{stem}_desc-falff_boldmap.nii.gz", "mask": folder / f"{stem}_desc-brain_mask.nii.gz",
-            "mean": folder / f"{stem}_desc-mean_boldref.nii.gz"}
+            "mean": folder / f"{stem}_desc-mean_boldref.nii.gz",
+            "confounds": folder / f"{stem}_desc-confounds_timeseries.tsv"}
 
 
 def write_status(path: Path, rows: list[dict]) -> None:
@@ -50,8 +53,12 @@ def write_status(path: Path, rows: list[dict]) -> None:
 
 
 def _guard(run, source: str, status: Path) -> int:
+    from mmssl.preprocess.masking import FslNotFoundError  # imported here: the rules import this module
+
     try:
         run()
+    except FslNotFoundError:
+        raise  # a missing FSL is the installation's fault, not the scan's: stop, exclude nothing
     except BadInputError as error:
         print(f"excluded: {error}", file=sys.stderr)
         write_status(status, [exclusion_row(source, error.reason)])
@@ -93,18 +100,37 @@ def preprocess_bold(args: argparse.Namespace) -> int:
     falff_settings = FalffSettings.from_mapping(args.settings_json.get("falff", {}))
 
     def run():
-        for p in native.values():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        falff_file(args.bold, args.sidecar or None, native["falff"], native["mask"], native["mean"], falff_settings)
+        native["falff"].parent.mkdir(parents=True, exist_ok=True)
+        with _bold_series(args.bold, settings.motion_correction, native["confounds"], falff_settings) as (bold, motion):
+            falff_file(bold, args.sidecar or None, native["falff"], native["mask"], native["mean"], falff_settings)
         result = mc.falff_to_mni(mc._load_map(str(native["falff"])), mc.load_volume(native["mean"]),
                                  mc._load_mask(str(native["mask"])), settings)
         mc.save_nifti(result.falff, out["fALFF"])
         mc.save_nifti(result.mask, out["mask"], np.uint8)
         mc.save_xfm(result.registration.fixed_to_moving, out["xfm"])
         mc.save_json({"similarity_epi": result.registration.similarity,
-                      "falff_mean_in_brain": result.falff_mean_in_brain}, out["qc"])
+                      "falff_mean_in_brain": result.falff_mean_in_brain, **motion}, out["qc"])
 
     return _guard(run, str(args.bold), args.status)
+
+
+@contextmanager
+def _bold_series(bold: str, motion_correction: bool, confounds: Path, falff_settings) -> Iterator[tuple[str, dict]]:
+    """The series fALFF reads: the run itself, or its mcflirt-corrected copy (motion
+    parameters and FD then saved to ``confounds``; the yielded dict holds mean/max FD).
+    Bad input found in the corrected copy is reported under the original file name."""
+    if not motion_correction:
+        yield bold, {}
+        return
+    from mmssl.preprocess.mri_commands import save_tsv
+    from mmssl.preprocess.motion import confounds_table, mcflirt_corrected, motion_summary
+
+    with mcflirt_corrected(bold) as (corrected, params):
+        save_tsv(confounds_table(params), confounds)
+        try:
+            yield str(corrected), motion_summary(params, falff_settings.dummy_volumes)
+        except BadInputError as error:
+            raise BadInputError(bold, error.reason) from error
 
 
 def collect(args: argparse.Namespace) -> int:
