@@ -160,3 +160,61 @@ def test_balanced_sampler_equalises_classes(toy):
     labels = np.concatenate([y.numpy() for _ in range(30) for _, y in loader])
     share = labels.mean()
     assert 0.45 < share < 0.55  # without balancing it would be 8/48 = 0.17
+
+
+def test_metrics_report_the_time_spent_waiting_for_data(toy, monkeypatch):
+    """data_s / data_fraction: the share of an epoch the model waits on the loader."""
+    import time
+
+    from mmssl import train as train_module
+
+    _, fast, _ = run(toy, name="fast", epochs=1)
+    original = train_module.BatchLoader.__iter__
+
+    def slow(self):
+        for batch in original(self):
+            time.sleep(0.1)
+            yield batch
+
+    monkeypatch.setattr(train_module.BatchLoader, "__iter__", slow)
+    _, slowed, _ = run(toy, name="slow", epochs=1)
+    assert slowed["data_s"].iloc[0] >= 4 * 0.1 - 0.05  # 4 batches of 32; prefetch overlaps one step at most per batch
+    assert slowed["data_fraction"].iloc[0] > 0.5 > fast["data_fraction"].iloc[0]
+    assert slowed["data_fraction"].iloc[0] <= 1.0
+
+
+def test_prefetch_keeps_batches_ready_in_order_and_passes_errors_on():
+    import threading
+
+    from mmssl.data.prefetch import prefetched
+
+    produced = []
+    more = threading.Event()
+
+    def items():
+        for i in range(6):
+            produced.append(i)
+            yield i
+
+    stream = prefetched(items(), depth=2)
+    assert next(stream) == 0
+    # while the consumer holds item 0, the thread readies items 1 and 2 (the queue) and
+    # holds 3 waiting for room: the loader runs ahead of the step
+    for _ in range(200):
+        if len(produced) >= 4:
+            break
+        more.wait(0.01)
+    assert produced == [0, 1, 2, 3]
+    assert list(stream) == [1, 2, 3, 4, 5]  # same order as the plain loop
+    assert list(prefetched(items(), depth=0)) == list(range(6))
+
+    def failing():
+        yield 1
+        raise OSError("store file vanished")
+
+    with pytest.raises(OSError, match="vanished"):
+        list(prefetched(failing(), depth=2))
+    early = prefetched(iter(range(1000)), depth=2)
+    assert next(early) == 0
+    early.close()  # the thread stops instead of running on
+    assert not any(t.name == "mmssl-prefetch" and t.is_alive() for t in threading.enumerate())

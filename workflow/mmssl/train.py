@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmssl.augment import AugmentSettings, augment
+from mmssl.data.prefetch import prefetched
 from mmssl.data.splits import read_split, rows_of
 from mmssl.data.store import Store, read_store
 from mmssl.models.encoders import SourceSpec
@@ -51,7 +52,9 @@ class TrainSettings:
     """epochs: paper 50 (natural images) / 200 (OASIS-3). lr: RAdam learning rate (4e-4).
     scheduler: 'onecycle' (paper, max_lr 0.01) or 'none' (authors' OASIS-3 config).
     balanced: class-balanced sampling (OASIS-3). amp: bf16 autocast on CUDA.
-    max_batches: cap on batches per epoch (0 = no cap; for smoke tests only)."""
+    max_batches: cap on batches per epoch (0 = no cap; for smoke tests only).
+    prefetch: batches a background thread prepares ahead of the step (0 = none; see
+    :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough."""
 
     epochs: int = 50
     batch_size: int = 64
@@ -60,7 +63,7 @@ class TrainSettings:
     max_lr: float = 0.01
     seed: int = 0
     device: str = "auto"
-    num_workers: int = 0
+    prefetch: int = 2
     balanced: bool = False
     augment: dict[str, Any] = field(default_factory=dict)
     amp: bool = True
@@ -84,14 +87,18 @@ def select_device(name: str) -> torch.device:
 
 
 class BatchLoader:
-    """Yields batches {source: (B, C, *S) float32} and labels (B,) from the store rows.
+    """Yields batches {source: (B, C, *S) in the store's dtype} and labels (B,) from the
+    store rows. float16 stores stay float16 here: the cast to float32 costs ten times the
+    gather on a CPU core, so it is left to the training device (``Trainer._to_device``).
 
     Gathers from the (memory-mapped) store arrays with sorted fancy indexing, which reads
     only the needed samples; class-balanced sampling draws rows with probability
     1/count(label) (with replacement), as a WeightedRandomSampler would."""
 
-    def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int):
+    def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int,
+                 pin_memory: bool = False):
         self.store, self.rows, self.batch_size = store, rows, batch_size
+        self.pin_memory = pin_memory  # page-locked batches make non_blocking copies to CUDA asynchronous
         self.shuffle, self.balanced = shuffle, balanced
         self.rng = np.random.default_rng(seed)
         # class indices over the whole store, so every split and fold agrees on them
@@ -119,9 +126,9 @@ class BatchLoader:
             sort = np.argsort(rows, kind="stable")
             xs = {}
             for name, arr in self.store.arrays.items():
-                gathered = np.empty((len(rows),) + arr.shape[1:], dtype=np.float32)
+                gathered = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
                 gathered[sort] = arr[rows[sort]]
-                xs[name] = torch.from_numpy(gathered)
+                xs[name] = torch.from_numpy(gathered).pin_memory() if self.pin_memory else torch.from_numpy(gathered)
             yield xs, torch.from_numpy(self.labels[pos].astype(np.int64))
 
 
@@ -185,7 +192,7 @@ class Trainer:
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
         self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
-                                        balanced=settings.balanced, seed=seed)
+                                        balanced=settings.balanced, seed=seed, pin_memory=self.device.type == "cuda")
         self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed)
         self.steps_per_epoch = len(self.train_loader) if not settings.max_batches else min(len(self.train_loader), settings.max_batches)
         self.opt, self.sched = make_optimizer(self.model, settings, settings.epochs * self.steps_per_epoch)
@@ -234,23 +241,39 @@ class Trainer:
     # --- epochs ------------------------------------------------------------------
     def _to_device(self, xs: dict[str, torch.Tensor], y: torch.Tensor):
         nb = self.device.type == "cuda"
-        return {k: v.to(self.device, non_blocking=nb) for k, v in xs.items()}, y.to(self.device, non_blocking=nb)
+        # half the bytes over PCIe, and the float16 -> float32 cast runs on the device
+        return {k: v.to(self.device, non_blocking=nb).float() for k, v in xs.items()}, y.to(self.device, non_blocking=nb)
 
     def _autocast(self):
         enabled = self.settings.amp and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_epoch(self) -> dict[str, float] | None:
-        """One epoch; the mean of each loss term, or None if a loss became non-finite."""
+        """One epoch; the mean of each loss term, ``samples`` and ``data_s`` (host seconds
+        spent waiting for batches and handing them to the device: what a GPU would idle
+        on), or None if a loss became non-finite."""
         self.model.train()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"{self.label} epoch {self.epoch + 1}", leave=False,
+                   disable=not sys.stderr.isatty())
+        batches = prefetched(self.train_loader, self.settings.prefetch)
+        try:
+            return self._run_batches(batches, bar)
+        finally:
+            batches.close()  # stops the prefetch thread when the epoch ends early
+            bar.close()
+
+    def _run_batches(self, batches, bar) -> dict[str, float] | None:
         sums: dict[str, float] = {}
         n_batches = n_samples = 0
-        bar = tqdm(self.train_loader, total=self.steps_per_epoch, desc=f"{self.label} epoch {self.epoch + 1}",
-                   leave=False, disable=not sys.stderr.isatty())
-        for i, (xs, y) in enumerate(bar):
-            if i >= self.steps_per_epoch:
+        data_s = 0.0
+        for i in range(self.steps_per_epoch):
+            t0 = time.perf_counter()
+            try:
+                xs, y = next(batches)
+            except StopIteration:
                 break
             xs, y = self._to_device(xs, y)
+            data_s += time.perf_counter() - t0
             if self.aug.active:
                 xs = augment(xs, self.aug, self.gen)
             with self._autocast():
@@ -268,10 +291,12 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1
             n_samples += len(y)
+            bar.update(1)
             bar.set_postfix(loss=f"{float(total.detach()):.3f}")
         out = {k: v / max(n_batches, 1) for k, v in sums.items()}
         out["train_loss"] = sum(out.values())
         out["samples"] = n_samples
+        out["data_s"] = data_s
         return out
 
     @torch.no_grad()
@@ -319,9 +344,10 @@ class Trainer:
                 return "diverged"
             seconds = time.perf_counter() - t0
             self.epoch += 1
-            row = {"epoch": self.epoch, **{k: v for k, v in stats.items() if k != "samples"},
+            row = {"epoch": self.epoch, **{k: v for k, v in stats.items() if k not in ("samples", "data_s")},
                    "val_loss": self.validate(), "lr": self.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
-                   "samples_per_s": round(stats["samples"] / max(seconds, 1e-9), 1)}
+                   "samples_per_s": round(stats["samples"] / max(seconds, 1e-9), 1),
+                   "data_s": round(stats["data_s"], 3), "data_fraction": round(stats["data_s"] / max(seconds, 1e-9), 3)}
             self.rows.append(row)
             log.info("%s: %s", self.label, "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             self.save_checkpoint()
