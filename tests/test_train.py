@@ -7,8 +7,7 @@ import torch
 
 from mmssl.data.store import write_store
 from mmssl.models.encoders import SourceSpec
-from mmssl.train import DivergenceError, Trainer, TrainSettings, load_model, train
-from mmssl.objectives.base import ModelSettings
+from mmssl.train import DivergenceError, Trainer, load_model, train
 
 SMALL = {"width": 4, "latent": 8}
 

@@ -6,7 +6,6 @@ import argparse
 import os
 
 import pandas as pd
-from pathlib import Path
 
 from mmssl.cli import json_arg, path_arg
 from mmssl.data.download import download

@@ -3,7 +3,7 @@
 The training loop reads every loss value back each step, which waits for the GPU; a
 batch fetched only after that leaves the GPU idle for the whole gather. A thread that
 keeps ``depth`` batches ready removes that idle time: the gather from the memory-mapped
-store and the float16 -> float32 cast are numpy copies that release the GIL.
+store is a numpy copy, which releases the GIL (and pinning, on CUDA, is a copy too).
 
 Hand-written rather than torch's DataLoader workers: those are processes that each
 re-open the store and draw their own sample order, which would change the seeded,

@@ -50,7 +50,6 @@ from mmssl.preprocess.registration import AffineResult, RegistrationSettings, re
 from mmssl.preprocess.spatial import (
     GridSettings,
     grid_brain_mask,
-    mni_brain_mask,
     mni_grid,
     mni_template,
     to_grid,

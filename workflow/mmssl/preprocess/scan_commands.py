@@ -101,7 +101,8 @@ def preprocess_bold(args: argparse.Namespace) -> int:
 
     def run():
         native["falff"].parent.mkdir(parents=True, exist_ok=True)
-        with _bold_series(args.bold, settings.motion_correction, native["confounds"], falff_settings) as (bold, motion):
+        with _bold_series(args.bold, settings.motion_correction, native["confounds"],
+                          falff_settings.dummy_volumes) as (bold, motion):
             falff_file(bold, args.sidecar or None, native["falff"], native["mask"], native["mean"], falff_settings)
         result = mc.falff_to_mni(mc._load_map(str(native["falff"])), mc.load_volume(native["mean"]),
                                  mc._load_mask(str(native["mask"])), settings)
@@ -115,9 +116,10 @@ def preprocess_bold(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _bold_series(bold: str, motion_correction: bool, confounds: Path, falff_settings) -> Iterator[tuple[str, dict]]:
+def _bold_series(bold: str, motion_correction: bool, confounds: Path, dummy_volumes: int) -> Iterator[tuple[str, dict]]:
     """The series fALFF reads: the run itself, or its mcflirt-corrected copy (motion
-    parameters and FD then saved to ``confounds``; the yielded dict holds mean/max FD).
+    parameters and FD then saved to ``confounds``; the yielded dict holds mean/max FD
+    over the volumes after ``dummy_volumes``).
     Bad input found in the corrected copy is reported under the original file name."""
     if not motion_correction:
         yield bold, {}
@@ -128,7 +130,7 @@ def _bold_series(bold: str, motion_correction: bool, confounds: Path, falff_sett
     with mcflirt_corrected(bold) as (corrected, params):
         save_tsv(confounds_table(params), confounds)
         try:
-            yield str(corrected), motion_summary(params, falff_settings.dummy_volumes)
+            yield str(corrected), motion_summary(params, dummy_volumes)
         except BadInputError as error:
             raise BadInputError(bold, error.reason) from error
 
