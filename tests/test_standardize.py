@@ -156,3 +156,17 @@ def test_pack_store_refuses_subjects_missing_from_the_split_table(dataset, tmp_p
     with pytest.raises(ValueError, match="S5"):
         pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store")
     assert not (tmp_path / "store").exists()
+
+
+def test_landmarks_do_not_depend_on_the_order_within_a_subject(dataset):
+    """Each subject's (image, mask) pairs are sorted before TorchIO sums them, so any
+    permutation of a subject's list gives bit-identical landmarks."""
+    pairs, splits = dataset
+    train = pairs[pairs.subject.isin(["S0", "S1", "S2"])]
+    images = {s: list(g["T1w"]) for s, g in train.groupby("subject")}
+    masks = {s: list(g["mask"]) for s, g in train.groupby("subject")}
+    assert max(map(len, images.values())) > 1  # the permutation below really permutes
+    forward = train_landmarks(images, splits, masks)
+    backward = train_landmarks({s: v[::-1] for s, v in reversed(images.items())}, splits,
+                               {s: v[::-1] for s, v in reversed(masks.items())})
+    assert forward.tobytes() == backward.tobytes()

@@ -60,17 +60,21 @@ def train_landmarks(
     if not images:
         raise ValueError("no training images given for histogram landmarks")
     paths, mask_paths = [], []
-    # Sorted so the float sums inside TorchIO's averaging do not depend on dict order.
+    # Subjects, and each subject's (image, mask) pairs, are sorted by path so the float
+    # sums inside TorchIO's averaging cannot depend on the order of the input at all.
     for subject in sorted(images, key=str):
-        subject_paths = list(images[subject])
-        paths += subject_paths
-        if masks is not None:
-            subject_masks = list(masks[subject])
-            if len(subject_masks) != len(subject_paths):
-                raise ValueError(f"subject {subject}: {len(subject_paths)} images but {len(subject_masks)} masks")
-            mask_paths += subject_masks
+        subject_paths = [str(p) for p in images[subject]]
+        if masks is None:
+            paths += sorted(subject_paths)
+            continue
+        subject_masks = [str(p) for p in masks[subject]]
+        if len(subject_masks) != len(subject_paths):
+            raise ValueError(f"subject {subject}: {len(subject_paths)} images but {len(subject_masks)} masks")
+        for image, mask in sorted(zip(subject_paths, subject_masks)):
+            paths.append(image)
+            mask_paths.append(mask)
     return tio.HistogramStandardization.train(
-        [str(p) for p in paths], mask_path=[str(p) for p in mask_paths] if masks is not None else None, progress=False
+        paths, mask_path=mask_paths if masks is not None else None, progress=False
     )
 
 
