@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -51,7 +52,12 @@ class DivergenceError(RuntimeError):
 class TrainSettings:
     """epochs: paper 50 (natural images) / 200 (OASIS-3). lr: RAdam learning rate (4e-4).
     scheduler: 'onecycle' (paper, max_lr 0.01) or 'none' (authors' OASIS-3 config).
-    balanced: class-balanced sampling (OASIS-3). amp: bf16 autocast on CUDA.
+    balanced: class-balanced sampling (OASIS-3).
+    device: 'auto' (CUDA when usable, else CPU with a warning), 'cpu', 'cuda' or 'cuda:N'
+    (an error naming the node when CUDA is not usable; see :func:`select_device`).
+    amp: 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' (bf16 autocast on any device,
+    CPU included) or 'off' (fp32); the booleans of older configs read true = 'auto',
+    false = 'off' (so YAML's unquoted ``off`` means 'off').
     max_batches: cap on batches per epoch (0 = no cap; for smoke tests only).
     prefetch: batches a background thread prepares ahead of the step (0 = none; see
     :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough."""
@@ -66,24 +72,61 @@ class TrainSettings:
     prefetch: int = 2
     balanced: bool = False
     augment: dict[str, Any] = field(default_factory=dict)
-    amp: bool = True
+    amp: str = "auto"
     divergence_retries: int = 1
     lr_drop: float = 0.1
     on_divergence: str = "mark"
     max_batches: int = 0
+
+    def __post_init__(self):
+        amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
+        if amp not in AMP_MODES:
+            raise ValueError(f"train.amp must be one of {list(AMP_MODES)} (or true = 'auto', false = 'off'), got {self.amp!r}")
+        object.__setattr__(self, "amp", amp)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> TrainSettings:
         return settings_from(cls, cfg, "train")
 
 
+AMP_MODES = ("auto", "bf16", "off")
+# settings that change where and how fast a run executes, not what it trains: a checkpoint
+# resumes across them (a pre-empted GPU job picked up on another node, with or without bf16)
+RUNTIME_KEYS = ("device", "amp", "prefetch")
+
+
+def cuda_facts() -> str:
+    """What this process sees of CUDA, for errors and warnings about the device."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"node {socket.gethostname()}: torch.cuda.is_available()={torch.cuda.is_available()}, "
+            f"torch.version.cuda={torch.version.cuda}"
+            f"{' (a CPU-only torch build)' if torch.version.cuda is None else ''}, "
+            f"CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}")
+
+
 def select_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present (the device SLURM gave the job), else CPU."""
+    """'auto': CUDA when usable (the device SLURM gave the job), else CPU with a warning.
+    'cuda' / 'cuda:N' without a usable CUDA device is an error at once, naming the node and
+    what torch sees, instead of a GPU job silently training on CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but no CUDA device is visible (CUDA_VISIBLE_DEVICES?)")
-    return torch.device(name)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.warning("train.device is 'auto' and CUDA is not usable; training on CPU (%s)", cuda_facts())
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"train.device is {name!r} but CUDA is not usable on {cuda_facts()}. Run the job "
+                               "on a GPU node with a CUDA build of torch, or set train.device to 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"train.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) "
+                               f"are visible on {cuda_facts()}")
+    return device
+
+
+def autocast_enabled(amp: str, device: torch.device) -> bool:
+    """bf16 autocast for train.amp on ``device``: 'auto' only on CUDA, 'bf16' anywhere."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
 class BatchLoader:
@@ -202,7 +245,8 @@ class Trainer:
         self.epoch = 0
         self.retries_left = settings.divergence_retries
         self.ckpt_path = self.out_dir / "checkpoint.pt"
-        self.fp = fingerprint(method, fold, asdict(settings), asdict(model_settings), [asdict(s) for s in store.sources],
+        shaping = {k: v for k, v in asdict(settings).items() if k not in RUNTIME_KEYS}
+        self.fp = fingerprint(method, fold, shaping, asdict(model_settings), [asdict(s) for s in store.sources],
                               len(self.train_rows))
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -245,8 +289,8 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=nb).float() for k, v in xs.items()}, y.to(self.device, non_blocking=nb)
 
     def _autocast(self):
-        enabled = self.settings.amp and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=autocast_enabled(self.settings.amp, self.device))
 
     def train_epoch(self) -> dict[str, float] | None:
         """One epoch; the mean of each loss term, ``samples`` and ``data_s`` (host seconds
@@ -371,8 +415,8 @@ def train(store_dir: str | Path, split_tsv: str | Path, method: str, fold: int, 
     store = read_store(store_dir)
     trainer = Trainer(method, store, read_split(split_tsv), model_path.parent, TrainSettings.from_config(settings),
                       ModelSettings.from_config(model_settings), fold)
-    log.info("%s: %d train / %d val samples on %s", trainer.label, len(trainer.train_rows), len(trainer.val_rows),
-             trainer.device)
+    log.info("%s: %d train / %d val samples on %s (%s)", trainer.label, len(trainer.train_rows), len(trainer.val_rows),
+             trainer.device, "bf16 autocast" if autocast_enabled(trainer.settings.amp, trainer.device) else "fp32")
     if trainer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     status = trainer.fit()
