@@ -1,18 +1,28 @@
-# Two commands: `make demo` and `make test`. Both create .venv and install the project.
+# Two commands: `make demo` and `make test`. Both create .venv and install the project
+# from the lock (envs/constraints.txt: every transitive dependency at an exact version).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+LOCK := envs/constraints.txt
 STAMP := $(VENV)/.installed
 PROFILE ?= profiles/local
+# uv resolves the lock (universal: Linux x86-64, Python 3.11-3.13); only `make lock` needs it
+UV_VERSION := 0.13.9
+LOCK_VENV := .venv-lock
 
-.PHONY: demo test install dryrun clean-results
+.PHONY: demo test lint install dryrun lock clean-results
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned: the CPU wheel here, the CUDA wheel from the registry on a GPU cluster
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test,fsl]"
+	$(PIP) install --quiet -c $(LOCK) pip
+	# torch first: the CPU wheel here, the CUDA wheel from PyPI on a GPU cluster (same pin)
+	$(PIP) install --quiet -c $(LOCK) "torch==2.13.0"
+	# the locked setuptools builds the editable install (no unpinned build environment)
+	$(PIP) install --quiet -c $(LOCK) setuptools
+	$(PIP) install --quiet --no-build-isolation -c $(LOCK) -e ".[test,fsl,cluster]"
+	$(BIN)/python envs/lock.py check --lock $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,11 +33,24 @@ demo: $(STAMP)
 	@cat results/*/table.md
 	@echo "Figures: results/*/figure.png   Per-fold tables: results/*/probe, results/*/similarity"
 
-test: $(STAMP)
+# snakemake --lint exits non-zero on any lint; the grep also fails on a lint it only prints
+lint: $(STAMP)
+	@$(BIN)/snakemake --lint > $(VENV)/lint.txt 2>&1 || { cat $(VENV)/lint.txt; exit 1; }
+	@! grep -q "^Lints for" $(VENV)/lint.txt || { cat $(VENV)/lint.txt; exit 1; }
+	@echo "snakemake --lint: clean"
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake --profile $(PROFILE) -n
+
+# Regenerate the lock from pyproject.toml's ranges, then the conda env files from the lock.
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml envs/lock-tools.in --extra test --extra fsl --extra cluster \
+		--universal --python-version 3.11 --no-header --output-file $(LOCK)
+	$(PYTHON) envs/lock.py conda --lock $(LOCK)
 
 clean-results:
 	rm -rf results/* .snakemake

@@ -1,14 +1,18 @@
 # mmssl: the taxonomy of multimodal self-supervised learning as a Snakemake workflow.
 # Thin on purpose: every rule calls one `mmssl` sub-command (workflow/mmssl/cli.py).
 #   snakemake --profile profiles/local                   # laptop / workstation
-#   snakemake --profile profiles/slurm                   # SLURM cluster, GPU for training
+#   snakemake --profile profiles/slurm --configfile=resources/configs/paper.yaml  # SLURM cluster
 #   snakemake --profile profiles/local results/two_view_mnist/probe/L-CL/fold2.tsv   # one fold
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A file given with --configfile is the whole configuration (the schema fills in
+# defaults); config.yaml, the demo, is read only when no --configfile is given.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

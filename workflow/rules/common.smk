@@ -1,8 +1,11 @@
 # Helpers shared by all rules: config validation, paths, per-dataset settings.
+import functools
 import json
 import shlex
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from snakemake.utils import validate
 
@@ -27,6 +30,7 @@ wildcard_constraints:
 
 RESULTS = config["results"]
 
+
 def _python():
     """The interpreter rules run: the conda env's `python` with --software-deployment-method
     conda, else the one running Snakemake (so a venv works without being activated)."""
@@ -40,8 +44,16 @@ def _python():
     return shlex.quote(sys.executable)
 
 
-# every rule runs the CLI of the package that sits beside this file
-MMSSL = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} {_python()} -m mmssl"
+# Every rule's shell line starts with `mmssl <command>`: a shell function, defined once
+# here, that runs the CLI of the package beside this file with the interpreter above (so
+# neither an activated venv nor an installed package is needed, and the rule shows its
+# command). Snakemake formats the prefix once, hence the doubled braces.
+_MMSSL_FUNCTION = (
+    f"mmssl() {{ PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}"
+    f"${{PYTHONPATH:+:$PYTHONPATH}} {_python()} -m mmssl \"$@\"; }}; "
+)
+_ESCAPED = _MMSSL_FUNCTION.replace("{", "{{").replace("}", "}}")
+shell.prefix(f"set -euo pipefail; {_ESCAPED}")
 
 
 def res(dataset, *parts):
@@ -55,6 +67,7 @@ def dataset_spec(dataset):
     return config["datasets"][dataset]
 
 
+@functools.cache
 def section_json(dataset, section):
     """The dataset's merged settings of one config section, as a JSON argument."""
     try:
@@ -147,3 +160,90 @@ def all_reports():
         if spec["kind"] == "bids_mri":
             out += [res(ds, "qc", "qc.tsv"), res(ds, "excluded.tsv")]
     return out
+
+
+# ---- data (data.smk) ----
+SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def mnist_idx_inputs(folder):
+    """The four IDX files in ``folder``: unzipped ones placed by hand are used as they
+    are, otherwise the .gz names (which the download rule can make)."""
+    return [str(Path(folder, f)) if Path(folder, f).exists() else str(Path(folder, f"{f}.gz")) for f in MNIST_FILES]
+
+
+def prepare_inputs(wildcards):
+    spec = dataset_spec(wildcards.dataset)
+    if spec["kind"] == "two_view_mnist" and spec["source"] == "idx":
+        return mnist_idx_inputs(spec["path"])
+    if spec["kind"] == "mnist_svhn":
+        return mnist_idx_inputs(spec["mnist_path"]) + [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]
+    return []
+
+
+def prepare_command(wildcards, output):
+    spec = dataset_spec(wildcards.dataset)
+    if spec["kind"] == "two_view_mnist":
+        return (f"prepare-two-view --source {spec['source']} --path {shlex.quote(spec['path'])} "
+                f"--seed {spec['view_seed']} --out {shlex.quote(output[0])}")
+    if spec["kind"] == "mnist_svhn":
+        settings = json.dumps({"per_mnist": spec["per_mnist"], "seed": spec["pair_seed"], "limit": spec["limit"]})
+        return (f"prepare-mnist-svhn --mnist-dir {shlex.quote(spec['mnist_path'])} --svhn-dir "
+                f"{shlex.quote(spec['svhn_path'])} --settings-json {shlex.quote(settings)} --out {shlex.quote(output[0])}")
+    raise WorkflowError(f"dataset {wildcards.dataset}: kind {spec['kind']!r} has no 'prepare' step")
+
+
+# ---- brain MRI (preprocess.smk) ----
+def mri_spec(dataset):
+    spec = dataset_spec(dataset)
+    if spec["kind"] != "bids_mri":
+        raise WorkflowError(f"dataset {dataset} is of kind {spec['kind']!r}, not bids_mri")
+    return spec
+
+
+def bids_dir_of(dataset):
+    spec = mri_spec(dataset)
+    return res(dataset, "synthetic_bids") if spec.get("synthetic") is not None else spec["bids_dir"]
+
+
+def clinical_of(dataset):
+    spec = mri_spec(dataset)
+    if spec.get("clinical_csv"):
+        return spec["clinical_csv"]
+    if spec.get("synthetic") is not None:
+        return str(Path(bids_dir_of(dataset), "phenotype", "OASIS3_UDSb4_cdr.csv"))
+    raise WorkflowError(f"datasets.{dataset}.clinical_csv: required for a real BIDS dataset")
+
+
+def mri_settings_json(dataset):
+    spec = mri_spec(dataset)
+    return json.dumps({k: spec.get(k, {}) for k in ("preprocess", "falff")}, sort_keys=True)
+
+
+def scan_table(dataset):
+    """stem -> (path, sidecar) of every T1w and BOLD run in discovery's pairs (after the checkpoint)."""
+    pairs = pd.read_csv(checkpoints.discover.get(dataset=dataset).output.pairs, sep="\t", dtype=str, keep_default_na=False)
+    scans = {}
+    for t1 in pairs["t1_path"].unique():
+        scans[("anat", scan_stem(t1))] = (t1, "")
+    for bold, sidecar in pairs[["bold_path", "bold_sidecar"]].drop_duplicates().itertuples(index=False):
+        scans[("func", scan_stem(bold))] = (bold, sidecar)
+    return scans
+
+
+def scan_stem(path):
+    from mmssl.preprocess.scan_commands import scan_stem as stem
+
+    return stem(path)
+
+
+def scan_of(wildcards, kind):
+    try:
+        return scan_table(wildcards.dataset)[(kind, wildcards.scan)]
+    except KeyError:
+        raise WorkflowError(f"{wildcards.scan}: not a {kind} scan of any pair in {res(wildcards.dataset, 'pairs.tsv')}")
+
+
+def scan_statuses(wildcards):
+    return [res(wildcards.dataset, "preproc", "status", kind, f"{stem}.tsv") for kind, stem in scan_table(wildcards.dataset)]

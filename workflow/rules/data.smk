@@ -1,33 +1,11 @@
-# Data: raw files -> packed store -> subject-level splits.
-SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+# Data: raw files -> packed store -> subject-level splits. Splits and downloads run on
+# the submit host (cheap; compute nodes often have no internet).
 
 
-def mnist_idx_inputs(folder):
-    """The four IDX files in ``folder``: unzipped ones placed by hand are used as they
-    are, otherwise the .gz names (which the download rule can make)."""
-    return [str(Path(folder, f)) if Path(folder, f).exists() else str(Path(folder, f + ".gz")) for f in MNIST_FILES]
-
-
-def prepare_inputs(wildcards):
-    spec = dataset_spec(wildcards.dataset)
-    if spec["kind"] == "two_view_mnist" and spec["source"] == "idx":
-        return mnist_idx_inputs(spec["path"])
-    if spec["kind"] == "mnist_svhn":
-        return mnist_idx_inputs(spec["mnist_path"]) + [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]
-    return []
-
-
-def prepare_command(wildcards, output):
-    spec = dataset_spec(wildcards.dataset)
-    if spec["kind"] == "two_view_mnist":
-        return (f"prepare-two-view --source {spec['source']} --path {shlex.quote(spec['path'])} "
-                f"--seed {spec['view_seed']} --out {shlex.quote(output[0])}")
-    if spec["kind"] == "mnist_svhn":
-        settings = json.dumps({"per_mnist": spec["per_mnist"], "seed": spec["pair_seed"], "limit": spec["limit"]})
-        return (f"prepare-mnist-svhn --mnist-dir {shlex.quote(spec['mnist_path'])} --svhn-dir "
-                f"{shlex.quote(spec['svhn_path'])} --settings-json {shlex.quote(settings)} --out {shlex.quote(output[0])}")
-    raise WorkflowError(f"dataset {wildcards.dataset}: kind {spec['kind']!r} has no 'prepare' step")
+localrules:
+    splits,
+    download_mnist,
+    download_svhn,
 
 
 rule prepare:
@@ -45,7 +23,7 @@ rule prepare:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} {params.cmd} 2> {log}"
+        "mmssl {params.cmd} 2> {log}"
 
 
 rule splits:
@@ -64,7 +42,7 @@ rule splits:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} splits {params.source} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
+        "mmssl splits {params.source} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
 
 rule download_mnist:
@@ -82,7 +60,7 @@ rule download_mnist:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} 2> {log}"
+        "mmssl download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} 2> {log}"
 
 
 rule download_svhn:
@@ -101,4 +79,4 @@ rule download_svhn:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} 2> {log}"
+        "mmssl download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} 2> {log}"

@@ -14,10 +14,12 @@ rule embed:
         res("{dataset}", "benchmarks", "embed", "{method}", "fold{fold}.tsv")
     params:
         one=lambda w: "--one-per-subject" if dataset_spec(w.dataset)["kind"] == "bids_mri" else "",
+    group:
+        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MMSSL} embed --store {input.store} --split {input.split} --model {input.model} "
+        "OMP_NUM_THREADS={threads} mmssl embed --store {input.store} --split {input.split} --model {input.model} "
         "--out {output} {params.one} 2> {log}"
 
 
@@ -34,10 +36,12 @@ rule probe:
     params:
         settings=lambda w: probe_settings_json(w.dataset),
         task=lambda w: probe_task(w.dataset),
+    group:
+        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MMSSL} probe --latents {input} --out {output} --task {params.task} "
+        "OMP_NUM_THREADS={threads} mmssl probe --latents {input} --out {output} --task {params.task} "
         "--settings-json {params.settings:q} 2> {log}"
 
 
@@ -53,7 +57,9 @@ rule similarity:
         res("{dataset}", "benchmarks", "similarity", "{method}", "fold{fold}.tsv")
     params:
         settings=lambda w: section_json(w.dataset, "similarity"),
+    group:
+        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"
+        "mmssl similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"

@@ -1,61 +1,15 @@
 # Brain MRI (kind: bids_mri): BIDS -> per-scan T1w / fALFF on the 3 mm 64³ MNI grid ->
 # per-fold histogram standardisation -> packed store. Per-subject outputs use
 # BIDS-derivatives names under results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/.
-import pandas as pd
+# On a cluster (profiles/slurm): scans are preprocessed in batches (group "preprocess"),
+# landmarks -> pack of one fold run as one job (group "store"); the cheap table steps
+# run on the submit host.
 
 
-def mri_spec(dataset):
-    spec = dataset_spec(dataset)
-    if spec["kind"] != "bids_mri":
-        raise WorkflowError(f"dataset {dataset} is of kind {spec['kind']!r}, not bids_mri")
-    return spec
-
-
-def bids_dir_of(dataset):
-    spec = mri_spec(dataset)
-    return res(dataset, "synthetic_bids") if spec.get("synthetic") is not None else spec["bids_dir"]
-
-
-def clinical_of(dataset):
-    spec = mri_spec(dataset)
-    if spec.get("clinical_csv"):
-        return spec["clinical_csv"]
-    if spec.get("synthetic") is not None:
-        return str(Path(bids_dir_of(dataset), "phenotype", "OASIS3_UDSb4_cdr.csv"))
-    raise WorkflowError(f"datasets.{dataset}.clinical_csv: required for a real BIDS dataset")
-
-
-def mri_settings_json(dataset):
-    spec = mri_spec(dataset)
-    return json.dumps({k: spec.get(k, {}) for k in ("preprocess", "falff")}, sort_keys=True)
-
-
-def scan_table(dataset):
-    """stem -> (path, sidecar) of every T1w and BOLD run in discovery's pairs (after the checkpoint)."""
-    pairs = pd.read_csv(checkpoints.discover.get(dataset=dataset).output.pairs, sep="\t", dtype=str, keep_default_na=False)
-    scans = {}
-    for t1 in pairs["t1_path"].unique():
-        scans[("anat", scan_stem(t1))] = (t1, "")
-    for bold, sidecar in pairs[["bold_path", "bold_sidecar"]].drop_duplicates().itertuples(index=False):
-        scans[("func", scan_stem(bold))] = (bold, sidecar)
-    return scans
-
-
-def scan_stem(path):
-    from mmssl.preprocess.scan_commands import scan_stem as stem
-
-    return stem(path)
-
-
-def scan_of(wildcards, kind):
-    try:
-        return scan_table(wildcards.dataset)[(kind, wildcards.scan)]
-    except KeyError:
-        raise WorkflowError(f"{wildcards.scan}: not a {kind} scan of any pair in {res(wildcards.dataset, 'pairs.tsv')}")
-
-
-def scan_statuses(wildcards):
-    return [res(wildcards.dataset, "preproc", "status", kind, f"{stem}.tsv") for kind, stem in scan_table(wildcards.dataset)]
+localrules:
+    synthetic_bids,
+    discover,
+    collect,
 
 
 rule synthetic_bids:
@@ -73,7 +27,7 @@ rule synthetic_bids:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} {params.bad} 2> {log}"
+        "mmssl synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} {params.bad} 2> {log}"
 
 
 checkpoint discover:
@@ -94,7 +48,7 @@ checkpoint discover:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} discover --bids-dir {input.bids} --clinical {params.clinical:q} --settings-json {params.settings:q} "
+        "mmssl discover --bids-dir {input.bids} --clinical {params.clinical:q} --settings-json {params.settings:q} "
         "--dataset {wildcards.dataset} --out-subjects {output.subjects} --out-pairs {output.pairs} "
         "--out-excluded {output.excluded} 2> {log}"
 
@@ -113,10 +67,12 @@ rule preprocess_t1:
         t1=lambda w: scan_of(w, "anat")[0],
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
+    group:
+        "preprocess"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MMSSL} preprocess-t1 --t1 {params.t1:q} --preproc-dir {params.preproc} "
+        "OMP_NUM_THREADS={threads} mmssl preprocess-t1 --t1 {params.t1:q} --preproc-dir {params.preproc} "
         "--settings-json {params.settings:q} --status {output} 2> {log}"
 
 
@@ -135,10 +91,12 @@ rule preprocess_bold:
         sidecar=lambda w: scan_of(w, "func")[1],
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
+    group:
+        "preprocess"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MMSSL} preprocess-bold --bold {params.bold:q} --sidecar {params.sidecar:q} "
+        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {params.bold:q} --sidecar {params.sidecar:q} "
         "--preproc-dir {params.preproc} --settings-json {params.settings:q} --status {output} 2> {log}"
 
 
@@ -160,7 +118,7 @@ rule collect:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} collect --discovery-excluded {input.excluded} --pairs {input.pairs} --statuses {input.statuses} "
+        "mmssl collect --discovery-excluded {input.excluded} --pairs {input.pairs} --statuses {input.statuses} "
         "--preproc-dir {params.preproc} "
         "--out-excluded {output.excluded} --out-pairs {output.pairs} 2> {log}"
 
@@ -178,10 +136,12 @@ rule landmarks:
         res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{modality}.tsv")
     wildcard_constraints:
         modality="T1w|fALFF",
+    group:
+        "store"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} landmarks --pairs {input.pairs} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
+        "mmssl landmarks --pairs {input.pairs} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
 
 
 rule pack:
@@ -199,10 +159,12 @@ rule pack:
         res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
     params:
         settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
+    group:
+        "store"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} pack --pairs {input.pairs} --splits {input.split} --landmarks-t1 {input.t1} "
+        "mmssl pack --pairs {input.pairs} --splits {input.split} --landmarks-t1 {input.t1} "
         "--landmarks-falff {input.falff} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
 
 
@@ -223,5 +185,5 @@ rule qc:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} qc --pairs {input.pairs} --out-tsv {output.tsv} --out-html {output.html} "
+        "mmssl qc --pairs {input.pairs} --out-tsv {output.tsv} --out-html {output.html} "
         "--montage-dir {output.montages} --settings-json {params.settings:q} 2> {log}"

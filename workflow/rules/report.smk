@@ -22,5 +22,5 @@ rule report:
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "{MMSSL} report --dataset {wildcards.dataset} --methods {params.methods} --inputs {input} "
+        "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --inputs {input} "
         "--summary {output.summary} --table {output.table} --figure {output.figure} 2> {log}"

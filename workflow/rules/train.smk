@@ -1,4 +1,5 @@
-# Training: one job per (dataset, method, fold); a GPU on the cluster (profiles/slurm).
+# Training: one job per (dataset, method, fold); a GPU on the cluster (profiles/slurm),
+# where train -> embed -> probe + similarity of one (method, fold) run as one job (group "run").
 
 
 rule train:
@@ -15,9 +16,11 @@ rule train:
     params:
         train=lambda w: section_json(w.dataset, "train"),
         model=lambda w: section_json(w.dataset, "model"),
+    group:
+        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {MMSSL} train --store {input.store} --split {input.split} "
+        "OMP_NUM_THREADS={threads} mmssl train --store {input.store} --split {input.split} "
         "--method {wildcards.method} --fold {wildcards.fold} --model {output.model} --metrics {output.metrics} "
         "--train-json {params.train:q} --model-json {params.model:q} 2> {log}"
