@@ -3,16 +3,19 @@
 #   snakemake --profile profiles/local                   # laptop / workstation
 #   snakemake --profile profiles/slurm --configfile=resources/configs/paper.yaml  # SLURM cluster
 #   snakemake --profile profiles/local results/two_view_mnist/probe/L-CL/fold2.tsv   # one fold
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # A file given with --configfile is the whole configuration (the schema fills in
-# defaults); config.yaml, the demo, is read only when no --configfile is given.
+# defaults); config.yaml beside this file, the demo, is read only when no --configfile
+# is given (from any working directory).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -269,3 +269,82 @@ def test_tiny_mri_run_two_methods_two_folds_to_the_summary(tmp_path):
     for column in ("T1w roc_auc", "fALFF roc_auc", "T1w~fALFF cka", "T1w~fALFF svcca"):
         assert column in table
     assert (res / "probe" / "S" / "fold0.optuna.db").exists()  # the study a rerun resumes
+
+
+def plain_snakemake(workdir, *args, check=True):
+    """Snakemake exactly as a user types it (no --configfile added), from ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def paper_config_on(tmp_path: Path) -> Path:
+    """resources/configs/paper.yaml with its data paths pointed at zero-byte stand-ins
+    (everything else exactly as shipped)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "resources" / "configs" / "paper.yaml").read_text())
+    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    datasets = config["datasets"]
+    datasets["oasis3"].update(bids_dir=str(tmp_path / "bids"), clinical_csv=str(clinical))
+    for folder, files in (("mnist", [f"{f}.gz" for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]),
+                          ("svhn", ["train_32x32.mat", "test_32x32.mat"])):
+        for f in files:
+            (tmp_path / "data" / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "data" / folder / f).touch()
+    datasets["two_view_mnist"]["path"] = datasets["mnist_svhn"]["mnist_path"] = str(tmp_path / "data" / "mnist")
+    datasets["mnist_svhn"]["svhn_path"] = str(tmp_path / "data" / "svhn")
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_configfile_is_the_whole_run_not_an_extension_of_the_demo(tmp_path):
+    """`--configfile paper.yaml` plans the paper's grid (5 folds × 22 methods for each of
+    its three datasets; OASIS-3's scans wait on its discovery checkpoint) and nothing of
+    config.yaml's demo."""
+    import yaml
+
+    config = paper_config_on(tmp_path)
+    n_methods = len(yaml.safe_load(config.read_text())["methods"])
+    proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={config}")
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == counts["embed"] == counts["probe"] == counts["similarity"] == 3 * 5 * n_methods
+    assert counts["splits"] == 3 * 5 and counts["prepare"] == 2 and counts["discover"] == 1
+    assert "oasis_synthetic" not in proc.stdout and "synthetic_bids" not in counts
+    assert "fold0" in proc.stdout and "fold4" in proc.stdout
+    assert "is extended by additional config" not in proc.stdout + proc.stderr
+
+
+def test_the_test_mri_configfile_runs_only_its_dataset(tmp_path):
+    proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={ROOT / '.test' / 'config-mri.yaml'}")
+    counts = job_counts(proc.stdout)
+    assert counts["synthetic_bids"] == counts["discover"] == 1
+    assert "prepare" not in counts and "two_view_mnist" not in proc.stdout
+
+
+def test_no_configfile_runs_the_demo_and_targets_may_follow_the_options(tmp_path):
+    counts = job_counts(plain_snakemake(tmp_path, "-n", "--cores", "1").stdout)
+    assert counts["synthetic_bids"] == 1 and counts["prepare"] == 1  # both demo datasets
+    target = "results/two_view_mnist/probe/L/fold3.tsv"
+    for args in ([target, f"--configfile={ROOT / '.test' / 'config.yaml'}"],
+                 [f"--configfile={ROOT / '.test' / 'config.yaml'}", target]):
+        counts = job_counts(plain_snakemake(tmp_path, "-n", "--cores", "1", *args).stdout)
+        assert counts == {"embed": 1, "prepare": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
+
+
+@pytest.mark.parametrize("key", ["bids_dir", "clinical_csv"])
+def test_a_missing_data_path_names_its_config_key(tmp_path, key):
+    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    paths = {"bids_dir": tmp_path / "bids", "clinical_csv": clinical}
+    paths[key] = tmp_path / "nowhere"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {paths['bids_dir']}\n"
+                      f"    clinical_csv: {paths['clinical_csv']}\n")
+    proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={config}", check=False)
+    assert proc.returncode != 0
+    assert f"datasets.oasis.{key}: {tmp_path / 'nowhere'} is not a" in proc.stdout + proc.stderr

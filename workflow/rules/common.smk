@@ -173,6 +173,17 @@ def mnist_idx_inputs(folder):
     return [str(Path(folder, f)) if Path(folder, f).exists() else str(Path(folder, f"{f}.gz")) for f in MNIST_FILES]
 
 
+# the config keys that name a raw-data folder, by kind; a download error quotes them
+FOLDER_KEYS = {"two_view_mnist": ("path",), "mnist_svhn": ("mnist_path", "svhn_path")}
+
+
+def config_keys_for(folder):
+    """Every datasets.<name>.<key> whose folder is ``folder`` (for messages)."""
+    keys = [f"datasets.{name}.{key}" for name, spec in config["datasets"].items()
+            for key in FOLDER_KEYS.get(spec["kind"], ()) if spec.get(key) and Path(spec[key]) == Path(folder)]
+    return ",".join(keys) or "no config key"
+
+
 def prepare_inputs(wildcards):
     spec = dataset_spec(wildcards.dataset)
     if spec["kind"] == "two_view_mnist" and spec["source"] == "idx":
@@ -204,12 +215,22 @@ def mri_spec(dataset):
 
 def bids_dir_of(dataset):
     spec = mri_spec(dataset)
-    return res(dataset, "synthetic_bids") if spec.get("synthetic") is not None else spec["bids_dir"]
+    if spec.get("synthetic") is not None:
+        return res(dataset, "synthetic_bids")
+    if not spec.get("bids_dir"):
+        raise WorkflowError(f"datasets.{dataset}.bids_dir: required for a real BIDS dataset (or set synthetic)")
+    if not Path(spec["bids_dir"]).is_dir():
+        raise WorkflowError(f"datasets.{dataset}.bids_dir: {spec['bids_dir']} is not a folder (expected a BIDS "
+                            "tree of sub-*/ses-*/{anat,func}); fix the path in your config file")
+    return spec["bids_dir"]
 
 
 def clinical_of(dataset):
     spec = mri_spec(dataset)
     if spec.get("clinical_csv"):
+        if not Path(spec["clinical_csv"]).is_file():
+            raise WorkflowError(f"datasets.{dataset}.clinical_csv: {spec['clinical_csv']} is not a file (expected the "
+                                "OASIS-3 clinical CSV, e.g. OASIS3_UDSb4_cdr.csv); fix the path in your config file")
         return spec["clinical_csv"]
     if spec.get("synthetic") is not None:
         return str(Path(bids_dir_of(dataset), "phenotype", "OASIS3_UDSb4_cdr.csv"))

@@ -57,10 +57,11 @@ rule download_mnist:
         folder=".*mnist[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
+        config_keys=lambda w: config_keys_for(w.folder),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} 2> {log}"
+        "mmssl download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"
 
 
 rule download_svhn:
@@ -76,7 +77,8 @@ rule download_svhn:
         folder=".*svhn[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
+        config_keys=lambda w: config_keys_for(w.folder),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} 2> {log}"
+        "mmssl download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"

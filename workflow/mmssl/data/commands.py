@@ -40,7 +40,7 @@ def write_splits(args: argparse.Namespace) -> None:
 
 
 def run_download(args: argparse.Namespace) -> None:
-    download(args.urls, args.dataset, args.out_dir)
+    download(args.urls, args.dataset, args.out_dir, args.config_keys)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -63,4 +63,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--urls", type=path_arg, required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--out-dir", type=path_arg, required=True)
+    p.add_argument("--config-keys", default="", help="the config keys naming --out-dir, for the error message")
     p.set_defaults(func=run_download)

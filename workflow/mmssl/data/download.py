@@ -53,9 +53,10 @@ def fetch(url: str, dest: Path, timeout: float = 60) -> None:
     os.replace(tmp, dest)
 
 
-def download(url_table: str | Path, dataset: str, out_dir: str | Path) -> list[Path]:
+def download(url_table: str | Path, dataset: str, out_dir: str | Path, config_keys: str = "") -> list[Path]:
     """Fetch every file of ``dataset`` into ``out_dir``; files already present with the
-    right checksum are kept. Raises with a to-do list when files cannot be fetched."""
+    right checksum are kept. Raises with a to-do list when files cannot be fetched, naming
+    ``config_keys`` (the config keys that point at ``out_dir``) when given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     done, failed = [], []
@@ -80,5 +81,7 @@ def download(url_table: str | Path, dataset: str, out_dir: str | Path) -> list[P
             failed.append((file, list(group["url"])))
     if failed:
         lines = "\n".join(f"  {out_dir / f}  (from {' or '.join(u)})" for f, u in failed)
-        raise RuntimeError(f"could not download {len(failed)} file(s) for {dataset!r}. Put them by hand at:\n{lines}")
+        wanted = f" (the folder of {config_keys})" if config_keys else ""
+        raise RuntimeError(f"could not download {len(failed)} file(s) for {dataset!r} into {out_dir}{wanted}. "
+                           f"Put them there by hand, or point that key at a folder that has them:\n{lines}")
     return done
