@@ -39,8 +39,9 @@ lint: $(STAMP)
 	@! grep -q "^Lints for" $(VENV)/lint.txt || { cat $(VENV)/lint.txt; exit 1; }
 	@echo "snakemake --lint: clean"
 
+# one worker per core; tests that share one built run (xdist_group) stay on one worker
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake --profile $(PROFILE) -n

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from dryrun import job_counts  # noqa: E402
 
 
 def snakemake(workdir, *args, config=None, check=True):
@@ -21,21 +23,6 @@ def snakemake(workdir, *args, config=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
-
-
-def job_counts(output: str) -> dict[str, int]:
-    counts, on = {}, False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            on = True
-            continue
-        if on:
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-            elif counts and not line.startswith("-"):
-                break
-    return counts
 
 
 def test_dry_run_of_the_full_paper_grid(tmp_path):
@@ -216,30 +203,35 @@ def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
     assert counts["collect"] == counts["qc"] == 1 and counts["pack"] == 2 and counts["landmarks"] == 4
 
 
+@pytest.fixture(scope="module")
+def mri_run(tmp_path_factory):
+    """One tiny MRI run (.test/config-mri.yaml: 16 synthetic subjects plus 6 defective ones,
+    two methods, two folds) through --report, shared by the tests that read it (building
+    it once per test cost 5 minutes of the suite)."""
+    workdir = tmp_path_factory.mktemp("mri_run")
+    snakemake(workdir, config=ROOT / ".test" / "config-mri.yaml")
+    snakemake(workdir, "--report", "report.html", config=ROOT / ".test" / "config-mri.yaml")
+    return workdir
+
+
 @pytest.mark.slow
-def test_preprocessing_of_synthetic_subjects_with_bad_inputs(tmp_path):
-    """Three synthetic subjects plus six defective ones: the good ones end on the 3 mm 64³
-    MNI grid with QC; every defect is listed in excluded.tsv with its reason."""
+@pytest.mark.xdist_group("mri_run")
+def test_preprocessing_of_synthetic_subjects_with_bad_inputs(mri_run):
+    """The good synthetic subjects end on the configured MNI grid with QC; every defective
+    one is listed in excluded.tsv with its reason."""
     import nibabel as nib
 
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "methods: [S]\n"
-        "datasets:\n  oasis:\n    kind: bids_mri\n    synthetic: {n_subjects: 3, seed: 1, bad_inputs: true}\n"
-        "    falff: {dummy_volumes: 4}\n    splits: {n_folds: 2, test: fold}\n"
-    )
-    res = tmp_path / "results" / "oasis"
-    snakemake(tmp_path, "results/oasis/qc/qc.tsv", "results/oasis/excluded.tsv", config=config)
+    res = mri_run / "results" / "oasis_synthetic"
     truth = pd.read_csv(res / "synthetic_bids" / "derivatives" / "truth" / "bad_inputs.tsv", sep="\t", dtype=str)
     excluded = pd.read_csv(res / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert set(truth["subject"]) <= set(excluded["subject"])  # nothing dropped silently
     assert (excluded["reason"].str.len() > 0).all()
     pairs = pd.read_csv(res / "preproc" / "pairs.tsv", sep="\t", dtype=str)
-    assert pairs["subject"].nunique() == 3 and not set(pairs["subject"]) & set(truth["subject"])
-    img = nib.load(tmp_path / pairs["T1w"].iloc[0])
-    assert img.shape == (64, 64, 64) and np.allclose(nib.affines.voxel_sizes(img.affine), 3.0)
-    falff = np.asarray(nib.load(tmp_path / pairs["fALFF"].iloc[0]).dataobj)
-    mask = np.asarray(nib.load(tmp_path / pairs["mask_fALFF"].iloc[0]).dataobj) > 0
+    assert pairs["subject"].nunique() >= 14 and not set(pairs["subject"]) & set(truth["subject"])
+    img = nib.load(mri_run / pairs["T1w"].iloc[0])
+    assert img.shape == (32, 32, 32) and np.allclose(nib.affines.voxel_sizes(img.affine), 6.0)
+    falff = np.asarray(nib.load(mri_run / pairs["fALFF"].iloc[0]).dataobj)
+    mask = np.asarray(nib.load(mri_run / pairs["mask_fALFF"].iloc[0]).dataobj) > 0
     assert 0 < falff[mask].mean() < 1 and (falff[~mask] == 0).all()
     qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t", dtype={"subject": str})
     assert len(qc) == len(pairs) and (res / "qc" / "index.html").exists()
@@ -248,11 +240,11 @@ def test_preprocessing_of_synthetic_subjects_with_bad_inputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_mri_run_two_methods_two_folds_to_the_summary(tmp_path):
+@pytest.mark.xdist_group("mri_run")
+def test_tiny_mri_run_two_methods_two_folds_to_the_summary(mri_run):
     """Synthetic BIDS → preprocessing → per-fold standardisation → 3D training →
     tuned HC-vs-AD probe and CKA/SVCCA → the Fig. 6 table (.test/config-mri.yaml)."""
-    snakemake(tmp_path, config=ROOT / ".test" / "config-mri.yaml")
-    res = tmp_path / "results" / "oasis_synthetic"
+    res = mri_run / "results" / "oasis_synthetic"
     for k in (0, 1):
         split = pd.read_csv(res / "splits" / f"fold{k}.tsv", sep="\t", dtype=str)
         assert split["subject"].is_unique  # one split per subject: no leakage across splits
@@ -270,6 +262,18 @@ def test_tiny_mri_run_two_methods_two_folds_to_the_summary(tmp_path):
         assert column in table
     assert (res / "probe" / "S" / "fold0.optuna.db").exists()  # the study a rerun resumes
 
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mri_run")
+def test_the_report_holds_the_mri_quality_control(mri_run):
+    """--report embeds qc.tsv, the QC page and every subject's montage (with captions)
+    next to the results tables and figures."""
+    html = (mri_run / "report.html").read_text(errors="ignore")
+    montages = sorted((mri_run / "results" / "oasis_synthetic" / "qc" / "montages").glob("sub-*.png"))
+    assert montages
+    for name in ["qc.tsv", "index.html", "table.md", "figure.png", "QC montages"] + [m.name for m in montages]:
+        assert name in html, name
+    assert "QC montage of one subject" in html  # the montage caption
 
 def plain_snakemake(workdir, *args, check=True):
     """Snakemake exactly as a user types it (no --configfile added), from ``workdir``."""

@@ -9,6 +9,7 @@ in an override is caught with its full key path.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and what is allowed."""
 
 
+@functools.cache
 def load_schema() -> dict[str, Any]:
+    """The parsed schema, read once per process (callers must not modify it): the DAG asks
+    for a dataset section per job, and re-parsing the YAML cost 0.1 s each time."""
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 

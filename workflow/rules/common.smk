@@ -1,6 +1,7 @@
 # Helpers shared by all rules: config validation, paths, per-dataset settings.
 import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -244,7 +245,16 @@ def mri_settings_json(dataset):
 
 def scan_table(dataset):
     """stem -> (path, sidecar) of every T1w and BOLD run in discovery's pairs (after the checkpoint)."""
-    pairs = pd.read_csv(checkpoints.discover.get(dataset=dataset).output.pairs, sep="\t", dtype=str, keep_default_na=False)
+    path = checkpoints.discover.get(dataset=dataset).output.pairs
+    return _read_scan_table(path, os.stat(path).st_mtime_ns)
+
+
+@functools.cache
+def _read_scan_table(path, mtime_ns):
+    """Read once per version of pairs.tsv (every scan job's params ask for it: re-reading it
+    per job made an OASIS-3-sized dry run take 16 minutes); a rerun of discover changes
+    the mtime, so the new table is read."""
+    pairs = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     scans = {}
     for t1 in pairs["t1_path"].unique():
         scans[("anat", scan_stem(t1))] = (t1, "")

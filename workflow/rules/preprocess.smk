@@ -173,9 +173,13 @@ rule qc:
     input:
         pairs=res("{dataset}", "preproc", "pairs.tsv"),
     output:
-        tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}"),
-        html=res("{dataset}", "qc", "index.html"),
-        montages=directory(res("{dataset}", "qc", "montages")),
+        tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}",
+                   subcategory="quality control"),
+        html=report(res("{dataset}", "qc", "index.html"), caption="../report/qc_html.rst", category="{dataset}",
+                    subcategory="quality control"),
+        montages=report(directory(res("{dataset}", "qc", "montages")), patterns=["sub-{subject}.png"],
+                        caption="../report/montage.rst", category="{dataset}", subcategory="QC montages",
+                        labels={"subject": "{subject}"}),
     log:
         res("{dataset}", "logs", "qc.log"),
     benchmark:

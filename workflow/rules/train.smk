@@ -23,4 +23,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} mmssl train --store {input.store} --split {input.split} "
         "--method {wildcards.method} --fold {wildcards.fold} --model {output.model} --metrics {output.metrics} "
-        "--train-json {params.train:q} --model-json {params.model:q} 2> {log}"
+        "--train-json {params.train:q} --model-json {params.model:q} 2>> {log}"
