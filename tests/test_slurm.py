@@ -231,7 +231,7 @@ def test_preprocess_group_requests(tmp_path):
         outputs = {name: stop(proc) for name, proc in procs.items()}
     for name, (_, cores) in cases.items():
         (group,) = lines_of(states[name], "rule_preprocess")
-        (train,) = lines_of(states[name], "rule_train")
+        (train,) = lines_of(states[name], "rule_run")  # train alone in its profile group "run"
         argv = group["argv"]
         got = {"cpus": int(next(a for a in argv if a.startswith("--cpus-per-task=")).split("=")[1]),
                "mem": int(slurm_stub.option(argv, "--mem")), "runtime": int(slurm_stub.option(argv, "-t"))}

@@ -14,8 +14,6 @@ rule embed:
         res("{dataset}", "benchmarks", "embed", "{method}", "fold{fold}.tsv")
     params:
         one=lambda w: "--one-per-subject" if dataset_spec(w.dataset)["kind"] == "bids_mri" else "",
-    group:
-        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -36,8 +34,6 @@ rule probe:
     params:
         settings=lambda w: probe_settings_json(w.dataset),
         task=lambda w: probe_task(w.dataset),
-    group:
-        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -57,8 +53,6 @@ rule similarity:
         res("{dataset}", "benchmarks", "similarity", "{method}", "fold{fold}.tsv")
     params:
         settings=lambda w: section_json(w.dataset, "similarity"),
-    group:
-        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:

@@ -1,9 +1,9 @@
 # Brain MRI (kind: bids_mri): BIDS -> per-scan T1w / fALFF on the 3 mm 64³ MNI grid ->
 # per-fold histogram standardisation -> packed store. Per-subject outputs use
 # BIDS-derivatives names under results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/.
-# On a cluster (profiles/slurm): scans are preprocessed in batches (group "preprocess"),
-# landmarks -> pack of one fold run as one job (group "store"); the cheap table steps
-# run on the submit host.
+# On a cluster (profiles/slurm, which sets the groups): scans are preprocessed in batches
+# (group "preprocess"), landmarks -> pack of one fold run as one job (group "store"); the
+# cheap table steps run on the submit host.
 
 
 localrules:
@@ -67,8 +67,6 @@ rule preprocess_t1:
         t1=lambda w: scan_of(w, "anat")[0],
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
-    group:
-        "preprocess"
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -91,8 +89,6 @@ rule preprocess_bold:
         sidecar=lambda w: scan_of(w, "func")[1],
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
-    group:
-        "preprocess"
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -136,8 +132,6 @@ rule landmarks:
         res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{modality}.tsv")
     wildcard_constraints:
         modality="T1w|fALFF",
-    group:
-        "store"
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -159,8 +153,6 @@ rule pack:
         res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
     params:
         settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
-    group:
-        "store"
     conda:
         "../../envs/mmssl.yaml"
     shell:

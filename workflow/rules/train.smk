@@ -1,5 +1,6 @@
 # Training: one job per (dataset, method, fold); a GPU on the cluster (profiles/slurm),
-# where train -> embed -> probe + similarity of one (method, fold) run as one job (group "run").
+# where train -> embed -> probe + similarity of one (method, fold) run as one job (group
+# "run", set in profiles/slurm).
 
 
 rule train:
@@ -16,8 +17,6 @@ rule train:
     params:
         train=lambda w: section_json(w.dataset, "train"),
         model=lambda w: section_json(w.dataset, "model"),
-    group:
-        "run"
     conda:
         "../../envs/mmssl.yaml"
     shell:
