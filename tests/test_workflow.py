@@ -352,3 +352,26 @@ def test_a_missing_data_path_names_its_config_key(tmp_path, key):
     proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={config}", check=False)
     assert proc.returncode != 0
     assert f"datasets.oasis.{key}: {tmp_path / 'nowhere'} is not a" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("backend,env", [("python", "../../envs/mmssl.yaml"), ("fsl", "../../envs/fsl.yaml")])
+def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, backend, env):
+    """With --software-deployment-method conda, preprocess_t1/preprocess_bold run in
+    envs/fsl.yaml (FSL from its conda channel) when the dataset's backend is fsl."""
+    from types import SimpleNamespace
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n"
+                      f"    clinical_csv: {clinical}\n    preprocess: {{backend: {backend}}}\n")
+    with SnakemakeApi() as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[config]),
+                                snakefile=ROOT / "Snakefile", workdir=tmp_path)._workflow
+        wildcards = SimpleNamespace(dataset="oasis", scan="x")
+        for rule in ("preprocess_t1", "preprocess_bold"):
+            assert workflow.get_rule(rule).conda_env(wildcards) == env
+        assert workflow.get_rule("train").conda_env == "../../envs/mmssl.yaml"
+    assert (ROOT / "workflow" / "rules" / env).resolve().is_file()  # where the rule looks for it

@@ -238,6 +238,13 @@ def clinical_of(dataset):
     raise WorkflowError(f"datasets.{dataset}.clinical_csv: required for a real BIDS dataset")
 
 
+def preprocess_env(wildcards):
+    """The conda env of the rules that can call FSL: envs/fsl.yaml (FSL from FSL's conda
+    channel) when the dataset's preprocessing backend is fsl, else the usual one."""
+    backend = mri_spec(wildcards.dataset).get("preprocess", {}).get("backend", "python")
+    return "../../envs/fsl.yaml" if backend == "fsl" else "../../envs/mmssl.yaml"
+
+
 def mri_settings_json(dataset):
     spec = mri_spec(dataset)
     return json.dumps({k: spec.get(k, {}) for k in ("preprocess", "falff")}, sort_keys=True)

@@ -68,7 +68,7 @@ rule preprocess_t1:
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
     conda:
-        "../../envs/mmssl.yaml"
+        preprocess_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl preprocess-t1 --t1 {params.t1:q} --preproc-dir {params.preproc} "
         "--settings-json {params.settings:q} --status {output} 2> {log}"
@@ -90,7 +90,7 @@ rule preprocess_bold:
         settings=lambda w: mri_settings_json(w.dataset),
         preproc=lambda w: res(w.dataset, "preproc"),
     conda:
-        "../../envs/mmssl.yaml"
+        preprocess_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {params.bold:q} --sidecar {params.sidecar:q} "
         "--preproc-dir {params.preproc} --settings-json {params.settings:q} --status {output} 2> {log}"
