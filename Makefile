@@ -41,7 +41,7 @@ lint: $(STAMP)
 
 # one worker per core; tests that share one built run (xdist_group) stay on one worker
 test: lint
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake --profile $(PROFILE) -n

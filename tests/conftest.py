@@ -80,3 +80,53 @@ def stub_fsl(tmp_path, monkeypatch):
             monkeypatch.setenv(key, str(value))
 
     return set_env
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end runs (marked slow) first: under pytest-xdist the long shared runs then
+    start at once and the quick tests fill the other worker around them, instead of two
+    multi-minute runs starting last and forming the tail of `make test`."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """Make the next training job die during epoch ``at`` (as a killed job would), then
+    ``restore()`` lets a rerun resume: ``restore = interrupt_training(at=2)``."""
+    from mmssl.train import Trainer
+
+    original = Trainer.train_epoch
+
+    def install(at: int = 2):
+        calls = {"n": 0}
+
+        def interrupted(self):
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise KeyboardInterrupt  # the job is killed during this epoch
+            return original(self)
+
+        monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+        return lambda: monkeypatch.setattr(Trainer, "train_epoch", original)
+
+    return install
+
+
+def write_toy_store(folder: Path, n: int, n_train: int) -> Path:
+    """Two views ('a', 'b': 1x16x16) of ``n`` random images in 4 classes as a packed store
+    under ``folder``, with fold0.tsv: the first ``n_train`` train, the rest val."""
+    import numpy as np
+    import pandas as pd
+
+    from mmssl.data.store import write_store
+    from mmssl.models.encoders import SourceSpec
+
+    rng = np.random.default_rng(0)
+    base = rng.random((n, 1, 16, 16)).astype(np.float32)
+    ids = [f"s{i}" for i in range(n)]
+    index = pd.DataFrame({"sample": ids, "subject": ids, "label": np.arange(n) % 4})
+    noisy = np.clip(base + 0.1 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+    write_store(folder / "store", index, {"a": base, "b": noisy}, [SourceSpec("a", 1, 16), SourceSpec("b", 1, 16)])
+    split = pd.DataFrame({"subject": ids, "label": index.label, "split": ["train"] * n_train + ["val"] * (n - n_train)})
+    split.to_csv(folder / "fold0.tsv", sep="\t", index=False)
+    return folder

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mmssl.data.store import write_store
-from mmssl.models.encoders import SourceSpec
 from mmssl.train import DivergenceError, Trainer, load_model, train
+
+from conftest import write_toy_store
 
 SMALL = {"width": 4, "latent": 8}
 
@@ -15,17 +15,7 @@ SMALL = {"width": 4, "latent": 8}
 @pytest.fixture()
 def toy(tmp_path):
     """Two views of 160 random 16x16 'digits' in 4 classes; 128 train, 32 val."""
-    rng = np.random.default_rng(0)
-    n = 160
-    base = rng.random((n, 1, 16, 16)).astype(np.float32)
-    ids = [f"s{i}" for i in range(n)]
-    index = pd.DataFrame({"sample": ids, "subject": ids, "label": np.arange(n) % 4})
-    specs = [SourceSpec("a", 1, 16), SourceSpec("b", 1, 16)]
-    noisy = np.clip(base + 0.1 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
-    write_store(tmp_path / "store", index, {"a": base, "b": noisy}, specs)
-    split = pd.DataFrame({"subject": ids, "label": index.label, "split": ["train"] * 128 + ["val"] * 32})
-    split.to_csv(tmp_path / "fold0.tsv", sep="\t", index=False)
-    return tmp_path
+    return write_toy_store(tmp_path, 160, 128)
 
 
 def run(toy, method="L-S", name="m", **train_kw):
@@ -45,24 +35,15 @@ def test_training_lowers_the_loss_and_writes_outputs(toy):
     assert meta["status"] == "ok" and model.embed(torch.zeros(2, 1, 16, 16), "a").shape == (2, 8)
 
 
-def test_resume_after_interruption_is_exact(toy, monkeypatch):
+def test_resume_after_interruption_is_exact(toy, interrupt_training):
     _, straight, out = run(toy, name="straight")
     reference = torch.load(out / "model.pt", weights_only=False)["state_dict"]
 
-    calls = {"n": 0}
-    original = Trainer.train_epoch
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the job is killed during epoch 2
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    restore = interrupt_training(at=2)
     with pytest.raises(KeyboardInterrupt):
         run(toy, name="resumed")
     assert (toy / "resumed" / "checkpoint.pt").exists() and not (toy / "resumed" / "model.pt").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    restore()
     status, resumed, out = run(toy, name="resumed")
     state = torch.load(out / "model.pt", weights_only=False)["state_dict"]
     assert status == "ok" and resumed["epoch"].tolist() == [1, 2, 3]

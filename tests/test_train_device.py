@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from mmssl.config import ConfigError, dataset_section, validate
-from mmssl.data.store import read_store, write_store
-from mmssl.models.encoders import SourceSpec
+from mmssl.data.store import read_store
 from mmssl.objectives.base import ModelSettings
 from mmssl.train import BatchLoader, Trainer, TrainSettings, select_device, train
+
+from conftest import write_toy_store
 
 SMALL = {"width": 4, "latent": 8}
 RTOL = 2e-2  # bf16 autocast vs fp32, per-epoch mean losses of the same run (measured: 2e-3)
@@ -24,16 +25,7 @@ RTOL = 2e-2  # bf16 autocast vs fp32, per-epoch mean losses of the same run (mea
 @pytest.fixture()
 def toy(tmp_path):
     """Two views of 96 random 16x16 images in 4 classes; 64 train, 32 val."""
-    rng = np.random.default_rng(0)
-    n = 96
-    base = rng.random((n, 1, 16, 16)).astype(np.float32)
-    ids = [f"s{i}" for i in range(n)]
-    index = pd.DataFrame({"sample": ids, "subject": ids, "label": np.arange(n) % 4})
-    noisy = np.clip(base + 0.1 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
-    write_store(tmp_path / "store", index, {"a": base, "b": noisy}, [SourceSpec("a", 1, 16), SourceSpec("b", 1, 16)])
-    split = pd.DataFrame({"subject": ids, "label": index.label, "split": ["train"] * 64 + ["val"] * 32})
-    split.to_csv(tmp_path / "fold0.tsv", sep="\t", index=False)
-    return tmp_path
+    return write_toy_store(tmp_path, 96, 64)
 
 
 def run(toy, name, **train_kw):
@@ -121,21 +113,12 @@ def test_pinned_batches_reach_the_device_unchanged(toy):
 
 
 @pytest.mark.parametrize("first,then", [("bf16", "off"), ("off", "bf16")])
-def test_checkpoint_resumes_across_amp(toy, monkeypatch, caplog, first, then):
-    calls = {"n": 0}
-    original = Trainer.train_epoch
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the job is killed during epoch 2
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+def test_checkpoint_resumes_across_amp(toy, interrupt_training, caplog, first, then):
+    restore = interrupt_training(at=2)
     with pytest.raises(KeyboardInterrupt):
         run(toy, "r", amp=first)
     assert (toy / "r" / "checkpoint.pt").exists()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    restore()
     with caplog.at_level(logging.INFO, logger="mmssl.train"):
         status, metrics = run(toy, "r", amp=then)
     assert "resumed from" in caplog.text and "at epoch 1" in caplog.text
