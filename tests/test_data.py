@@ -163,6 +163,9 @@ def test_download_verifies_checksums_and_explains_offline(tmp_path):
     with pytest.raises(RuntimeError, match=r"Put them there by hand.*:\n.*g\.bin"):
         download(table, "toy", tmp_path / "out")
     assert (tmp_path / "out" / "f.bin").read_bytes() == b"hello"
+    # the workflow passes the config keys that name the folder: the message quotes them
+    with pytest.raises(RuntimeError, match=r"\(the folder of datasets\.mnist_svhn\.mnist_path,datasets\.two_view_mnist\.path\)"):
+        download(table, "toy", tmp_path / "out", "datasets.mnist_svhn.mnist_path,datasets.two_view_mnist.path")
     with pytest.raises(ValueError, match="no files listed for dataset 'nope'"):
         download(table, "nope", tmp_path / "out")
 
