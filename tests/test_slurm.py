@@ -83,7 +83,9 @@ def stop(proc: subprocess.Popen) -> str:
 # --- the demo through the profile: one run shared by the submit-line and pre-emption tests
 
 
-@pytest.fixture(scope="module")
+# session scope: under pytest-xdist a module-scoped fixture is torn down whenever the
+# worker turns to another module's test, and this run would be built again
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """.test/config.yaml (two-view MNIST, methods random and L-S, fold 0) with 3 epochs,
     through profiles/slurm; the L-S training job is pre-empted once its epoch-1

@@ -203,7 +203,9 @@ def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
     assert counts["collect"] == counts["qc"] == 1 and counts["pack"] == 2 and counts["landmarks"] == 4
 
 
-@pytest.fixture(scope="module")
+# session scope: under pytest-xdist a module-scoped fixture is torn down whenever the
+# worker turns to another module's test, and this run would be built again
+@pytest.fixture(scope="session")
 def mri_run(tmp_path_factory):
     """One tiny MRI run (.test/config-mri.yaml: 10 synthetic subjects plus 6 defective ones,
     two methods, two folds) through --report, shared by the tests that read it (building
