@@ -90,3 +90,23 @@ def test_a_target_no_rule_makes_is_a_clean_missing_rule_error(tmp_path, target):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f"No rule to produce {target}" in out and "is_storage" not in out and "Traceback" not in out
+
+
+def test_xdist_groups_keep_a_shared_run_on_one_worker(tmp_path):
+    """`make test` shares each end-to-end run between the tests that read it by putting
+    them in one xdist_group; with pytest 9.2 and pytest-xdist 3.8 the group was split
+    over both workers and every shared run was built twice."""
+    (tmp_path / "test_group.py").write_text(
+        "import os, pytest\n"
+        "@pytest.fixture(scope='session')\n"
+        "def run():\n"
+        "    with open(os.environ['SETUPS'], 'a') as f:\n"
+        "        f.write(os.environ.get('PYTEST_XDIST_WORKER', '?') + '\\n')\n"
+        + "".join(f"@pytest.mark.xdist_group('g')\ndef test_g{i}(run): pass\n" for i in range(4))
+        + "".join(f"def test_other{i}(): pass\n" for i in range(4)))
+    setups = tmp_path / "setups.txt"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_group.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "SETUPS": str(setups)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert len(setups.read_text().split()) == 1  # the group's session fixture was built once
