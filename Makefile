@@ -48,10 +48,11 @@ dryrun: $(STAMP)
 
 # Regenerate the lock from pyproject.toml's ranges, then the conda env files from the lock.
 lock:
-	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)" "packaging==25.0"; }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml envs/lock-tools.in --extra test --extra fsl --extra cluster \
 		--universal --python-version 3.11 --no-header --output-file $(LOCK)
-	$(PYTHON) envs/lock.py conda --lock $(LOCK)
+	$(LOCK_VENV)/bin/python envs/lock.py conda --lock $(LOCK)
 
 clean-results:
 	rm -rf results/* .snakemake
