@@ -179,10 +179,11 @@ FOLDER_KEYS = {"two_view_mnist": ("path",), "mnist_svhn": ("mnist_path", "svhn_p
 
 
 def config_keys_for(folder):
-    """Every datasets.<name>.<key> whose folder is ``folder`` (for messages)."""
+    """Every datasets.<name>.<key> whose folder is ``folder``, comma-joined ("" when none:
+    the download error then names no key rather than a placeholder)."""
     keys = [f"datasets.{name}.{key}" for name, spec in config["datasets"].items()
             for key in FOLDER_KEYS.get(spec["kind"], ()) if spec.get(key) and Path(spec[key]) == Path(folder)]
-    return ",".join(keys) or "no config key"
+    return ",".join(keys)
 
 
 def prepare_inputs(wildcards):
