@@ -19,7 +19,7 @@ from mmssl.preprocess.clinical import (
     read_clinical,
     require_subjects_per_class,
 )
-from mmssl.preprocess.discovery_commands import add_commands
+from mmssl.preprocess.commands import add_commands
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
 
@@ -248,7 +248,7 @@ def test_discover_command_dry_run_over_a_zero_byte_tree(tmp_path):
     add_commands(parser.add_subparsers())
     out = tmp_path / "results"
     args = parser.parse_args(["discover", "--bids-dir", str(bids), "--clinical", str(clinical),
-                              "--settings-json", '{"window_days": 365, "pairing": "all"}',
+                              "--settings-json", '{"window_days": 365, "pairing": "all"}', "--dataset", "oasis",
                               "--out-subjects", str(out / "subjects.tsv"), "--out-pairs", str(out / "pairs.tsv"),
                               "--out-excluded", str(out / "excluded.tsv")])
     assert args.func(args) == 0

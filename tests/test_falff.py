@@ -241,27 +241,33 @@ def test_bad_inputs_raise_bad_input_error_naming_the_file(tmp_path, case, reason
     assert not (tmp_path / "f.nii.gz").exists()
 
 
-def test_falff_command_writes_outputs_status_and_header_only_exclusions(tmp_path):
-    import argparse
-
+def test_preprocess_bold_excludes_bad_input_with_placeholders_and_fails_on_a_bug(tmp_path, monkeypatch):
+    """One bad-input policy: BadInputError excludes the scan (status row, empty placeholders,
+    exit 0); any other exception, e.g. a bug planted after fALFF, fails the job loudly and
+    writes no status, so Snakemake sees a failed job rather than an excluded scan."""
     import pandas as pd
 
-    from mmssl.preprocess.discovery_commands import add_commands
+    from scans import run_preprocess_bold
 
     rng = np.random.default_rng(5)
     i, j, k = np.indices((12, 12, 8))
     brain = ((i - 5.5) / 5) ** 2 + ((j - 5.5) / 5) ** 2 + ((k - 3.5) / 3.5) ** 2 <= 1
     data = np.where(brain[..., None], 500.0, 0.0) + rng.normal(0, 2, (12, 12, 8, 80)) * brain[..., None]
-    bold = _write_bold(tmp_path / "sub-01_ses-a_task-rest_bold.nii.gz", data.astype(np.float32))
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers())
-    args = parser.parse_args(["falff", "--bold", str(bold), "--sidecar", str(_sidecar(tmp_path / "s.json", {"RepetitionTime": TR})),
-                              "--out", str(tmp_path / "f.nii.gz"), "--out-mask", str(tmp_path / "m.nii.gz"),
-                              "--out-mean", str(tmp_path / "a.nii.gz"), "--settings-json", '{"dummy_volumes": 2}',
-                              "--out-status", str(tmp_path / "status.tsv"), "--excluded", str(tmp_path / "excluded.tsv")])
-    assert args.func(args) == 0
-    status = pd.read_csv(tmp_path / "status.tsv", sep="\t").iloc[0]
-    assert status["status"] == "ok" and status["tr"] == TR and status["n_volumes"] == 78
-    assert 0.3 < status["median_falff"] < 0.5  # white noise: about the band's share of bins
-    assert pd.read_csv(tmp_path / "excluded.tsv", sep="\t").empty
-    assert all((tmp_path / n).stat().st_size > 0 for n in ("f.nii.gz", "m.nii.gz", "a.nii.gz"))
+    sidecar = _sidecar(tmp_path / "s.json", {"RepetitionTime": TR})
+    flat = _write_bold(tmp_path / "sub-01_ses-a_task-rest_bold.nii.gz", data[..., 0].astype(np.float32))  # 3D
+    rc, status, out = run_preprocess_bold(flat, sidecar, tmp_path / "preproc", falff={"dummy_volumes": 2})
+    assert rc == 0 and list(status["reason"]) == ["expected a 4D BOLD series, got shape (12, 12, 8)"]
+    assert status.loc[0, "subject"] == "01" and status.loc[0, "session"] == "a" and status.loc[0, "path"] == str(flat)
+    assert all(out[k].stat().st_size == 0 for k in out if k != "status")
+
+    import mmssl.preprocess.pipeline as pipeline
+
+    def planted_bug(*args, **kwargs):
+        raise ValueError("planted bug: not an input problem")
+
+    monkeypatch.setattr(pipeline, "falff_to_mni", planted_bug)
+    bold = _write_bold(tmp_path / "sub-02_ses-a_task-rest_bold.nii.gz", data.astype(np.float32))
+    rc, status, out = run_preprocess_bold(bold, sidecar, tmp_path / "preproc", falff={"dummy_volumes": 2})
+    assert rc != 0 and status is None  # failed, not excluded
+    assert out["falff_native"].stat().st_size > 0  # fALFF itself ran: the bug came after it
+    assert isinstance(pd.read_csv(out["confounds"], sep="\t", na_values="n/a")["dvars"].iloc[1], float)

@@ -11,7 +11,7 @@ import pytest
 
 from mmssl.config import ConfigError, check_mri_sections
 from mmssl.preprocess.motion import MOTION_COLUMNS, confounds_table, framewise_displacement, motion_summary
-from mmssl.preprocess.mri_commands import MriSettings, derivative_paths
+from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, qc_flags
 
 
@@ -64,13 +64,10 @@ def one_bold(tmp_path_factory):
     return bold, bold.with_name(bold.name.replace(".nii.gz", ".json")), world_from_mni
 
 
-def _preprocess_bold(bold, sidecar, preproc, settings) -> tuple[int, pd.DataFrame | None]:
-    from mmssl.cli import main
+def _preprocess_bold(bold, sidecar, preproc, settings, falff=None):
+    from scans import run_preprocess_bold
 
-    status = preproc / "status.tsv"
-    rc = main(["preprocess-bold", "--bold", str(bold), "--sidecar", str(sidecar), "--preproc-dir", str(preproc),
-               "--settings-json", json.dumps(settings), "--status", str(status)])
-    return rc, pd.read_csv(status, sep="\t") if status.exists() else None
+    return run_preprocess_bold(bold, sidecar, preproc, settings, falff)
 
 
 def test_mcflirt_runs_before_falff_and_its_motion_reaches_qc(tmp_path, one_bold, stub_fsl):
@@ -86,16 +83,16 @@ def test_mcflirt_runs_before_falff_and_its_motion_reaches_qc(tmp_path, one_bold,
     medians = {}
     for mc in (False, True):
         preproc = tmp_path / f"mc{int(mc)}"
-        rc, status = _preprocess_bold(bold, sidecar, preproc, {"preprocess": {"backend": "fsl", "motion_correction": mc},
-                                                              "falff": falff})
+        rc, status, out = _preprocess_bold(bold, sidecar, preproc, {"backend": "fsl", "motion_correction": mc}, falff)
         assert rc == 0 and status is not None and status.empty, status  # not excluded
-        out = derivative_paths(preproc, bold)
-        native = out["fALFF"].parent / out["fALFF"].name.split("_space-")[0]
-        mask = np.asarray(nib.load(f"{native}_desc-brain_mask.nii.gz").dataobj) > 0
-        medians[mc] = float(np.median(nib.load(f"{native}_desc-falff_boldmap.nii.gz").get_fdata()[mask]))
+        mask = np.asarray(nib.load(out["mask_native"]).dataobj) > 0
+        medians[mc] = float(np.median(nib.load(out["falff_native"]).get_fdata()[mask]))
         qc = json.loads(out["qc"].read_text())
-        confounds = out["fALFF"].parent / f"{native.name}_desc-confounds_timeseries.tsv"
-        assert confounds.exists() == mc and ("mean_fd" in qc) == mc
+        confounds = out["confounds"]
+        # confounds always hold the global signal and DVARS; the motion columns only with mcflirt
+        columns = set(pd.read_csv(confounds, sep="\t").columns)
+        assert {"global_signal", "dvars"} <= columns and ("framewise_displacement" in columns) == mc
+        assert ("mean_fd" in qc) == mc
     # the stub's 0.4 cycles/volume oscillation only exists in the corrected series
     assert medians[True] < 0.5 * medians[False], medians
     table = pd.read_csv(confounds, sep="\t")
@@ -109,5 +106,5 @@ def test_mcflirt_runs_before_falff_and_its_motion_reaches_qc(tmp_path, one_bold,
 def test_motion_correction_without_fsl_fails_the_job_and_excludes_nothing(tmp_path, one_bold, monkeypatch):
     bold, sidecar, _ = one_bold
     monkeypatch.delenv("FSLDIR", raising=False)
-    rc, status = _preprocess_bold(bold, sidecar, tmp_path / "p", {"preprocess": {"backend": "fsl", "motion_correction": True}})
+    rc, status, _ = _preprocess_bold(bold, sidecar, tmp_path / "p", {"backend": "fsl", "motion_correction": True})
     assert rc != 0 and status is None  # no status file: Snakemake sees a failed job, not an excluded scan

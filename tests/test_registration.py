@@ -8,7 +8,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from mmssl.preprocess.masking import FslNotFoundError, brain_mask_python, dice, require_fsl
+from mmssl.preprocess.fsl import FslNotFoundError, require_fsl
+from mmssl.preprocess.masking import brain_mask_python, dice
 from mmssl.preprocess.registration import (
     RegistrationSettings,
     apply_affine,
@@ -200,7 +201,7 @@ def test_registration_recovers_another_affine_without_the_rigid_stage():
 
 
 def test_registration_of_an_epi_like_image_with_inverted_contrast():
-    from mmssl.preprocess.mri_commands import EPI_REGISTRATION
+    from mmssl.preprocess.settings import EPI_REGISTRATION
     from mmssl.preprocess.masking import register_to_template
 
     world_from_mni = random_affine(np.random.default_rng(3))
@@ -257,23 +258,25 @@ def test_require_fsl_names_fsldir_when_it_lacks_the_tools(monkeypatch, tmp_path)
 
 
 def test_fsl_backend_without_fsl_fails_before_any_work(monkeypatch, t1_case):
-    from mmssl.preprocess.mri_commands import MriSettings, t1_to_mni
+    from mmssl.preprocess.pipeline import t1_to_mni
+    from mmssl.preprocess.settings import MriSettings
 
     monkeypatch.delenv("FSLDIR", raising=False)
     with pytest.raises(FslNotFoundError, match="FSLDIR"):
-        t1_to_mni(t1_case[1], MriSettings(backend="fsl"))
+        t1_to_mni(t1_case[1], MriSettings.from_config({"backend": "fsl"}))
 
 
 def test_fsl_backend_plumbing_with_stub_tools(tmp_path, t1_case, stub_fsl):
     """FSL cannot be installed here: stand-in executables (conftest.FSL_STUBS) check the
     fslpy calls, file names, and that FLIRT's matrix comes back as the template->native world map."""
-    from mmssl.preprocess.mri_commands import MriSettings, t1_to_mni
+    from mmssl.preprocess.pipeline import t1_to_mni
+    from mmssl.preprocess.settings import MriSettings
 
     world_from_mni, img, truth = t1_case
     nib.save(nib.Nifti1Image(truth.astype(np.uint8), img.affine), tmp_path / "mask.nii.gz")
     np.savetxt(tmp_path / "m2f.txt", np.linalg.inv(world_from_mni))
     stub_fsl(STUB_MASK=tmp_path / "mask.nii.gz", STUB_MOVING_TO_FIXED=tmp_path / "m2f.txt")
-    result = t1_to_mni(img, MriSettings(backend="fsl"))
+    result = t1_to_mni(img, MriSettings.from_config({"backend": "fsl"}))
     np.testing.assert_allclose(result.registration.fixed_to_moving, world_from_mni, atol=1e-4)
     assert result.mask_volume_ml == pytest.approx(truth.sum() * 8 / 1000)
     mask = result.mask.get_fdata() > 0

@@ -123,7 +123,7 @@ def test_profile_submits_one_gpu_job_per_method_and_fold(demo_run):
         assert "--cpus-per-task=8" in argv  # train's set-threads, the widest job of the group
         assert slurm_stub.option(argv, "--mem") == "32000"  # train's, the largest layer
         assert slurm_stub.option(argv, "-t") == "1530"  # runtime adds up over layers: 1440 + 30 + max(60, 10)
-    (prep,) = lines_of(state, "rule_prepare")
+    (prep,) = lines_of(state, "rule_prepare_two_view")
     assert slurm_stub.option(prep["argv"], "-p") == "cpu" and "--cpus-per-task=4" in prep["argv"]
     assert slurm_stub.option(prep["argv"], "--mem") == "8000" and slurm_stub.option(prep["argv"], "-t") == "60"
     assert not any("--gpus" in a or "--gres" in a for a in prep["argv"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from mmssl.preprocess import mri_commands
-from mmssl.preprocess.mri_commands import falff_to_mni, load_settings, t1_to_mni
+from mmssl.preprocess.pipeline import falff_to_mni, t1_to_mni
+from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
 from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
@@ -78,7 +78,7 @@ def test_dilated_mask_grows_by_one_voxel():
 
 @pytest.fixture(scope="module")
 def t1_result():
-    return t1_to_mni(native("t1"))
+    return t1_to_mni(native("t1"), MriSettings.from_config({}))
 
 
 def test_t1_to_mni_puts_the_head_back_on_the_template(t1_result):
@@ -102,7 +102,7 @@ def test_falff_follows_the_mean_epi_transform():
     epi, falff_native = native("epi"), native("falff")
     # the EPI mask: where the native map is not diluted by the resampling that made it
     epi_mask = nib.Nifti1Image((falff_native.get_fdata() > 0.49).astype(np.uint8), epi.affine)
-    result = falff_to_mni(falff_native, epi, epi_mask)
+    result = falff_to_mni(falff_native, epi, epi_mask, MriSettings.from_config({}))
     falff = result.falff.get_fdata()
     grid = mni_grid(GridSettings())
     ball_vox = np.linalg.solve(grid.affine, [0, -56, 28, 1])[:3]
@@ -118,28 +118,21 @@ def test_falff_follows_the_mean_epi_transform():
 # --- commands ----------------------------------------------------------------------------
 
 
-def run(*args: str) -> int:
-    parser = argparse.ArgumentParser()
-    mri_commands.add_commands(parser.add_subparsers())
-    parsed = parser.parse_args(list(args))
-    return parsed.func(parsed)
-
-
 def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
+    from scans import run_preprocess_t1
+
     t1 = tmp_path / "sub-01_ses-A_T1w.nii.gz"
     nib.save(native("t1"), t1)
-    out = {k: tmp_path / f"out_{k}" for k in ("t1.nii.gz", "mask.nii.gz", "xfm.txt", "qc.json", "excluded.tsv")}
-    status = run("t1-to-mni", "--t1", str(t1), "--out-t1", str(out["t1.nii.gz"]), "--out-mask", str(out["mask.nii.gz"]),
-                 "--out-xfm", str(out["xfm.txt"]), "--out-qc", str(out["qc.json"]), "--excluded", str(out["excluded.tsv"]))
-    assert status == 0
-    assert nib.load(out["mask.nii.gz"]).get_data_dtype() == np.uint8
-    assert nib.load(out["t1.nii.gz"]).shape == (64, 64, 64)
-    xfm = load_transform(out["xfm.txt"])
+    rc, status, out = run_preprocess_t1(t1, tmp_path / "preproc")
+    assert rc == 0 and status is not None and status.empty  # header only: not excluded
+    assert nib.load(out["mask"]).get_data_dtype() == np.uint8
+    assert nib.load(out["T1w"]).shape == (64, 64, 64)
+    xfm = load_transform(out["xfm"])
     assert np.abs(xfm - world_from_mni()).max() < 1.5  # template -> native, as documented
-    qc = json.loads(out["qc.json"].read_text())
+    qc = json.loads(out["qc"].read_text())
     assert qc["similarity_t1"] > 1.2 and 1700 < qc["mask_volume_ml"] < 2100
-    assert pd.read_csv(out["excluded.tsv"], sep="\t").empty
-    assert not list(tmp_path.glob(".tmp*"))  # atomic writes leave nothing behind
+    assert qc["header_sform_qform_disagree"] == 0
+    assert not list(tmp_path.rglob(".tmp*"))  # atomic writes leave nothing behind
 
     nan_img = native("t1")
     data = nan_img.get_fdata()
@@ -149,31 +142,26 @@ def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
     corrupt = tmp_path / "sub-03_T1w.nii.gz"
     corrupt.write_bytes(t1.read_bytes()[:2000])
     for path, reason, subject, session in ((bad, "NaN", "02", "B"), (corrupt, "NIfTI", "03", "")):
-        excluded = tmp_path / f"excluded_{subject}.tsv"
-        out_t1 = tmp_path / f"t1_{subject}.nii.gz"
-        status = run("t1-to-mni", "--t1", str(path), "--out-t1", str(out_t1), "--out-mask", str(tmp_path / "m.nii.gz"),
-                     "--out-xfm", str(tmp_path / "x.txt"), "--excluded", str(excluded))
-        assert status == 0 and not out_t1.exists()
-        row = pd.read_csv(excluded, sep="\t", dtype=str, keep_default_na=False).iloc[0]
+        rc, status, out = run_preprocess_t1(path, tmp_path / "preproc")
+        assert rc == 0 and len(status) == 1
+        row = status.iloc[0]
         assert reason in row["reason"] and row["subject"] == subject and row["session"] == session
-    # without --excluded, bad input is a failure
-    assert run("t1-to-mni", "--t1", str(bad), "--out-t1", str(tmp_path / "a.nii.gz"), "--out-mask", str(tmp_path / "b.nii.gz"),
-               "--out-xfm", str(tmp_path / "c.txt")) == 3
+        assert row["path"] == str(path)
+        # every other declared output exists as an empty placeholder: nothing looks finished
+        assert all(out[k].stat().st_size == 0 for k in out if k != "status")
 
 
-def test_settings_from_json_and_errors(tmp_path):
-    settings = load_settings(json.dumps({"backend": "python", "grid": {"size": 48}}))
+def test_settings_from_config_and_errors():
+    settings = MriSettings.from_config({"backend": "python", "grid": {"size": 48}})
     assert settings.grid.size == 48 and settings.registration_epi.bins == 16
-    path = tmp_path / "s.json"
-    path.write_text(json.dumps({"registration_epi": {"bins": 24}}))
-    assert load_settings(str(path)).registration_epi.bins == 24
-    assert load_settings(str(path)).registration_epi.smoothing_sigmas == (2.0, 1.0, 1.0)
+    assert MriSettings.from_config({"registration_epi": {"bins": 24}}).registration_epi.bins == 24
+    assert MriSettings.from_config({"registration_epi": {"bins": 24}}).registration_epi.smoothing_sigmas == (2.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="preprocess.backend"):
-        load_settings('{"backend": "ants"}')
+        MriSettings.from_config({"backend": "ants"})
     with pytest.raises(ValueError, match="preprocess.qc"):
-        load_settings('{"qc": {"min_mask": 1}}')
+        MriSettings.from_config({"qc": {"min_mask": 1}})
     with pytest.raises(ValueError, match=r"unknown preprocess key\(s\) \['falff'\]"):
-        load_settings('{"falff": {"band": [0.01, 0.1]}}')  # falff is its own section
+        MriSettings.from_config({"falff": {"band": [0.01, 0.1]}})  # falff is its own section
 
 
 # --- QC ------------------------------------------------------------------------------------
@@ -219,15 +207,16 @@ def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_resu
 
 
 def test_derivative_names_and_preproc_pairs(tmp_path):
-    from mmssl.preprocess.mri_commands import derivative_paths, preproc_pairs
+    from mmssl.paths import derivatives_of
+    from mmssl.preprocess.collect import preproc_pairs
 
-    t1 = derivative_paths(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
-    assert t1["T1w"] == tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz"
-    assert t1["xfm"].name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
-    bold = derivative_paths(tmp_path, "sub-OAS30001_task-rest_run-02_bold.nii.gz")  # no session
-    assert bold["fALFF"] == tmp_path / "sub-OAS30001/func/sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-falff_boldmap.nii.gz"
+    t1 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
+    assert t1["T1w"] == str(tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz")
+    assert Path(t1["xfm"]).name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
+    bold = derivatives_of(tmp_path, "sub-OAS30001_task-rest_run-02_bold.nii.gz")  # no session
+    assert bold["fALFF"] == str(tmp_path / "sub-OAS30001/func/sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-falff_boldmap.nii.gz")
     with pytest.raises(ValueError, match="not a BIDS"):
-        derivative_paths(tmp_path, "brain.nii.gz")
+        derivatives_of(tmp_path, "brain.nii.gz")
 
     pairs = pd.DataFrame({
         "pair_id": ["p1", "p2"], "subject": ["01", "02"], "label": ["AD", "HC"],
@@ -235,11 +224,11 @@ def test_derivative_names_and_preproc_pairs(tmp_path):
         "bold_path": ["sub-01_ses-A_task-rest_bold.nii.gz", "sub-02_ses-A_task-rest_bold.nii.gz"],
         "bold_sidecar": ["", ""],
     })
-    for path in [*derivative_paths(tmp_path, pairs.t1_path[0]).values(), *derivative_paths(tmp_path, pairs.bold_path[0]).values()]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+    for path in [*derivatives_of(tmp_path, pairs.t1_path[0]).values(), *derivatives_of(tmp_path, pairs.bold_path[0]).values()]:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("x")  # non-empty: an empty file is an excluded scan's placeholder
     with pytest.raises(FileNotFoundError, match="pair p2"):  # p2 has no outputs and is not excluded
-        preproc_pairs(pairs, tmp_path)
+        preproc_pairs(pairs, tmp_path, pd.DataFrame(columns=["subject", "session", "path", "reason"]))
     excluded = pd.DataFrame({"subject": ["02"], "session": ["A"], "path": [pairs.bold_path[1]], "reason": ["corrupt"]})
     table = preproc_pairs(pairs, tmp_path, excluded)
     assert list(table["sample"]) == ["p1"] and table.loc[0, "label"] == "AD"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -17,7 +16,6 @@ from scipy import ndimage
 from mmssl.preprocess.bids import discover
 from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical
 from mmssl.preprocess.falff import FalffSettings, falff_file, read_tr
-from mmssl.preprocess.discovery_commands import BAD_INPUT_EXIT_CODE, add_commands
 from mmssl.preprocess.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
 
 N_VOLUMES = 120
@@ -161,8 +159,8 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
     found = discover(dataset)
     result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings())
     stage_tables = {"discover": found.excluded, "clinical": result.excluded}
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers())
+    from scans import run_preprocess_bold
+
     for row in bad.itertuples():
         if row.excluded_by in stage_tables:
             reasons = stage_tables[row.excluded_by].query("subject == @row.subject")["reason"]
@@ -171,20 +169,10 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
             continue
         assert row.subject in set(result.pairs["subject"])  # falff-stage defects pass discovery
         bold = dataset / row.path
-        status = tmp_path / f"{row.subject}.tsv"
-        argv = ["falff", "--bold", str(bold), "--sidecar", str(bold).replace(".nii.gz", ".json"),
-                "--out", str(tmp_path / f"{row.subject}_f.nii.gz"), "--out-mask", str(tmp_path / f"{row.subject}_m.nii.gz"),
-                "--out-mean", str(tmp_path / f"{row.subject}_a.nii.gz"), "--out-status", str(status),
-                "--settings-json", json.dumps({"dummy_volumes": DUMMIES})]
-        with pytest.raises(SystemExit) as stop:
-            args = parser.parse_args(argv)
-            args.func(args)
-        assert stop.value.code == BAD_INPUT_EXIT_CODE
-        args = parser.parse_args([*argv, "--excluded", str(tmp_path / f"{row.subject}_excluded.tsv")])
-        assert args.func(args) == 0
-        written = pd.read_csv(status, sep="\t", keep_default_na=False).iloc[0]
-        assert written["status"] == "excluded" and row.reason_contains in written["reason"], written["reason"]
-        excluded = pd.read_csv(tmp_path / f"{row.subject}_excluded.tsv", sep="\t", dtype=str).iloc[0]
+        rc, status, out = run_preprocess_bold(bold, Path(str(bold).replace(".nii.gz", ".json")), tmp_path / "preproc",
+                                              falff={"dummy_volumes": DUMMIES})
+        assert rc == 0 and len(status) == 1, status  # excluded, and the job succeeds
+        excluded = status.iloc[0]
         assert (excluded["subject"], excluded["session"]) == (row.subject, row.session)
         assert row.reason_contains in excluded["reason"] and excluded["path"] == str(bold)
-        assert not (tmp_path / f"{row.subject}_f.nii.gz").exists()  # no image outputs for excluded input
+        assert out["fALFF"].stat().st_size == 0  # an empty placeholder, not an image

@@ -32,13 +32,13 @@ def test_dry_run_of_the_full_paper_grid(tmp_path):
     proc = snakemake(tmp_path, "-n", config=config)
     counts = job_counts(proc.stdout)
     assert counts["train"] == counts["probe"] == counts["similarity"] == counts["embed"] == 16 * 5
-    assert counts["prepare"] == 1 and counts["splits"] == 5 and counts["report"] == 1
+    assert counts["prepare_two_view"] == 1 and counts["splits"] == 5 and counts["report"] == 1
 
 
 def test_one_fold_of_one_method_runs_only_its_chain(tmp_path):
     target = "results/two_view_mnist/probe/L-CL/fold2.tsv"
     counts = job_counts(snakemake(tmp_path, "-n", target).stdout)
-    assert counts == {"embed": 1, "prepare": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
+    assert counts == {"embed": 1, "prepare_two_view": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
 
 
 @pytest.mark.parametrize(
@@ -216,6 +216,61 @@ def mri_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture
+def mri_copy(mri_run, tmp_path):
+    """A copy of the finished MRI run (file times and Snakemake's metadata kept), for the
+    tests that change it."""
+    import shutil
+
+    return Path(shutil.copytree(mri_run, tmp_path / "run", symlinks=True))
+
+
+def preprocessing_files(workdir: Path) -> dict[str, int]:
+    """Every per-scan derivative under results/oasis_synthetic/preproc/sub-*: path -> mtime (ns)."""
+    root = workdir / "results" / "oasis_synthetic" / "preproc"
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.glob("sub-*/**/*") if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mri_run")
+def test_a_new_discovery_of_unchanged_data_preprocesses_no_scan(mri_copy):
+    """Scan jobs depend on their raw scans, not on pairs.tsv: discovery run again (same data)
+    leaves every derivative alone, and nothing is planned for any scan afterwards."""
+    before = preprocessing_files(mri_copy)
+    assert len(before) > 100
+    config = ROOT / ".test" / "config-mri.yaml"
+    snakemake(mri_copy, "--forcerun", "discover", "results/oasis_synthetic/excluded.tsv", config=config)
+    assert preprocessing_files(mri_copy) == before  # no scan preprocessed again
+    counts = job_counts(snakemake(mri_copy, "-n", config=config).stdout)
+    assert counts.get("preprocess_t1", 0) == counts.get("preprocess_bold", 0) == 0, counts
+    assert counts.get("discover", 0) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mri_run")
+def test_touching_one_raw_t1w_replans_only_its_chain(mri_copy):
+    res = mri_copy / "results" / "oasis_synthetic"
+    pairs = pd.read_csv(res / "pairs.tsv", sep="\t", dtype=str)
+    t1 = mri_copy / pairs["t1_path"].iloc[0]
+    os.utime(t1)  # now: newer than its derivatives
+    proc = snakemake(mri_copy, "-n", config=ROOT / ".test" / "config-mri.yaml")
+    counts = job_counts(proc.stdout)
+    assert counts["preprocess_t1"] == 1 and counts.get("preprocess_bold", 0) == 0, counts
+    assert counts.get("discover", 0) == 0 and counts["collect"] == 1
+    assert f"scan={t1.name.removesuffix('_T1w.nii.gz')}" in proc.stdout  # that scan, no other
+    assert counts["train"] == 4  # what depends on the preprocessed pairs follows
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mri_run")
+def test_delete_all_output_removes_every_derivative(mri_copy):
+    assert preprocessing_files(mri_copy)
+    snakemake(mri_copy, "--delete-all-output", config=ROOT / ".test" / "config-mri.yaml")
+    left = [p for p in (mri_copy / "results").rglob("*") if p.is_file() and "logs" not in p.parts
+            and "benchmarks" not in p.parts]
+    assert left == [], left[:10]
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("mri_run")
 def test_preprocessing_of_synthetic_subjects_with_bad_inputs(mri_run):
@@ -320,7 +375,8 @@ def test_a_configfile_is_the_whole_run_not_an_extension_of_the_demo(tmp_path):
     proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={config}")
     counts = job_counts(proc.stdout)
     assert counts["train"] == counts["embed"] == counts["probe"] == counts["similarity"] == 3 * 5 * n_methods
-    assert counts["splits"] == 3 * 5 and counts["prepare"] == 2 and counts["discover"] == 1
+    assert counts["splits"] == 2 * 5 and counts["splits_mri"] == 5 and counts["discover"] == 1
+    assert counts["prepare_two_view"] == counts["prepare_mnist_svhn"] == 1
     assert "oasis_synthetic" not in proc.stdout and "synthetic_bids" not in counts
     assert "fold0" in proc.stdout and "fold4" in proc.stdout
     assert "is extended by additional config" not in proc.stdout + proc.stderr
@@ -330,17 +386,17 @@ def test_the_test_mri_configfile_runs_only_its_dataset(tmp_path):
     proc = plain_snakemake(tmp_path, "-n", "--cores", "1", f"--configfile={ROOT / '.test' / 'config-mri.yaml'}")
     counts = job_counts(proc.stdout)
     assert counts["synthetic_bids"] == counts["discover"] == 1
-    assert "prepare" not in counts and "two_view_mnist" not in proc.stdout
+    assert not {"prepare_two_view", "prepare_mnist_svhn"} & set(counts) and "two_view_mnist" not in proc.stdout
 
 
 def test_no_configfile_runs_the_demo_and_targets_may_follow_the_options(tmp_path):
     counts = job_counts(plain_snakemake(tmp_path, "-n", "--cores", "1").stdout)
-    assert counts["synthetic_bids"] == 1 and counts["prepare"] == 1  # both demo datasets
+    assert counts["synthetic_bids"] == 1 and counts["prepare_two_view"] == 1  # both demo datasets
     target = "results/two_view_mnist/probe/L/fold3.tsv"
     for args in ([target, f"--configfile={ROOT / '.test' / 'config.yaml'}"],
                  [f"--configfile={ROOT / '.test' / 'config.yaml'}", target]):
         counts = job_counts(plain_snakemake(tmp_path, "-n", "--cores", "1", *args).stdout)
-        assert counts == {"embed": 1, "prepare": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
+        assert counts == {"embed": 1, "prepare_two_view": 1, "probe": 1, "splits": 1, "train": 1, "total": 5}
 
 
 @pytest.mark.parametrize("key", ["bids_dir", "clinical_csv"])

@@ -5,52 +5,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
-from pathlib import Path
 
-# sub-command -> the module that registers it (add_commands(subparsers)). Only the module
+# sub-command -> the command module of its stage package, which registers it
+# (add_commands(subparsers)); one command module per stage package. Only the module
 # of the command being run is imported: every rule is its own process, and importing all
 # of torch, sklearn, nilearn and SimpleITK up front cost ~3.5 s per job.
 COMMANDS = {
     "prepare-two-view": "mmssl.data.commands",
+    "prepare-mnist-svhn": "mmssl.data.commands",
     "splits": "mmssl.data.commands",
     "download": "mmssl.data.commands",
-    "prepare-mnist-svhn": "mmssl.data.svhn",
-    "train": "mmssl.train_commands",
-    "embed": "mmssl.train_commands",
+    "synthetic-bids": "mmssl.preprocess.commands",
+    "discover": "mmssl.preprocess.commands",
+    "preprocess-t1": "mmssl.preprocess.commands",
+    "preprocess-bold": "mmssl.preprocess.commands",
+    "collect": "mmssl.preprocess.commands",
+    "landmarks": "mmssl.preprocess.commands",
+    "pack": "mmssl.preprocess.commands",
+    "qc": "mmssl.preprocess.commands",
+    "train": "mmssl.train.commands",
+    "embed": "mmssl.evaluate.commands",
     "probe": "mmssl.evaluate.commands",
     "similarity": "mmssl.evaluate.commands",
-    "report": "mmssl.report",
-    "synthetic-bids": "mmssl.preprocess.discovery_commands",
-    "discover": "mmssl.preprocess.discovery_commands",
-    "falff": "mmssl.preprocess.discovery_commands",
-    "t1-to-mni": "mmssl.preprocess.mri_commands",
-    "falff-to-mni": "mmssl.preprocess.mri_commands",
-    "preproc-pairs": "mmssl.preprocess.mri_commands",
-    "landmarks": "mmssl.preprocess.mri_commands",
-    "pack": "mmssl.preprocess.mri_commands",
-    "qc": "mmssl.preprocess.mri_commands",
-    "preprocess-t1": "mmssl.preprocess.scan_commands",
-    "preprocess-bold": "mmssl.preprocess.scan_commands",
-    "collect": "mmssl.preprocess.scan_commands",
+    "report": "mmssl.report.commands",
 }
-
-
-def json_arg(text: str) -> dict:
-    """Parse a --*-json argument; the error names the bad text."""
-    try:
-        value = json.loads(text) if text else {}
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text[:200]}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got: {text[:200]}")
-    return value
-
-
-def path_arg(text: str) -> Path:
-    return Path(text)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

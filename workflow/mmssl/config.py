@@ -73,7 +73,7 @@ def check_mri_sections(config: dict[str, Any]) -> None:
     wrong key or value there stops the workflow before any job (the schema leaves these
     sections open; their dataclasses know the keys)."""
     from mmssl.preprocess.falff import FalffSettings
-    from mmssl.preprocess.mri_commands import MriSettings
+    from mmssl.preprocess.settings import MriSettings
 
     for name, spec in config.get("datasets", {}).items():
         if spec.get("kind") != "bids_mri":

@@ -1,4 +1,5 @@
-# Helpers shared by all rules: config validation, paths, per-dataset settings.
+# Helpers shared by all rules: config validation, paths, per-dataset settings. The rule
+# files hold rules only; every function a rule names is defined here.
 import functools
 import json
 import os
@@ -8,19 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from snakemake.utils import validate
-
 # the package lives beside the rules; importing it from here needs no install step
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 import mmssl.config as mcfg  # noqa: E402
+from mmssl.paths import scan_derivatives, scan_prefix  # noqa: E402
 
 try:
-    # mmssl's own pass first: its message names the key and lists what is allowed
+    # the one validation: the schema (every section), its defaults filled in, then the
+    # checks that need more than the schema; the message names the key and what is allowed
     mcfg.validate(config)
-    mcfg.check_mri_sections(config)
 except mcfg.ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
-validate(config, schema="../schemas/config.schema.yaml")  # also fills defaults
 
 
 wildcard_constraints:
@@ -70,11 +69,32 @@ def dataset_spec(dataset):
 
 @functools.cache
 def section_json(dataset, section):
-    """The dataset's merged settings of one config section, as a JSON argument."""
+    """One config section of a dataset as a JSON argument: a global section (model, train,
+    probe, similarity) merged with the dataset's overrides, or the dataset's own (splits,
+    preprocess, falff, discover), defaults filled in by the schema."""
     try:
-        return json.dumps(mcfg.dataset_section(config, dataset, section), sort_keys=True)
+        if section in mcfg.SECTIONS:
+            return json.dumps(mcfg.dataset_section(config, dataset, section), sort_keys=True)
     except mcfg.ConfigError as err:
         raise WorkflowError(str(err))
+    return json.dumps(dataset_spec(dataset)[section], sort_keys=True)
+
+
+def settings_of(section):
+    """A params function: the dataset's ``section`` as JSON (see section_json)."""
+    return lambda wildcards: section_json(wildcards.dataset, section)
+
+
+def spec_value(key):
+    """A params function: the dataset's config value ``key``."""
+    return lambda wildcards: dataset_spec(wildcards.dataset)[key]
+
+
+def datasets_of(*kinds):
+    """A wildcard constraint matching the configured datasets of these kinds (and nothing
+    when there are none): one rule per dataset kind where kinds need different commands."""
+    names = [name for name, spec in config["datasets"].items() if spec["kind"] in kinds]
+    return "|".join(names) if names else "(?!)"
 
 
 def methods_of(dataset):
@@ -113,13 +133,6 @@ def store_of(wildcards):
     return res(wildcards.dataset, "store")
 
 
-def split_source(wildcards):
-    """What the splits are cut from: the store, or the preprocessed pairs (brain MRI)."""
-    if dataset_spec(wildcards.dataset)["kind"] == "bids_mri":
-        return {"subjects": res(wildcards.dataset, "preproc", "pairs.tsv")}
-    return {"store": res(wildcards.dataset, "store")}
-
-
 def split_of(wildcards):
     return res(wildcards.dataset, "splits", f"fold{wildcards.fold}.tsv")
 
@@ -129,17 +142,28 @@ def run_inputs(wildcards):
     return {"store": store_of(wildcards), "split": split_of(wildcards)}
 
 
-def probe_settings_json(dataset):
+def probe_task(wildcards):
+    """binary (AD vs HC) for brain MRI, multiclass (digits) otherwise."""
+    return "binary" if dataset_spec(wildcards.dataset)["kind"] == "bids_mri" else "multiclass"
+
+
+def probe_settings(wildcards):
     """The probe section for this dataset's task: its own sub-section plus `classes`."""
-    probe = json.loads(section_json(dataset, "probe"))
+    probe = json.loads(section_json(wildcards.dataset, "probe"))
+    task = probe_task(wildcards)
     classes = probe["classes"]
-    if classes is None and probe_task(dataset) == "binary":
-        classes = dataset_spec(dataset)["classes"][:2]  # paper: HC vs AD
-    return json.dumps({**probe[probe_task(dataset)], "classes": classes}, sort_keys=True)
+    if classes is None and task == "binary":
+        classes = dataset_spec(wildcards.dataset)["classes"][:2]  # paper: HC vs AD
+    return json.dumps({**probe[task], "classes": classes}, sort_keys=True)
 
 
-def probe_task(dataset):
-    return "binary" if dataset_spec(dataset)["kind"] == "bids_mri" else "multiclass"
+def method_list(wildcards):
+    return " ".join(methods_of(wildcards.dataset))
+
+
+def one_per_subject_flag(wildcards):
+    """Brain MRI has several pairs per subject; the evaluation takes one per subject."""
+    return "--one-per-subject" if dataset_spec(wildcards.dataset)["kind"] == "bids_mri" else ""
 
 
 def runs(dataset):
@@ -178,33 +202,29 @@ def mnist_idx_inputs(folder):
 FOLDER_KEYS = {"two_view_mnist": ("path",), "mnist_svhn": ("mnist_path", "svhn_path")}
 
 
-def config_keys_for(folder):
-    """Every datasets.<name>.<key> whose folder is ``folder``, comma-joined ("" when none:
-    the download error then names no key rather than a placeholder)."""
+def config_keys(wildcards):
+    """Every datasets.<name>.<key> whose folder is the download's ``folder``, comma-joined
+    ("" when none: the download error then names no key rather than a placeholder)."""
+    folder = wildcards.folder
     keys = [f"datasets.{name}.{key}" for name, spec in config["datasets"].items()
             for key in FOLDER_KEYS.get(spec["kind"], ()) if spec.get(key) and Path(spec[key]) == Path(folder)]
     return ",".join(keys)
 
 
-def prepare_inputs(wildcards):
+def two_view_inputs(wildcards):
+    """The MNIST IDX files of a two-view dataset built from them (none for the embedded digits)."""
     spec = dataset_spec(wildcards.dataset)
-    if spec["kind"] == "two_view_mnist" and spec["source"] == "idx":
-        return mnist_idx_inputs(spec["path"])
-    if spec["kind"] == "mnist_svhn":
-        return mnist_idx_inputs(spec["mnist_path"]) + [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]
-    return []
+    return mnist_idx_inputs(spec["path"]) if spec["source"] == "idx" else []
 
 
-def prepare_command(wildcards, output):
+def mnist_svhn_inputs(wildcards):
     spec = dataset_spec(wildcards.dataset)
-    if spec["kind"] == "two_view_mnist":
-        return (f"prepare-two-view --source {spec['source']} --path {shlex.quote(spec['path'])} "
-                f"--seed {spec['view_seed']} --out {shlex.quote(output[0])}")
-    if spec["kind"] == "mnist_svhn":
-        settings = json.dumps({"per_mnist": spec["per_mnist"], "seed": spec["pair_seed"], "limit": spec["limit"]})
-        return (f"prepare-mnist-svhn --mnist-dir {shlex.quote(spec['mnist_path'])} --svhn-dir "
-                f"{shlex.quote(spec['svhn_path'])} --settings-json {shlex.quote(settings)} --out {shlex.quote(output[0])}")
-    raise WorkflowError(f"dataset {wildcards.dataset}: kind {spec['kind']!r} has no 'prepare' step")
+    return {"mnist": mnist_idx_inputs(spec["mnist_path"]), "svhn": [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]}
+
+
+def mnist_svhn_settings(wildcards):
+    spec = dataset_spec(wildcards.dataset)
+    return json.dumps({"per_mnist": spec["per_mnist"], "seed": spec["pair_seed"], "limit": spec["limit"]})
 
 
 # ---- brain MRI (preprocess.smk) ----
@@ -213,6 +233,15 @@ def mri_spec(dataset):
     if spec["kind"] != "bids_mri":
         raise WorkflowError(f"dataset {dataset} is of kind {spec['kind']!r}, not bids_mri")
     return spec
+
+
+def synthetic_value(key):
+    """A params function: a key of the dataset's ``synthetic`` section."""
+    return lambda wildcards: mri_spec(wildcards.dataset)["synthetic"][key]
+
+
+def bad_inputs_flag(wildcards):
+    return "--bad-inputs" if mri_spec(wildcards.dataset)["synthetic"]["bad_inputs"] else ""
 
 
 def bids_dir_of(dataset):
@@ -227,7 +256,18 @@ def bids_dir_of(dataset):
     return spec["bids_dir"]
 
 
-def clinical_of(dataset):
+def discover_inputs(wildcards):
+    """The BIDS folder and a real dataset's clinical CSV (the synthetic dataset's lies inside
+    its folder, a directory output whose files Snakemake does not track one by one)."""
+    inputs = {"bids": bids_dir_of(wildcards.dataset)}
+    if mri_spec(wildcards.dataset).get("synthetic") is None:
+        inputs["clinical"] = clinical_csv(wildcards)
+    return inputs
+
+
+def clinical_csv(wildcards):
+    """The clinical table: the configured CSV, or the synthetic dataset's own."""
+    dataset = wildcards.dataset
     spec = mri_spec(dataset)
     if spec.get("clinical_csv"):
         if not Path(spec["clinical_csv"]).is_file():
@@ -242,47 +282,76 @@ def clinical_of(dataset):
 def preprocess_env(wildcards):
     """The conda env of the rules that can call FSL: envs/fsl.yaml (FSL from FSL's conda
     channel) when the dataset's preprocessing backend is fsl, else the usual one."""
-    backend = mri_spec(wildcards.dataset).get("preprocess", {}).get("backend", "python")
-    return "../../envs/fsl.yaml" if backend == "fsl" else "../../envs/mmssl.yaml"
+    return "../../envs/fsl.yaml" if mri_spec(wildcards.dataset)["preprocess"]["backend"] == "fsl" else "../../envs/mmssl.yaml"
 
 
-def mri_settings_json(dataset):
-    spec = mri_spec(dataset)
-    return json.dumps({k: spec.get(k, {}) for k in ("preprocess", "falff")}, sort_keys=True)
+# the wildcards of one native scan's derivatives: sub-X[/ses-Y] and the scan's own entities
+# (never a derivative's: space, res, desc, ... belong to the output name, not to the scan)
+SCAN_WILDCARDS = {
+    "folder": "sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?",
+    "scan": "sub-[A-Za-z0-9]+(_(?!(space|res|desc|from|to|mode)-)[A-Za-z]+-[A-Za-z0-9]+)*",
+}
 
 
-def scan_table(dataset):
-    """stem -> (path, sidecar) of every T1w and BOLD run in discovery's pairs (after the checkpoint)."""
+def preproc_dir(wildcards):
+    """results/{dataset}/preproc: the root of the derivatives' BIDS names (mmssl.paths)."""
+    return res(wildcards.dataset, "preproc")
+
+
+def scan_outputs(datatype):
+    """The output patterns of one scan's job: every derivative in mmssl.paths.DERIVATIVES,
+    named by the same builder that collect uses to find them."""
+    return scan_derivatives(res("{dataset}", "preproc"), datatype, prefix="{scan}", folder="{folder}")
+
+
+def raw_scans(dataset):
+    """(datatype, prefix) -> (raw path, sidecar) of every T1w and BOLD run in discovery's
+    pairs; read after the discover checkpoint has run."""
     path = checkpoints.discover.get(dataset=dataset).output.pairs
-    return _read_scan_table(path, os.stat(path).st_mtime_ns)
+    return _read_raw_scans(path, os.stat(path).st_mtime_ns)
 
 
 @functools.cache
-def _read_scan_table(path, mtime_ns):
-    """Read once per version of pairs.tsv (every scan job's params ask for it: re-reading it
-    per job made an OASIS-3-sized dry run take 16 minutes); a rerun of discover changes
-    the mtime, so the new table is read."""
+def _read_raw_scans(path, mtime_ns):
+    """Read once per version of pairs.tsv (every scan job asks for it: re-reading it per job
+    made an OASIS-3-sized dry run take 16 minutes); a new discovery changes the mtime."""
     pairs = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    scans = {}
-    for t1 in pairs["t1_path"].unique():
-        scans[("anat", scan_stem(t1))] = (t1, "")
+    scans = {scan_prefix(t1): (t1, "") for t1 in pairs["t1_path"].unique()}
     for bold, sidecar in pairs[["bold_path", "bold_sidecar"]].drop_duplicates().itertuples(index=False):
-        scans[("func", scan_stem(bold))] = (bold, sidecar)
+        scans[scan_prefix(bold)] = (bold, sidecar)
     return scans
 
 
-def scan_stem(path):
-    from mmssl.preprocess.scan_commands import scan_stem as stem
-
-    return stem(path)
-
-
-def scan_of(wildcards, kind):
+def raw_scan(wildcards, datatype):
     try:
-        return scan_table(wildcards.dataset)[(kind, wildcards.scan)]
+        return raw_scans(wildcards.dataset)[(datatype, wildcards.scan)]
     except KeyError:
-        raise WorkflowError(f"{wildcards.scan}: not a {kind} scan of any pair in {res(wildcards.dataset, 'pairs.tsv')}")
+        raise WorkflowError(f"{wildcards.scan}: no {datatype} scan of that name in {res(wildcards.dataset, 'pairs.tsv')}")
 
 
-def scan_statuses(wildcards):
-    return [res(wildcards.dataset, "preproc", "status", kind, f"{stem}.tsv") for kind, stem in scan_table(wildcards.dataset)]
+def raw_t1(wildcards):
+    """The raw T1w of a preprocess_t1 job: an input, so a changed scan is preprocessed again."""
+    return raw_scan(wildcards, "anat")[0]
+
+
+def raw_bold(wildcards):
+    """The raw BOLD run of a preprocess_bold job, and its JSON sidecar when it has one."""
+    bold, sidecar = raw_scan(wildcards, "func")
+    return {"bold": bold, "sidecar": sidecar} if sidecar else {"bold": bold}
+
+
+def sidecar_flag(wildcards, input):
+    return f"--sidecar {shlex.quote(input.sidecar)}" if "sidecar" in input.keys() else ""
+
+
+def scan_files(anat=(), func=()):
+    """An input function: the listed derivatives (keys of mmssl.paths.DERIVATIVES) of every
+    scan discovery paired, T1w runs (``anat``) and BOLD runs (``func``)."""
+    keys = {"anat": anat, "func": func}
+
+    def files(wildcards):
+        root = res(wildcards.dataset, "preproc")
+        return [scan_derivatives(root, datatype, prefix)[key]
+                for datatype, prefix in raw_scans(wildcards.dataset) for key in keys[datatype]]
+
+    return files

@@ -4,45 +4,94 @@
 
 localrules:
     splits,
+    splits_mri,
     download_mnist,
     download_svhn,
 
 
-rule prepare:
-    """Raw data -> packed store (index.tsv, sources.json, one .npy per source)."""
+rule prepare_two_view:
+    """MNIST digits -> two views (rotation, noise) in a packed store (index.tsv, sources.json, one .npy per view)."""
     input:
-        prepare_inputs,
+        two_view_inputs,
     output:
         directory(res("{dataset}", "store")),
     log:
         res("{dataset}", "logs", "prepare.log"),
     benchmark:
         res("{dataset}", "benchmarks", "prepare.tsv")
+    wildcard_constraints:
+        dataset=datasets_of("two_view_mnist"),
     params:
-        cmd=prepare_command,
+        source=spec_value("source"),
+        path=spec_value("path"),
+        seed=spec_value("view_seed"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl {params.cmd} 2> {log}"
+        "mmssl prepare-two-view --source {params.source} --path {params.path:q} --seed {params.seed} --out {output} 2> {log}"
+
+
+rule prepare_mnist_svhn:
+    """MNIST and SVHN images of the same digit paired (Shi et al. 2019) in a packed store."""
+    input:
+        unpack(mnist_svhn_inputs),
+    output:
+        directory(res("{dataset}", "store")),
+    log:
+        res("{dataset}", "logs", "prepare.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "prepare.tsv")
+    wildcard_constraints:
+        dataset=datasets_of("mnist_svhn"),
+    params:
+        mnist=spec_value("mnist_path"),
+        svhn=spec_value("svhn_path"),
+        settings=mnist_svhn_settings,
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "mmssl prepare-mnist-svhn --mnist-dir {params.mnist:q} --svhn-dir {params.svhn:q} "
+        "--settings-json {params.settings:q} --out {output} 2> {log}"
 
 
 rule splits:
-    """Subject-level train/val/test(/holdout) table of one fold."""
+    """Subject-level train/val/test(/holdout) table of one fold, from the store's subjects."""
     input:
-        unpack(split_source),
+        res("{dataset}", "store"),
     output:
         res("{dataset}", "splits", "fold{fold}.tsv"),
     log:
         res("{dataset}", "logs", "splits", "fold{fold}.log"),
     benchmark:
         res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
+    wildcard_constraints:
+        dataset=datasets_of("two_view_mnist", "mnist_svhn"),
     params:
-        settings=lambda w: json.dumps(dataset_spec(w.dataset)["splits"]),
-        source=lambda w, input: " ".join(f"--{k} {v}" for k, v in input.items()),
+        settings=settings_of("splits"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl splits {params.source} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
+        "mmssl splits --store {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
+
+
+rule splits_mri:
+    """Subject-level split table of one fold, from the subjects with a preprocessed pair."""
+    input:
+        res("{dataset}", "preproc", "pairs.tsv"),
+    output:
+        res("{dataset}", "splits", "fold{fold}.tsv"),
+    log:
+        res("{dataset}", "logs", "splits", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
+    wildcard_constraints:
+        dataset=datasets_of("bids_mri"),
+    params:
+        settings=settings_of("splits"),
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "mmssl splits --subjects {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
 
 rule download_mnist:
@@ -57,7 +106,7 @@ rule download_mnist:
         folder=".*mnist[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
-        config_keys=lambda w: config_keys_for(w.folder),
+        config_keys=config_keys,
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -77,7 +126,7 @@ rule download_svhn:
         folder=".*svhn[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
-        config_keys=lambda w: config_keys_for(w.folder),
+        config_keys=config_keys,
     conda:
         "../../envs/mmssl.yaml"
     shell:

@@ -13,7 +13,7 @@ rule embed:
     benchmark:
         res("{dataset}", "benchmarks", "embed", "{method}", "fold{fold}.tsv")
     params:
-        one=lambda w: "--one-per-subject" if dataset_spec(w.dataset)["kind"] == "bids_mri" else "",
+        one=one_per_subject_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -32,8 +32,8 @@ rule probe:
     benchmark:
         res("{dataset}", "benchmarks", "probe", "{method}", "fold{fold}.tsv")
     params:
-        settings=lambda w: probe_settings_json(w.dataset),
-        task=lambda w: probe_task(w.dataset),
+        settings=probe_settings,
+        task=probe_task,
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -52,7 +52,7 @@ rule similarity:
     benchmark:
         res("{dataset}", "benchmarks", "similarity", "{method}", "fold{fold}.tsv")
     params:
-        settings=lambda w: section_json(w.dataset, "similarity"),
+        settings=settings_of("similarity"),
     conda:
         "../../envs/mmssl.yaml"
     shell:

@@ -1,6 +1,7 @@
 # Brain MRI (kind: bids_mri): BIDS -> per-scan T1w / fALFF on the 3 mm 64³ MNI grid ->
-# per-fold histogram standardisation -> packed store. Per-subject outputs use
-# BIDS-derivatives names under results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/.
+# per-fold histogram standardisation -> packed store. Every file is a declared input or
+# output: raw scans are the scan jobs' inputs, and each derivative has its BIDS-derivatives
+# name from mmssl.paths (results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/).
 # On a cluster (profiles/slurm, which sets the groups): scans are preprocessed in batches
 # (group "preprocess"), landmarks -> pack of one fold run as one job (group "store"); the
 # cheap table steps run on the submit host.
@@ -21,9 +22,9 @@ rule synthetic_bids:
     benchmark:
         res("{dataset}", "benchmarks", "synthetic_bids.tsv")
     params:
-        n=lambda w: mri_spec(w.dataset)["synthetic"].get("n_subjects", 12),
-        seed=lambda w: mri_spec(w.dataset)["synthetic"].get("seed", 0),
-        bad=lambda w: "--bad-inputs" if mri_spec(w.dataset)["synthetic"].get("bad_inputs") else "",
+        n=synthetic_value("n_subjects"),
+        seed=synthetic_value("seed"),
+        bad=bad_inputs_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -33,7 +34,7 @@ rule synthetic_bids:
 checkpoint discover:
     """T1w/BOLD runs, clinical visits matched to sessions, subjects and (T1w, BOLD) pairs."""
     input:
-        bids=lambda w: bids_dir_of(w.dataset),
+        unpack(discover_inputs),
     output:
         subjects=res("{dataset}", "subjects.tsv"),
         pairs=res("{dataset}", "pairs.tsv"),
@@ -43,8 +44,8 @@ checkpoint discover:
     benchmark:
         res("{dataset}", "benchmarks", "discover.tsv")
     params:
-        clinical=lambda w: clinical_of(w.dataset),
-        settings=lambda w: json.dumps(mri_spec(w.dataset).get("discover", {}), sort_keys=True),
+        clinical=clinical_csv,
+        settings=settings_of("discover"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -54,52 +55,59 @@ checkpoint discover:
 
 
 rule preprocess_t1:
-    """One T1w: brain mask, 12-dof affine to MNI152, 3 mm 64³ grid."""
+    """One T1w: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid."""
     input:
-        pairs=res("{dataset}", "pairs.tsv"),
+        t1=raw_t1,
     output:
-        res("{dataset}", "preproc", "status", "anat", "{scan}.tsv"),
+        **scan_outputs("anat"),
     log:
-        res("{dataset}", "logs", "preprocess", "{scan}.log"),
+        res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_T1w.log"),
     benchmark:
-        res("{dataset}", "benchmarks", "preprocess", "{scan}.tsv")
+        res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_T1w.tsv")
+    wildcard_constraints:
+        **SCAN_WILDCARDS,
     params:
-        t1=lambda w: scan_of(w, "anat")[0],
-        settings=lambda w: mri_settings_json(w.dataset),
-        preproc=lambda w: res(w.dataset, "preproc"),
+        settings=settings_of("preprocess"),
     conda:
         preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-t1 --t1 {params.t1:q} --preproc-dir {params.preproc} "
-        "--settings-json {params.settings:q} --status {output} 2> {log}"
+        "OMP_NUM_THREADS={threads} mmssl preprocess-t1 --t1 {input.t1:q} --settings-json {params.settings:q} "
+        "--out-t1w {output.T1w} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
+        "--out-status {output.status} 2> {log}"
 
 
 rule preprocess_bold:
-    """One BOLD run: fALFF, mean EPI -> MNI152, fALFF map on the 3 mm 64³ grid."""
+    """One BOLD run: header check, fALFF and confounds in native space, mean EPI -> MNI152,
+    fALFF map on the 3 mm 64³ grid."""
     input:
-        pairs=res("{dataset}", "pairs.tsv"),
+        unpack(raw_bold),
     output:
-        res("{dataset}", "preproc", "status", "func", "{scan}.tsv"),
+        **scan_outputs("func"),
     log:
-        res("{dataset}", "logs", "preprocess", "{scan}.log"),
+        res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_bold.log"),
     benchmark:
-        res("{dataset}", "benchmarks", "preprocess", "{scan}.tsv")
+        res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_bold.tsv")
+    wildcard_constraints:
+        **SCAN_WILDCARDS,
     params:
-        bold=lambda w: scan_of(w, "func")[0],
-        sidecar=lambda w: scan_of(w, "func")[1],
-        settings=lambda w: mri_settings_json(w.dataset),
-        preproc=lambda w: res(w.dataset, "preproc"),
+        sidecar=sidecar_flag,
+        settings=settings_of("preprocess"),
+        falff=settings_of("falff"),
     conda:
         preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {params.bold:q} --sidecar {params.sidecar:q} "
-        "--preproc-dir {params.preproc} --settings-json {params.settings:q} --status {output} 2> {log}"
+        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.sidecar} "
+        "--settings-json {params.settings:q} --falff-json {params.falff:q} "
+        "--out-falff {output.fALFF} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
+        "--out-status {output.status} --out-falff-native {output.falff_native} --out-mask-native {output.mask_native} "
+        "--out-boldref {output.boldref} --out-confounds {output.confounds} 2> {log}"
 
 
 rule collect:
     """excluded.tsv (every excluded subject/scan/pair with its reason) and the usable pairs."""
     input:
-        statuses=scan_statuses,
+        statuses=scan_files(anat=["status"], func=["status"]),
+        maps=scan_files(anat=["T1w", "mask", "qc"], func=["fALFF", "mask", "qc"]),
         pairs=res("{dataset}", "pairs.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
     output:
@@ -110,7 +118,7 @@ rule collect:
     benchmark:
         res("{dataset}", "benchmarks", "collect.tsv")
     params:
-        preproc=lambda w: res(w.dataset, "preproc"),
+        preproc=preproc_dir,
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -124,6 +132,7 @@ rule landmarks:
     input:
         pairs=res("{dataset}", "preproc", "pairs.tsv"),
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
+        maps=scan_files(anat=["T1w", "mask"], func=["fALFF", "mask"]),
     output:
         res("{dataset}", "preproc", "fold{fold}", "landmarks_{modality}.npy"),
     log:
@@ -145,6 +154,7 @@ rule pack:
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
         t1=res("{dataset}", "preproc", "fold{fold}", "landmarks_T1w.npy"),
         falff=res("{dataset}", "preproc", "fold{fold}", "landmarks_fALFF.npy"),
+        maps=scan_files(anat=["T1w", "mask"], func=["fALFF", "mask"]),
     output:
         directory(res("{dataset}", "preproc", "fold{fold}", "store")),
     log:
@@ -152,7 +162,7 @@ rule pack:
     benchmark:
         res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
     params:
-        settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
+        settings=settings_of("preprocess"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
@@ -164,6 +174,7 @@ rule qc:
     """qc.tsv (a row per pair, with flags), one montage per subject, one HTML page (flagged first)."""
     input:
         pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        maps=scan_files(anat=["T1w", "mask", "qc"], func=["fALFF", "qc"]),
     output:
         tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}",
                    subcategory="quality control"),
@@ -177,7 +188,7 @@ rule qc:
     benchmark:
         res("{dataset}", "benchmarks", "qc.tsv")
     params:
-        settings=lambda w: json.dumps(mri_spec(w.dataset).get("preprocess", {})),
+        settings=settings_of("preprocess"),
     conda:
         "../../envs/mmssl.yaml"
     shell:

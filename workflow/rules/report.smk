@@ -18,7 +18,7 @@ rule report:
     benchmark:
         res("{dataset}", "benchmarks", "report.tsv")
     params:
-        methods=lambda w: " ".join(methods_of(w.dataset)),
+        methods=method_list,
     conda:
         "../../envs/mmssl.yaml"
     shell:

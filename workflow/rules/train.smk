@@ -15,8 +15,8 @@ rule train:
     benchmark:
         res("{dataset}", "benchmarks", "train", "{method}", "fold{fold}.tsv")
     params:
-        train=lambda w: section_json(w.dataset, "train"),
-        model=lambda w: section_json(w.dataset, "model"),
+        train=settings_of("train"),
+        model=settings_of("model"),
     conda:
         "../../envs/mmssl.yaml"
     shell:

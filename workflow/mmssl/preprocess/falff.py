@@ -23,11 +23,8 @@ fALFF is a ratio of sums of ~80 amplitudes, so float32 keeps ~1e-6 relative accu
 
 from __future__ import annotations
 
-from mmssl.settings import check_keys
-
 import json
 import math
-import os
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -39,7 +36,9 @@ import nibabel as nib
 import numpy as np
 import scipy.fft
 
+from mmssl.io import atomic_path
 from mmssl.preprocess.errors import BadInputError
+from mmssl.settings import check_keys
 
 _CHUNK_VOXELS = 8192  # (8192, ~160) float32 blocks (~5 MB) stay in cache; a whole brain at once does not
 _TIME_UNIT_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -253,12 +252,17 @@ def _load(path: str | Path) -> nib.Nifti1Image:
 
 @dataclass
 class FalffResult:
-    """What falff_file computed: TR used (s), volumes after dummies, mask voxels, median fALFF in the mask."""
+    """What falff_file computed: TR used (s), volumes after dummies, mask voxels, median
+    fALFF in the mask, and two confounds per volume of the whole series (dummies included,
+    shape (T,)): the global signal (mean over the EPI mask) and DVARS (root mean square
+    over the mask of the change from the previous volume; NaN for the first)."""
 
     tr: float
     n_volumes: int
     n_mask_voxels: int
     median_falff: float
+    global_signal: np.ndarray
+    dvars: np.ndarray
 
 
 def falff_file(
@@ -283,7 +287,8 @@ def falff_file(
         spectrum_slices(n_volumes, tr, settings)
     except TooFewVolumesError as error:
         raise BadInputError(bold_path, f"too few volumes: {error}") from error
-    data = _read_data(image, bold_path)[..., settings.dummy_volumes:]
+    series = _read_data(image, bold_path)
+    data = series[..., settings.dummy_volumes:]
     if not np.isfinite(data).all():
         raise BadInputError(bold_path, f"{int((~np.isfinite(data)).sum())} NaN or inf values")
     mean = data.mean(axis=3, dtype=np.float64).astype(np.float32)
@@ -293,7 +298,10 @@ def falff_file(
     values = falff(data, tr, mask, replace(settings, dummy_volumes=0))
     for array, path in ((values, out_path), (mask.astype(np.uint8), mask_out_path), (mean, mean_out_path)):
         save_like(array, image, path)
-    return FalffResult(tr=tr, n_volumes=n_volumes, n_mask_voxels=int(mask.sum()), median_falff=float(np.median(values[mask])))
+    inside = series[mask]  # (voxels, T)
+    dvars = np.concatenate([[np.nan], np.sqrt(np.mean(np.diff(inside.astype(np.float64), axis=1) ** 2, axis=0))])
+    return FalffResult(tr=tr, n_volumes=n_volumes, n_mask_voxels=int(mask.sum()), median_falff=float(np.median(values[mask])),
+                       global_signal=inside.mean(axis=0, dtype=np.float64), dvars=dvars)
 
 
 def _read_data(image: nib.Nifti1Image, path: str | Path) -> np.ndarray:
@@ -312,9 +320,6 @@ def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: str | Path) -
     image.header.set_qform(header.get_qform(), code=int(header["qform_code"]) or 1)
     image.header.set_sform(header.get_sform(), code=int(header["sform_code"]) or 1)
     image.header.set_xyzt_units("mm")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same extension on the temporary name: nibabel picks gzip from it.
-    tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
-    nib.save(image, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
     return path

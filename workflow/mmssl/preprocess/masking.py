@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from mmssl.settings import settings_from
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -32,13 +31,10 @@ import numpy as np
 from scipy import ndimage
 
 from mmssl.preprocess.registration import AffineResult, RegistrationSettings, apply_affine, register_affine
+from mmssl.preprocess.fsl import require_fsl
 from mmssl.preprocess.spatial import mni_brain_mask, mni_template
 
 BACKENDS = ("python", "fsl")
-
-
-class FslNotFoundError(RuntimeError):
-    """The ``fsl`` backend was asked for but no FSL installation was found."""
 
 
 @dataclass(frozen=True)
@@ -109,28 +105,6 @@ def brain_mask_python(
     # template->native pull for the image means native->template pull for the mask
     native = apply_affine(template_mask, result.moving_to_fixed, t1, order=1).get_fdata() > 0.5
     return NativeMask(nib.Nifti1Image(native.astype(np.uint8), t1.affine), result)
-
-
-FSL_TOOLS = ("bet", "robustfov", "flirt")
-
-
-def require_fsl(tools: tuple[str, ...] = FSL_TOOLS) -> Path:
-    """Return ``$FSLDIR``; raise :class:`FslNotFoundError` naming FSLDIR when FSL, one of
-    ``tools`` (executables under ``$FSLDIR/bin``) or fslpy is missing."""
-    fsldir = os.environ.get("FSLDIR", "")
-    if not fsldir:
-        raise FslNotFoundError(
-            "preprocess.backend is 'fsl' but the FSLDIR environment variable is not set; install FSL "
-            "(https://fsl.fmrib.ox.ac.uk) and set FSLDIR, or use preprocess.backend: python"
-        )
-    missing = [tool for tool in tools if not (Path(fsldir) / "bin" / tool).is_file()]
-    if missing:
-        raise FslNotFoundError(f"FSLDIR={fsldir} has no bin/{', bin/'.join(missing)}; is FSLDIR the root of an FSL installation?")
-    try:
-        import fsl.wrappers  # noqa: F401  (fslpy: the Python side of the FSL backend)
-    except ImportError as err:
-        raise FslNotFoundError("preprocess.backend is 'fsl' but fslpy is not installed: pip install -e '.[fsl]'") from err
-    return Path(fsldir)
 
 
 def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings = MaskSettings()) -> NativeMask:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mmssl.preprocess.errors import BadInputError
-from mmssl.preprocess.masking import require_fsl
+from mmssl.preprocess.fsl import require_fsl
 
 MOTION_COLUMNS = ("rot_x", "rot_y", "rot_z", "trans_x", "trans_y", "trans_z")
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mmssl.data.store import write_store
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 from mmssl.preprocess.standardize import apply_standardization
 
 SOURCES = ("T1w", "fALFF")

@@ -18,8 +18,6 @@ Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well)
 
 from __future__ import annotations
 
-from mmssl.settings import settings_from
-
 import html
 import os
 from collections.abc import Sequence
@@ -32,6 +30,9 @@ matplotlib.use("Agg")  # no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from mmssl.io import atomic_path, write_text  # noqa: E402
+from mmssl.settings import settings_from  # noqa: E402
 
 QC_COLUMNS = ("subject", "sample", "mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "flags", "montage")
 
@@ -124,13 +125,10 @@ def write_montage(t1: np.ndarray, mask: np.ndarray, falff: np.ndarray | None, pa
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
-    fig.savefig(tmp, dpi=80, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "mean_fd")
@@ -171,10 +169,7 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preproce
         parts.append(f"<div class='s'><h2>{html.escape(str(subject))} — {status}</h2>"
                      f"<table class='m'><tr>{head}</tr>{body}</table>{_img(rows.iloc[0], path)}</div>")
     parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text("\n".join(parts), path)
     return path
 
 

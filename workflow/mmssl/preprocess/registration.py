@@ -24,6 +24,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from mmssl.preprocess.errors import BadInputError
+from mmssl.preprocess.fsl import require_fsl
+
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, self-inverse
 
 
@@ -350,7 +353,12 @@ def _optimise(
     reg.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(initial, inPlace=True)
-    reg.Execute(fixed, moving)
+    try:
+        reg.Execute(fixed, moving)
+    except RuntimeError as error:
+        # SimpleITK's failures here describe the image (e.g. "All samples map outside moving
+        # image buffer": it does not overlap the template at all), so the scan is excluded
+        raise BadInputError("moving image", f"registration failed: {str(error).strip().splitlines()[-1]}") from error
     return initial, float(reg.GetMetricValue())
 
 
@@ -387,10 +395,9 @@ def register_affine_flirt(
     moving: nib.Nifti1Image, fixed: nib.Nifti1Image, fixed_mask: nib.Nifti1Image | None = None, cost: str = "corratio"
 ) -> AffineResult:
     """12-dof FLIRT of ``moving`` to ``fixed`` via fslpy; needs FSL (see
-    :func:`mmssl.preprocess.masking.require_fsl`). FLIRT's matrix lives in scaled-voxel
+    :func:`mmssl.preprocess.fsl.require_fsl`). FLIRT's matrix lives in scaled-voxel
     coordinates; fslpy's ``fromFlirt`` turns it into the world (RAS) moving->fixed map,
     which is inverted to this module's fixed->moving convention."""
-    from mmssl.preprocess.masking import require_fsl
 
     require_fsl()
     from fsl.data.image import Image

@@ -10,7 +10,6 @@ training cutoff would silently mismatch).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torchio as tio
+
+from mmssl.io import atomic_path
 
 PathLike = str | Path
 
@@ -93,13 +94,9 @@ def landmarks_from_pairs(pairs: pd.DataFrame, split_table: pd.DataFrame, column:
 
 def save_landmarks(landmarks: np.ndarray, path: PathLike) -> Path:
     """Write landmarks to ``path`` (.npy) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}_{path.name}")
-    with open(tmp, "wb") as handle:  # a file object, so numpy adds no second .npy suffix
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: numpy adds no second .npy suffix
         np.save(handle, np.asarray(landmarks, dtype=np.float64))
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def load_landmarks(path: PathLike) -> np.ndarray:

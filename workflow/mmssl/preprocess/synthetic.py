@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+
+from mmssl.io import atomic_dir
 
 GENERATOR_NAME = "mmssl.preprocess.synthetic"
 CLINICAL_NAME = "phenotype/OASIS3_UDSb4_cdr.csv"
@@ -300,34 +301,30 @@ def make_synthetic_bids(
     """
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    template = _template()
-    sessions = _plan(n_subjects, groups, proportions, rng)
-    options = _Options(n_volumes, tr, dummy_volumes, bold_voxel_mm, compresslevel)
-    truth = [_write_session(tmp, template, s, options, rng) for s in sessions]
-    visits, participants = _clinical_rows(sessions, rng)
-    if bad_inputs:
-        bad_visits, bad_participants = _write_bad_inputs(tmp, template, options, rng)
-        visits = pd.concat([visits, bad_visits], ignore_index=True)
-        participants = pd.concat([participants, bad_participants], ignore_index=True)
-    (tmp / CLINICAL_NAME).parent.mkdir(parents=True, exist_ok=True)
-    visits.to_csv(tmp / CLINICAL_NAME, index=False)
-    participants.to_csv(tmp / "participants.tsv", sep="\t", index=False)
-    pd.DataFrame(truth).to_csv(tmp / "derivatives/truth/sessions.tsv", sep="\t", index=False)
-    regions = [{"region": n, "x": c[0], "y": c[1], "z": c[2], "radius_mm": REGION_RADIUS_MM} | {f"lf_factor_{g}": f for g, f in LF_FACTOR.items()}
-               for n, c in REGIONS]
-    pd.DataFrame(regions).to_csv(tmp / "derivatives/truth/regions.tsv", sep="\t", index=False)
-    _write_json(tmp / "dataset_description.json", {
-        "Name": "mmssl synthetic OASIS-3-shaped dataset", "BIDSVersion": "1.8.0", "DatasetType": "raw",
-        "GeneratedBy": [{"Name": GENERATOR_NAME, "Description": f"seed {seed}, {n_subjects} subjects"}]})
-    _write_json(tmp / "derivatives/truth/dataset_description.json", {
-        "Name": "ground truth of the synthetic dataset", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": GENERATOR_NAME}]})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        rng = np.random.default_rng(seed)
+        template = _template()
+        sessions = _plan(n_subjects, groups, proportions, rng)
+        options = _Options(n_volumes, tr, dummy_volumes, bold_voxel_mm, compresslevel)
+        truth = [_write_session(tmp, template, s, options, rng) for s in sessions]
+        visits, participants = _clinical_rows(sessions, rng)
+        if bad_inputs:
+            bad_visits, bad_participants = _write_bad_inputs(tmp, template, options, rng)
+            visits = pd.concat([visits, bad_visits], ignore_index=True)
+            participants = pd.concat([participants, bad_participants], ignore_index=True)
+        (tmp / CLINICAL_NAME).parent.mkdir(parents=True, exist_ok=True)
+        visits.to_csv(tmp / CLINICAL_NAME, index=False)
+        participants.to_csv(tmp / "participants.tsv", sep="\t", index=False)
+        pd.DataFrame(truth).to_csv(tmp / "derivatives/truth/sessions.tsv", sep="\t", index=False)
+        regions = [{"region": n, "x": c[0], "y": c[1], "z": c[2], "radius_mm": REGION_RADIUS_MM} | {f"lf_factor_{g}": f for g, f in LF_FACTOR.items()}
+                   for n, c in REGIONS]
+        pd.DataFrame(regions).to_csv(tmp / "derivatives/truth/regions.tsv", sep="\t", index=False)
+        _write_json(tmp / "dataset_description.json", {
+            "Name": "mmssl synthetic OASIS-3-shaped dataset", "BIDSVersion": "1.8.0", "DatasetType": "raw",
+            "GeneratedBy": [{"Name": GENERATOR_NAME, "Description": f"seed {seed}, {n_subjects} subjects"}]})
+        _write_json(tmp / "derivatives/truth/dataset_description.json", {
+            "Name": "ground truth of the synthetic dataset", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": GENERATOR_NAME}]})
     return out_dir
 
 

@@ -1,0 +1,87 @@
+"""Discovery of one BIDS dataset: T1w/BOLD runs from file names, clinical visits matched
+to sessions, the subjects table and the (T1w, BOLD) pairs, and every exclusion with its
+reason (see :mod:`mmssl.preprocess.bids` and :mod:`mmssl.preprocess.clinical`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS, discover
+from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical, require_subjects_per_class
+from mmssl.preprocess.errors import NotEnoughSubjectsError
+
+
+@dataclass
+class Discovery:
+    """subjects: one row per subject; pairs: one row per (T1w, BOLD) pair; excluded: every
+    run, visit or subject left out, with its reason (columns of ``EXCLUDED_COLUMNS``)."""
+
+    subjects: pd.DataFrame
+    pairs: pd.DataFrame
+    excluded: pd.DataFrame
+
+
+def run_discovery(bids_dir: str | Path, clinical_path: str | Path, settings: Mapping[str, Any]) -> Discovery:
+    """Discover ``bids_dir`` and pair its runs with the clinical table (``settings``: the
+    ``discover`` config section)."""
+    discovery_settings, pairing = split_discover_settings(settings)
+    site_key = discovery_settings.pop("site_key")
+    found = discover(Path(bids_dir), **discovery_settings)
+    result = build_pairs(found.scans, read_clinical(Path(clinical_path), pairing.columns), pairing)
+    if site_key:
+        add_sites(result, site_key)
+    return Discovery(result.subjects, result.pairs, pd.concat([found.excluded, result.excluded], ignore_index=True))
+
+
+def require_enough_subjects(found: Discovery, settings: Mapping[str, Any], dataset: str) -> None:
+    """NotEnoughSubjectsError, with the exclusion reasons' counts, when some class has fewer
+    subjects than ``min_subjects_per_class`` (the folds need them)."""
+    _, pairing = split_discover_settings(settings)
+    if pairing.min_subjects_per_class is None:
+        return
+    try:
+        require_subjects_per_class(found.subjects, pairing.classes, pairing.min_subjects_per_class, dataset)
+    except NotEnoughSubjectsError as error:
+        raise NotEnoughSubjectsError(f"{error}\nexclusion reasons: {reason_summary(found.excluded)}") from error
+
+
+def split_discover_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], PairingSettings]:
+    """Separate discovery keys (bold_task, session_day_patterns) from the pairing settings."""
+    values = dict(settings)
+    discovery = {
+        "site_key": values.pop("site_key", None),
+        "bold_task": values.pop("bold_task", "rest"),
+        "session_day_patterns": tuple((str(p), float(u)) for p, u in values.pop("session_day_patterns", DEFAULT_SESSION_DAY_PATTERNS)),
+    }
+    return discovery, PairingSettings.from_mapping(values)
+
+
+def sidecar_value(sidecar: str, key: str) -> str:
+    """``key`` of a JSON sidecar ('' when the file or the key is missing or unreadable)."""
+    if not sidecar or not Path(sidecar).is_file():
+        return ""
+    try:
+        return str(json.loads(Path(sidecar).read_text() or "{}").get(key, ""))
+    except (ValueError, OSError):
+        return ""
+
+
+def add_sites(result: Any, site_key: str) -> None:
+    """A ``site`` column from the BOLD sidecars' ``site_key`` (e.g. StationName,
+    InstitutionName): pairs get their run's value, subjects their first pair's, so
+    ``splits.group_by: site`` can keep every site on one side of each fold."""
+    pairs = result.pairs
+    pairs["site"] = [sidecar_value(str(s), site_key) or "unknown" for s in pairs["bold_sidecar"].fillna("")]
+    first = pairs.drop_duplicates("subject").set_index("subject")["site"]
+    result.subjects["site"] = result.subjects["subject"].map(first).fillna("unknown")
+
+
+def reason_summary(excluded: pd.DataFrame, top: int = 5) -> str:
+    counts = excluded["reason"].value_counts().head(top)
+    return "; ".join(f"{n} x {reason}" for reason, n in counts.items()) or "none"

@@ -1,0 +1,166 @@
+"""The preprocessing of one scan, in memory and file to file.
+
+T1w: brain mask, 12-dof affine to the MNI152 template, resampling onto the 3 mm 64³ grid.
+BOLD: fALFF in native space, the mean EPI registered to the template, the fALFF map moved
+onto the same grid. :func:`preprocess_t1_files` / :func:`preprocess_bold_files` read the
+raw scan, validate its header first (:mod:`mmssl.preprocess.header`), and write every
+derivative named by :data:`mmssl.paths.DERIVATIVES`. Input that cannot be used raises
+:class:`~mmssl.preprocess.errors.BadInputError`; anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from mmssl.io import write_json, write_tsv
+from mmssl.preprocess.errors import BadInputError
+from mmssl.preprocess.falff import FalffSettings, falff_file
+from mmssl.preprocess.header import checked_header
+from mmssl.preprocess.masking import brain_mask_fsl, brain_mask_python, register_to_template, template_metric_mask
+from mmssl.preprocess.motion import confounds_table, mcflirt_corrected, motion_summary
+from mmssl.preprocess.registration import AffineResult, register_affine_flirt
+from mmssl.preprocess.settings import MriSettings
+from mmssl.preprocess.spatial import grid_brain_mask, mni_grid, mni_template, to_grid, to_grid_masked, zero_outside
+from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_nifti, save_xfm
+
+
+@dataclass
+class T1Result:
+    """t1: brain-masked T1w on the 64³ grid; mask: its uint8 brain mask; registration:
+    template->native affine; mask_volume_ml: the native brain mask's volume."""
+
+    t1: nib.Nifti1Image
+    mask: nib.Nifti1Image
+    registration: AffineResult
+    mask_volume_ml: float
+
+
+def t1_to_mni(t1: nib.Nifti1Image, settings: MriSettings) -> T1Result:
+    """Skull-strip and affinely register a native T1w, resample it onto the 3 mm grid.
+
+    python: register the head (masking via the template); the grid mask is the template
+    brain, dilated. fsl: BET brain registered by FLIRT; the grid mask is BET's mask moved
+    (not dilated: BET's edge is the subject's own)."""
+    grid = mni_grid(settings.grid)
+    if settings.backend == "python":
+        native = brain_mask_python(t1, settings.registration, settings.brain_mask)
+        registration = native.registration
+        assert registration is not None
+        mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold)
+        t1_grid = zero_outside(to_grid(t1, registration.fixed_to_moving, grid), mask)
+    else:
+        native = brain_mask_fsl(t1, settings.brain_mask)
+        assert native.brain is not None
+        res = settings.brain_mask.registration_resolution
+        registration = register_affine_flirt(native.brain, mni_template(res), template_metric_mask(settings.brain_mask))
+        # normalised interpolation: BET's zeros must not darken the brain's edge
+        t1_grid, mask = to_grid_masked(native.brain, native.mask, registration.fixed_to_moving, grid)
+    mask_img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), grid.affine)
+    return T1Result(t1_grid, mask_img, registration, native.volume_ml)
+
+
+@dataclass
+class FalffMniResult:
+    """falff: fALFF on the 64³ grid, 0 outside ``mask`` (template brain ∩ moved EPI mask);
+    registration: template->native-EPI affine; falff_mean_in_brain: mean over ``mask``."""
+
+    falff: nib.Nifti1Image
+    mask: nib.Nifti1Image
+    registration: AffineResult
+    falff_mean_in_brain: float
+
+
+def falff_to_mni(
+    falff: nib.Nifti1Image, mean_epi: nib.Nifti1Image, epi_mask: nib.Nifti1Image | None, settings: MriSettings
+) -> FalffMniResult:
+    """Register the (brain-masked) mean EPI to the template and move the fALFF map along."""
+    if falff.shape[:3] != mean_epi.shape[:3] or not np.allclose(falff.affine, mean_epi.affine, atol=1e-3):
+        raise ValueError(f"fALFF map {falff.shape} and mean EPI {mean_epi.shape} are not on the same grid")
+    moving = mean_epi
+    if epi_mask is not None:
+        moving = zero_outside(mean_epi, np.asarray(epi_mask.dataobj) > 0)
+    if settings.backend == "python":
+        registration = register_to_template(moving, settings.registration_epi, settings.brain_mask)
+    else:
+        res = settings.brain_mask.registration_resolution
+        registration = register_affine_flirt(moving, mni_template(res), template_metric_mask(settings.brain_mask))
+    grid = mni_grid(settings.grid)
+    mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold).copy()
+    if epi_mask is not None:
+        falff_grid, valid = to_grid_masked(falff, epi_mask, registration.fixed_to_moving, grid)
+        mask &= valid
+    else:
+        falff_grid = to_grid(falff, registration.fixed_to_moving, grid)
+    falff_grid = zero_outside(falff_grid, mask)
+    values = np.asarray(falff_grid.dataobj)[mask]
+    mean = float(values.mean()) if values.size else float("nan")
+    return FalffMniResult(falff_grid, nib.Nifti1Image(mask.astype(np.uint8), grid.affine), registration, mean)
+
+
+# ---------------------------------------------------------------------------------------
+# One scan, file to file (the rules' preprocess-t1 / preprocess-bold)
+# ---------------------------------------------------------------------------------------
+
+
+def preprocess_t1_files(t1: str | Path, out: Mapping[str, str | Path], settings: MriSettings) -> dict[str, Any]:
+    """Native T1w ``t1`` -> ``out["T1w"]``, ``out["mask"]``, ``out["xfm"]`` and the QC JSON
+    ``out["qc"]`` (returned too): backend, native brain volume (ml), NMI after
+    registration, the optimiser's final metric and the header checks' fields."""
+    header = checked_header(t1, settings.header["T1w"])
+    result = t1_to_mni(load_volume(t1), settings)
+    save_nifti(result.t1, out["T1w"])
+    save_nifti(result.mask, out["mask"], np.uint8)
+    save_xfm(result.registration.fixed_to_moving, out["xfm"])
+    qc = {"backend": settings.backend, "mask_volume_ml": result.mask_volume_ml,
+          "similarity_t1": result.registration.similarity, "registration_metric_t1": result.registration.metric, **header}
+    write_json(qc, out["qc"])
+    return qc
+
+
+def preprocess_bold_files(
+    bold: str | Path, sidecar: str | Path | None, out: Mapping[str, str | Path], settings: MriSettings, falff_settings: FalffSettings
+) -> dict[str, Any]:
+    """Native BOLD run ``bold`` -> native fALFF map, EPI mask, mean EPI and confounds
+    (``out["falff_native"]``, ``"mask_native"``, ``"boldref"``, ``"confounds"``), then the
+    fALFF map on the 3 mm grid with its mask and transform (``"fALFF"``, ``"mask"``,
+    ``"xfm"``), and the QC JSON ``out["qc"]`` (returned too)."""
+    header = checked_header(bold, settings.header["bold"])
+    with _bold_series(bold, settings.motion_correction) as (series, motion):
+        result = falff_file(series, sidecar or None, out["falff_native"], out["mask_native"], out["boldref"], falff_settings)
+    confounds = pd.DataFrame({"global_signal": result.global_signal, "dvars": result.dvars})
+    summary: dict[str, float] = {}
+    if motion is not None:
+        confounds = pd.concat([confounds, confounds_table(motion)], axis=1)
+        summary = motion_summary(motion, falff_settings.dummy_volumes)
+    write_tsv(confounds, out["confounds"], na_rep="n/a")
+    mni = falff_to_mni(load_map(out["falff_native"]), load_volume(out["boldref"]), load_mask(out["mask_native"]), settings)
+    save_nifti(mni.falff, out["fALFF"])
+    save_nifti(mni.mask, out["mask"], np.uint8)
+    save_xfm(mni.registration.fixed_to_moving, out["xfm"])
+    qc = {"similarity_epi": mni.registration.similarity, "registration_metric_epi": mni.registration.metric,
+          "falff_mean_in_brain": mni.falff_mean_in_brain, "tr": result.tr, "n_volumes": result.n_volumes, **summary, **header}
+    write_json(qc, out["qc"])
+    return qc
+
+
+@contextmanager
+def _bold_series(bold: str | Path, motion_correction: bool) -> Iterator[tuple[str, np.ndarray | None]]:
+    """The series fALFF reads and its (T, 6) motion parameters: the run itself and None, or
+    its mcflirt-corrected copy (FSL backend). Bad input found in the corrected copy is
+    reported under the original file's name."""
+    if not motion_correction:
+        yield str(bold), None
+        return
+    with mcflirt_corrected(bold) as (corrected, params):
+        try:
+            yield str(corrected), params
+        except BadInputError as error:
+            raise BadInputError(bold, error.reason) from error
