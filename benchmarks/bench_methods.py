@@ -17,8 +17,8 @@ import warnings
 
 import torch
 
-from mmssl.models.encoders import SourceSpec
 from mmssl.objectives.registry import build_method
+from mmssl.types import SourceSpec
 
 BASELINES = ["supervised", "AE", "DCCAE", "L-CCA", "S-AE", "MMVAE"]
 CONTRASTIVE = ["L", "CL", "CS", "S", "L-CL-CS-S"]

@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(config, items):
 def interrupt_training(monkeypatch):
     """Make the next training job die during epoch ``at`` (as a killed job would), then
     ``restore()`` lets a rerun resume: ``restore = interrupt_training(at=2)``."""
-    from mmssl.train import Trainer
+    from mmssl.train.loop import Trainer
 
     original = Trainer.train_epoch
 
@@ -119,7 +119,7 @@ def write_toy_store(folder: Path, n: int, n_train: int) -> Path:
     import pandas as pd
 
     from mmssl.data.store import write_store
-    from mmssl.models.encoders import SourceSpec
+    from mmssl.types import SourceSpec
 
     rng = np.random.default_rng(0)
     base = rng.random((n, 1, 16, 16)).astype(np.float32)

@@ -11,7 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from mmssl.models.decoders import DCGANDecoder
-from mmssl.models.encoders import DCGANEncoder, SourceSpec
+from mmssl.models.encoders import DCGANEncoder
+from mmssl.types import SourceSpec
 from mmssl.objectives.baselines import MMVAEMethod
 from mmssl.objectives.cca import cca_correlation, inv_sqrt_psd
 from mmssl.objectives.registry import available_methods, build_method

@@ -12,13 +12,13 @@ import pytest
 
 from mmssl.preprocess.bids import discover, find_sidecar, parse_bids_name, session_days
 from mmssl.preprocess.clinical import (
-    DEFAULT_LABELS,
     PairingSettings,
     apply_label_rule,
     build_pairs,
     read_clinical,
     require_subjects_per_class,
 )
+from mmssl.schema import schema_defaults
 from mmssl.preprocess.commands import add_commands
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
@@ -156,12 +156,14 @@ def test_label_rule_default_and_custom():
         (math.nan, "Cognitively normal", "other"),  # missing CDR fails a CDR condition
         (1.0, "Non AD dem- Other primary", "other"), (0.5, "update pending", "other"),  # whole words only
     ]
+    default_labels = schema_defaults("discover")["labels"]
+    assert PairingSettings.from_config({}).labels == default_labels
     for cdr, dx, label in cases:
-        assert apply_label_rule(cdr, dx, DEFAULT_LABELS) == label, (cdr, dx)
+        assert apply_label_rule(cdr, dx, default_labels, "other") == label, (cdr, dx)
     custom = {"AD": {"cdr_above": 0.0}, "HC": {"cdr": [0]}}  # CDR only, first match wins
     assert [apply_label_rule(c, "", custom, "none") for c in (0, 0.5, math.nan)] == ["HC", "AD", "none"]
-    with pytest.raises(ValueError, match="unknown condition"):
-        PairingSettings(labels={"AD": {"cdr_min": 1}})
+    with pytest.raises(ValueError, match=r"discover\.labels\.AD: .*'cdr_min' was unexpected.*allowed keys: cdr, cdr_above, dx_contains"):
+        PairingSettings.from_config({"labels": {"AD": {"cdr_min": 1}}})
 
 
 def test_nearest_visit_wins_and_sessions_outside_the_window_are_excluded_with_the_gap(tmp_path):
@@ -173,7 +175,7 @@ def test_nearest_visit_wins_and_sessions_outside_the_window_are_excluded_with_th
     scans = _scans([("OAS30001", "d0400", "T1w", "01"), ("OAS30001", "d0400", "bold", "01"),
                     ("OAS30001", "d2000", "T1w", "01"), ("OAS30001", "d2000", "bold", "01"),
                     ("OAS30002", "d0000", "T1w", "01"), ("OAS30002", "d0000", "bold", "01")])
-    result = build_pairs(scans, clinical, PairingSettings(window_days=365))
+    result = build_pairs(scans, clinical, PairingSettings.from_config({"window_days": 365}))
     assert result.subjects.to_dict("records") == [{"subject": "OAS30001", "label": "AD", "age": 71.0, "sex": "F", "n_pairs": 1}]
     assert result.pairs["pair_id"].tolist() == ["sub-OAS30001_ses-d0400_run-01__ses-d0400_run-01"]
     reasons = result.excluded.groupby(["subject", "session"])["reason"].first()
@@ -181,7 +183,7 @@ def test_nearest_visit_wins_and_sessions_outside_the_window_are_excluded_with_th
     assert reasons[("OAS30002", "d0000")] == "subject not in the clinical table"
     assert len(result.excluded) == 4 + 1  # every unused scan, plus the subject left without pairs
     assert result.excluded.query("session == ''")["subject"].tolist() == ["OAS30002"]
-    wide = build_pairs(scans, clinical, PairingSettings(window_days=600))
+    wide = build_pairs(scans, clinical, PairingSettings.from_config({"window_days": 600}))
     assert wide.pairs["pair_id"].str.contains("d2000").sum() == 3 and wide.subjects.loc[0, "n_pairs"] == 4
 
 
@@ -193,10 +195,10 @@ def test_pairing_all_versus_same_session_counts(tmp_path):
     scans = _scans([("A", "d0000", "T1w", "01"), ("A", "d0000", "bold", "01"), ("A", "d0000", "bold", "02"),
                     ("A", "d0700", "T1w", "01"), ("A", "d0700", "bold", "01"),
                     ("B", "d0010", "T1w", "01"), ("B", "d0400", "bold", "01")])  # B: modalities in different sessions
-    every = build_pairs(scans, clinical, PairingSettings(pairing="all"))
+    every = build_pairs(scans, clinical, PairingSettings.from_config({"pairing": "all"}))
     assert every.subjects.set_index("subject")["n_pairs"].to_dict() == {"A": 6, "B": 1}
     assert sorted(every.pairs.query("subject == 'A'")["days_gap"]) == [0, 0, 0, 700, 700, 700]
-    same = build_pairs(scans, clinical, PairingSettings(pairing="same_session"))
+    same = build_pairs(scans, clinical, PairingSettings.from_config({"pairing": "same_session"}))
     assert same.subjects.set_index("subject")["n_pairs"].to_dict() == {"A": 3}
     assert set(same.pairs["days_gap"]) == {0}
     b_rows = same.excluded.query("subject == 'B'")
@@ -212,8 +214,8 @@ def test_subject_label_first_or_last_and_alternative_column_names(tmp_path):
     clinical = read_clinical(path)
     scans = _scans([("C", "d0000", "T1w", "01"), ("C", "d0000", "bold", "01"),
                     ("C", "d1000", "T1w", "01"), ("C", "d1000", "bold", "01")])
-    first = build_pairs(scans, clinical, PairingSettings(subject_label="first"))
-    last = build_pairs(scans, clinical, PairingSettings(subject_label="last"))
+    first = build_pairs(scans, clinical, PairingSettings.from_config({"subject_label": "first"}))
+    last = build_pairs(scans, clinical, PairingSettings.from_config({"subject_label": "last"}))
     assert (first.subjects.loc[0, "label"], last.subjects.loc[0, "label"]) == ("HC", "AD")
     assert set(first.pairs["label"]) == {"HC"}  # every pair carries the subject's label
     assert first.subjects.loc[0, "sex"] == "F" and first.subjects.loc[0, "age"] == pytest.approx(66.0)

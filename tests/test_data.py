@@ -14,7 +14,7 @@ from mmssl.data.mnist import DataFileError, embedded_mnist, read_idx, read_mnist
 from mmssl.data.splits import SplitSettings, make_splits, rows_of, subjects_table
 from mmssl.data.store import read_store, write_store
 from mmssl.data.two_view import build_two_view_store, make_views, rotate
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 
 
 def tiny_mnist(folder, n_train=40, n_test=20, gz=True):

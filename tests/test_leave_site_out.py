@@ -59,7 +59,7 @@ def test_discovery_reads_the_site_from_bold_sidecars(tmp_path):
     clinical = tmp_path / "clinical.csv"
     clinical.write_text("OASISID,days_to_visit,age at visit,CDRTOT,dx1,M/F\n" + "\n".join(rows) + "\n")
     out = {k: tmp_path / f"{k}.tsv" for k in ("subjects", "pairs", "excluded")}
-    code = cli.main(["discover", "--bids-dir", str(bids), "--clinical", str(clinical),
+    code = cli.main(["discover", "--bids-dir", str(bids), "--clinical", str(clinical), "--dataset", "oasis",
                      "--settings-json", '{"site_key": "StationName"}', "--out-subjects", str(out["subjects"]),
                      "--out-pairs", str(out["pairs"]), "--out-excluded", str(out["excluded"])])
     assert code == 0

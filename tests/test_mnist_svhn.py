@@ -12,8 +12,9 @@ import pytest
 import scipy.io
 
 from mmssl.data.mnist import DataFileError, write_idx
+from mmssl.data.commands import add_commands
 from mmssl.data.store import read_store
-from mmssl.data.svhn import add_commands, build_mnist_svhn_store, pair_mnist_svhn, read_svhn_mat
+from mmssl.data.svhn import build_mnist_svhn_store, pair_mnist_svhn, read_svhn_mat
 
 N_MNIST = {"train": 40, "test": 20}
 N_SVHN = {"train": 60, "test": 30}
@@ -158,14 +159,14 @@ def test_store_is_deterministic_by_seed_and_limit_applies(raw, tmp_path):
         index[name] = read_store(path).index
     assert index["a"].equals(index["b"])
     assert not index["a"][["mnist_index", "svhn_index"]].equals(index["c"][["mnist_index", "svhn_index"]])
-    small = read_store(build_mnist_svhn_store(mnist_dir, svhn_dir, tmp_path / "small", per_mnist=1, limit=10)).index
+    small = read_store(build_mnist_svhn_store(mnist_dir, svhn_dir, tmp_path / "small", per_mnist=1, seed=0, limit=10)).index
     assert small.groupby("pool")["mnist_index"].max().max() == 9 and len(small) == 20
 
 
 def test_build_reports_missing_svhn(raw, tmp_path):
     mnist_dir, _, _ = raw
     with pytest.raises(DataFileError, match="train_32x32.mat not found"):
-        build_mnist_svhn_store(mnist_dir, tmp_path, tmp_path / "out")
+        build_mnist_svhn_store(mnist_dir, tmp_path, tmp_path / "out", per_mnist=1, seed=0)
     assert not (tmp_path / "out").exists()
 
 
@@ -178,6 +179,10 @@ def test_cli_command(raw, tmp_path):
     args = parser.parse_args([*common, "--out", str(tmp_path / "s"), "--settings-json", settings])
     args.func(args)
     assert len(read_store(tmp_path / "s").index) == N_MNIST["train"] + N_MNIST["test"]
-    bad = parser.parse_args([*common, "--out", str(tmp_path / "b"), "--settings-json", '{"per_mnsit": 1}'])
-    with pytest.raises(ValueError, match="per_mnsit"):
+    bad = parser.parse_args([*common, "--out", str(tmp_path / "b"), "--settings-json", '{"per_mnsit": 1, "seed": 0}'])
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['per_mnsit'\]; allowed: \['dtype', 'limit', 'per_mnist', 'seed'\]"):
         bad.func(bad)
+    short = parser.parse_args([*common, "--out", str(tmp_path / "b"), "--settings-json", '{"seed": 0}'])
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['per_mnist'\]"):
+        short.func(short)
+    assert not (tmp_path / "b").exists()

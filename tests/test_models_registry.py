@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mmssl.models.encoders import DCGANEncoder, SourceSpec, local_channels
+from mmssl.models.encoders import DCGANEncoder, local_channels
+from mmssl.types import SourceSpec
 from mmssl.models.heads import build_local_head
 from mmssl.objectives import available_methods, build_method, check_method_name, contrastive_names
 

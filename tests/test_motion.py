@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmssl.config import ConfigError, check_mri_sections
+from mmssl.config import ConfigError, validate
 from mmssl.preprocess.motion import MOTION_COLUMNS, confounds_table, framewise_displacement, motion_summary
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, qc_flags
@@ -33,15 +33,23 @@ def test_framewise_displacement_matches_power_2012_by_hand():
 def test_motion_correction_needs_the_fsl_backend_and_is_checked_before_any_job():
     with pytest.raises(ValueError, match="needs preprocess.backend: fsl"):
         MriSettings.from_config({"motion_correction": True})
-    with pytest.raises(ValueError, match="true or false"):
+    with pytest.raises(ValueError, match=r"preprocess\.motion_correction: 'yes' is not of type 'boolean'"):
         MriSettings.from_config({"backend": "fsl", "motion_correction": "yes"})
     assert MriSettings.from_config({"backend": "fsl", "motion_correction": True}).motion_correction
+    # validate() is the one check of a config: the schema names a wrong key with the allowed ones ...
     config = {"datasets": {"oasis": {"kind": "bids_mri", "preprocess": {"motion_corection": True}}}}
-    with pytest.raises(ConfigError, match=r"datasets\.oasis\.preprocess: unknown preprocess key.*motion_corection"):
-        check_mri_sections(config)
-    config["datasets"]["oasis"] = {"kind": "bids_mri", "falff": {"band": [0.1, 0.01]}}
+    with pytest.raises(ConfigError, match=r"datasets\.oasis\.preprocess: .*'motion_corection' was unexpected.*"
+                                          r"allowed keys: .*motion_correction"):
+        validate(config)
+    # ... and the settings classes judge what the schema cannot, before any job
+    config = {"datasets": {"oasis": {"kind": "bids_mri", "falff": {"band": [0.1, 0.01]}}}}
     with pytest.raises(ConfigError, match=r"datasets\.oasis\.falff: .*0 < low < high"):
-        check_mri_sections(config)
+        validate(config)
+    config = {"datasets": {"oasis": {"kind": "bids_mri", "preprocess": {"motion_correction": True}}}}
+    with pytest.raises(ConfigError, match=r"datasets\.oasis\.preprocess: .*needs preprocess\.backend: fsl"):
+        validate(config)
+    config = {"datasets": {"oasis": {"kind": "bids_mri", "preprocess": {"backend": "fsl", "motion_correction": True}}}}
+    assert validate(config)["datasets"]["oasis"]["preprocess"]["registration_epi"]["bins"] == 16  # defaults filled
 
 
 def test_high_motion_is_flagged_only_when_measured():
@@ -49,7 +57,7 @@ def test_high_motion_is_flagged_only_when_measured():
     assert qc_flags(good) == []
     assert qc_flags(good | {"mean_fd": 0.2}) == []
     assert qc_flags(good | {"mean_fd": 0.8}) == ["high_motion"]
-    assert qc_flags(good | {"mean_fd": 0.8}, QcThresholds(max_mean_fd=1.0)) == []
+    assert qc_flags(good | {"mean_fd": 0.8}, QcThresholds.from_config({"max_mean_fd": 1.0})) == []
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 from mmssl.objectives import build_method
 from mmssl.objectives.infonce import CriticConfig, critic, nce_pooled, nce_same_location
 

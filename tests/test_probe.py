@@ -160,6 +160,17 @@ def test_settings_reject_unknown_keys(cls: type) -> None:
     assert cls.from_config({"seed": 4}).seed == 4
 
 
+def test_settings_defaults_are_the_schemas() -> None:
+    from mmssl.schema import schema_defaults
+
+    linear = schema_defaults("probe.multiclass")
+    assert LinearProbeSettings() == LinearProbeSettings.from_config(linear)
+    assert LinearProbeSettings().batch_size == linear["batch_size"] == 64
+    # YAML's [0.01, 0.1, 1, 10] become floats, so the chosen value reads "C=1.0" either way
+    assert LinearProbeSettings().Cs == (0.01, 0.1, 1.0, 10.0)
+    assert TunedProbeSettings() == TunedProbeSettings.from_config(schema_defaults("probe.binary"))
+
+
 # ------------------------------------------------------------------ the probe command
 
 
@@ -207,15 +218,17 @@ def test_probe_cli_multiclass(tmp_path: Path) -> None:
     out = tmp_path / "mc.tsv"
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers())
-    args = parser.parse_args(
-        ["probe", "--latents", str(lat), "--out", str(out), "--task", "multiclass"]
-        + ["--settings-json", '{"kind": "logreg", "one_per_subject": true}']
-    )
+    common = ["probe", "--latents", str(lat), "--out", str(out), "--task", "multiclass"]
+    args = parser.parse_args(common + ["--settings-json", '{"kind": "logreg"}'])
     args.func(args)
     df = pd.read_csv(out, sep="\t")
     assert list(df["source"]) == ["a", "b", "c"] and set(df["split"]) == {"test"}
     assert df["accuracy"].between(0, 1).all() and (df["n"] == 100).all()
     assert df["hyperparameter"].str.startswith("logreg:C=").all()
+    # one pair per subject is the embed step's choice alone; the probe has no such key
+    args = parser.parse_args(common + ["--settings-json", '{"kind": "logreg", "one_per_subject": true}'])
+    with pytest.raises(ValueError, match=r"unknown linear probe key\(s\) \['one_per_subject'\]"):
+        args.func(args)
 
 
 def test_run_probe_errors_name_the_problem(tmp_path: Path) -> None:

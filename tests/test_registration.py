@@ -196,21 +196,23 @@ def test_registration_recovers_another_affine_without_the_rigid_stage():
     img, _ = native_head(world_from_mni)
     mask = mni_brain_mask(2)
     dilated = nib.Nifti1Image(ndimage.binary_dilation(np.asarray(mask.dataobj) > 0, iterations=2).astype(np.uint8), mask.affine)
-    result = register_affine(img, mni_template(2), RegistrationSettings(rigid_first=False), dilated)
+    result = register_affine(img, mni_template(2), RegistrationSettings.from_config({"rigid_first": False}), dilated)
     check_recovered(result.fixed_to_moving, world_from_mni)
 
 
 def test_registration_of_an_epi_like_image_with_inverted_contrast():
-    from mmssl.preprocess.settings import EPI_REGISTRATION
     from mmssl.preprocess.masking import register_to_template
+    from mmssl.preprocess.settings import MriSettings
+
+    epi_registration = MriSettings.from_config({}).registration_epi  # the schema's defaults for mean EPIs
 
     world_from_mni = random_affine(np.random.default_rng(3))
     img, _ = native_head(world_from_mni, epi=True)
-    result = register_to_template(img, EPI_REGISTRATION)
+    result = register_to_template(img, epi_registration)
     assert mean_displacement(result.fixed_to_moving, world_from_mni) < 3.0
     # reproducible: the sampling seed is fixed (SimpleITK's seed 0 would mean wall clock,
     # ~0.1 mm run to run); only the threads' summation order is left (~1e-10)
-    again = register_to_template(img, EPI_REGISTRATION)
+    again = register_to_template(img, epi_registration)
     np.testing.assert_allclose(again.fixed_to_moving, result.fixed_to_moving, atol=1e-6)
 
 
@@ -236,10 +238,14 @@ def test_python_brain_mask_matches_the_true_mask(t1_case, t1_masked):
 
 
 def test_registration_settings_reject_unknown_keys():
-    with pytest.raises(ValueError, match="bogus"):
+    with pytest.raises(ValueError, match=r"preprocess\.registration: .*'bogus' was unexpected.*allowed keys: bins"):
         RegistrationSettings.from_config({"bogus": 1})
     with pytest.raises(ValueError, match="same length"):
         RegistrationSettings.from_config({"shrink_factors": [4, 2], "smoothing_sigmas": [1, 0, 0]})
+    with pytest.raises(ValueError, match=r"preprocess\.registration\.sampling: 0 is less than or equal to the minimum of 0"):
+        RegistrationSettings.from_config({"sampling": 0})
+    epi = RegistrationSettings.from_config({"iterations": 50}, schema="registration_epi", section="preprocess.registration_epi")
+    assert (epi.bins, epi.smoothing_sigmas, epi.iterations) == (16, (2.0, 1.0, 1.0), 50)
 
 
 # --- FSL -----------------------------------------------------------------------------------

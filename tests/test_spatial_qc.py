@@ -12,12 +12,15 @@ import pytest
 from scipy import ndimage
 
 from mmssl.preprocess.pipeline import falff_to_mni, t1_to_mni
+from mmssl.preprocess.masking import MaskSettings
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
 from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
 
 CENTRE = np.full(3, 31.5)  # centre of a 64-voxel axis, in voxels
+GRID = GridSettings.from_config({})  # the schema's default grid: 3 mm, 64³
+THRESHOLD = MaskSettings.from_config({}).template_threshold
 
 
 def world_from_mni() -> np.ndarray:
@@ -54,10 +57,10 @@ def native(kind: str) -> nib.Nifti1Image:
 
 
 def test_grid_is_64_cubed_at_3mm_and_centred_on_the_brain():
-    grid = mni_grid(GridSettings())
+    grid = mni_grid(GRID)
     assert grid.shape == (64, 64, 64)
     np.testing.assert_allclose(np.linalg.norm(grid.affine[:3, :3], axis=0), 3.0)
-    mask = grid_brain_mask(GridSettings(), dilate_voxels=0)
+    mask = grid_brain_mask(GRID, 0, THRESHOLD)
     assert np.linalg.norm(np.array(ndimage.center_of_mass(mask)) - CENTRE) < 2.5
     idx = np.argwhere(mask)
     low_margin, high_margin = idx.min(0), 63 - idx.max(0)
@@ -68,7 +71,7 @@ def test_grid_is_64_cubed_at_3mm_and_centred_on_the_brain():
 
 
 def test_dilated_mask_grows_by_one_voxel():
-    thin, thick = grid_brain_mask(GridSettings(), 0), grid_brain_mask(GridSettings(), 1)
+    thin, thick = grid_brain_mask(GRID, 0, THRESHOLD), grid_brain_mask(GRID, 1, THRESHOLD)
     assert np.all(thick[thin]) and thick.sum() > thin.sum()
     np.testing.assert_array_equal(thick, ndimage.binary_dilation(thin))
 
@@ -84,13 +87,13 @@ def t1_result():
 def test_t1_to_mni_puts_the_head_back_on_the_template(t1_result):
     t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
     assert t1.shape == (64, 64, 64)
-    np.testing.assert_allclose(t1_result.t1.affine, mni_grid(GridSettings()).affine)
-    np.testing.assert_array_equal(mask, grid_brain_mask(GridSettings(), 1))
+    np.testing.assert_allclose(t1_result.t1.affine, mni_grid(GRID).affine)
+    np.testing.assert_array_equal(mask, grid_brain_mask(GRID, 1, THRESHOLD))
     assert np.all(t1[~mask] == 0)
     # the template itself on the same grid: a registration or resampling error would decorrelate them
-    grid = mni_grid(GridSettings())
+    grid = mni_grid(GRID)
     reference = apply_affine(mni_template(1), np.eye(4), (grid.shape, grid.affine), antialias_mm=3.0).get_fdata()
-    brain = grid_brain_mask(GridSettings(), 0)
+    brain = grid_brain_mask(GRID, 0, THRESHOLD)
     assert np.corrcoef(t1[brain], reference[brain])[0, 1] > 0.95
     com = np.array(ndimage.center_of_mass(t1 > 0.3))
     assert np.linalg.norm(com - CENTRE) < 3.0
@@ -104,7 +107,7 @@ def test_falff_follows_the_mean_epi_transform():
     epi_mask = nib.Nifti1Image((falff_native.get_fdata() > 0.49).astype(np.uint8), epi.affine)
     result = falff_to_mni(falff_native, epi, epi_mask, MriSettings.from_config({}))
     falff = result.falff.get_fdata()
-    grid = mni_grid(GridSettings())
+    grid = mni_grid(GRID)
     ball_vox = np.linalg.solve(grid.affine, [0, -56, 28, 1])[:3]
     hot = np.argwhere(falff > 0.7)
     assert len(hot) > 20
@@ -160,7 +163,7 @@ def test_settings_from_config_and_errors():
         MriSettings.from_config({"backend": "ants"})
     with pytest.raises(ValueError, match="preprocess.qc"):
         MriSettings.from_config({"qc": {"min_mask": 1}})
-    with pytest.raises(ValueError, match=r"unknown preprocess key\(s\) \['falff'\]"):
+    with pytest.raises(ValueError, match=r"preprocess: Additional properties are not allowed \('falff' was unexpected\); allowed keys: backend"):
         MriSettings.from_config({"falff": {"band": [0.01, 0.1]}})  # falff is its own section
 
 
@@ -178,7 +181,7 @@ def test_qc_flags_a_tiny_mask_and_poor_fits():
     assert qc_flags(tiny) == ["small_mask"]
     poor = good_metrics("c") | {"similarity_t1": 1.02, "similarity_epi": 1.01, "falff_mean_in_brain": float("nan")}
     assert qc_flags(poor) == ["low_similarity_t1", "low_similarity_epi", "falff_out_of_range"]
-    assert qc_flags(tiny, QcThresholds(min_mask_ml=100.0)) == []  # thresholds are configurable
+    assert qc_flags(tiny, QcThresholds.from_config({"min_mask_ml": 100.0})) == []  # thresholds are configurable
 
 
 def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_result):

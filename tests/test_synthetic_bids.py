@@ -77,7 +77,7 @@ def test_layout_clinical_table_and_discovery_agree_with_the_truth(dataset):
     scans = _good(found.scans)
     assert len(scans.query("modality == 'T1w'")) == len(truth) == 5
     assert len(scans.query("modality == 'bold'")) == truth["bold_runs"].sum() == 6
-    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings())
+    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings.from_config({}))
     assert _good(result.excluded).empty
     participants = pd.read_csv(dataset / "participants.tsv", sep="\t")
     participants = participants[~participants["participant_id"].str.startswith("sub-OAS399")]
@@ -108,7 +108,7 @@ def _region_means(dataset: Path, subject: str, session: str, tmp_path: Path) -> 
     """fALFF mean inside the planted spheres and in the rest of the EPI mask, and the mask image."""
     bold = dataset / f"sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-rest_run-01_bold.nii.gz"
     outs = [tmp_path / f"{subject}_{n}.nii.gz" for n in ("falff", "mask", "mean")]
-    falff_file(bold, str(bold).replace(".nii.gz", ".json"), *outs, settings=FalffSettings(dummy_volumes=DUMMIES))
+    falff_file(bold, str(bold).replace(".nii.gz", ".json"), *outs, settings=FalffSettings.from_config({"dummy_volumes": DUMMIES}))
     values, mask = nib.load(outs[0]).get_fdata(), nib.load(outs[1])
     world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{subject}_ses-{session}_T1w_affine.txt")
     ijk = np.argwhere(mask.get_fdata() > 0)
@@ -157,9 +157,9 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
     bad = pd.read_csv(dataset / "derivatives/truth/bad_inputs.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert list(bad["subject"]) == [b[0] for b in BAD_INPUTS]
     found = discover(dataset)
-    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings())
+    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings.from_config({}))
     stage_tables = {"discover": found.excluded, "clinical": result.excluded}
-    from scans import run_preprocess_bold
+    from scans import run_preprocess_bold, run_preprocess_t1
 
     for row in bad.itertuples():
         if row.excluded_by in stage_tables:
@@ -167,12 +167,16 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
             assert reasons.str.contains(row.reason_contains).any(), (row.subject, list(reasons))
             assert row.subject not in set(result.subjects["subject"])
             continue
-        assert row.subject in set(result.pairs["subject"])  # falff-stage defects pass discovery
-        bold = dataset / row.path
-        rc, status, out = run_preprocess_bold(bold, Path(str(bold).replace(".nii.gz", ".json")), tmp_path / "preproc",
-                                              falff={"dummy_volumes": DUMMIES})
+        assert row.subject in set(result.pairs["subject"])  # falff- and header-stage defects pass discovery
+        scan = dataset / row.path
+        if row.excluded_by == "header":  # a T1w header: checked before anything reads the image
+            rc, status, out = run_preprocess_t1(scan, tmp_path / "preproc")
+        else:
+            rc, status, out = run_preprocess_bold(scan, Path(str(scan).replace(".nii.gz", ".json")), tmp_path / "preproc",
+                                                  falff={"dummy_volumes": DUMMIES})
         assert rc == 0 and len(status) == 1, status  # excluded, and the job succeeds
         excluded = status.iloc[0]
         assert (excluded["subject"], excluded["session"]) == (row.subject, row.session)
-        assert row.reason_contains in excluded["reason"] and excluded["path"] == str(bold)
-        assert out["fALFF"].stat().st_size == 0  # an empty placeholder, not an image
+        assert row.reason_contains in excluded["reason"] and excluded["path"] == str(scan)
+        assert all(out[k].stat().st_size == 0 for k in out if k != "status")  # empty placeholders, not images
+    assert {row.excluded_by for row in bad.itertuples()} == {"discover", "clinical", "falff", "header"}

@@ -1,11 +1,18 @@
-"""Training loop: learning happens, resume is exact, divergence is handled."""
+"""Training loop: learning happens, resume is exact, divergence is handled, and model /
+checkpoint files are only ever loaded with torch's weights-only unpickler."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from mmssl.train import DivergenceError, Trainer, load_model, train
+from mmssl.train import checkpoint
+from mmssl.train.checkpoint import RunFileError, load_model, read_model
+from mmssl.train.loop import BatchLoader, DivergenceError, Trainer, train
 
 from conftest import write_toy_store
 
@@ -37,7 +44,7 @@ def test_training_lowers_the_loss_and_writes_outputs(toy):
 
 def test_resume_after_interruption_is_exact(toy, interrupt_training):
     _, straight, out = run(toy, name="straight")
-    reference = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+    reference = read_model(out / "model.pt")[1]
 
     restore = interrupt_training(at=2)
     with pytest.raises(KeyboardInterrupt):
@@ -45,7 +52,7 @@ def test_resume_after_interruption_is_exact(toy, interrupt_training):
     assert (toy / "resumed" / "checkpoint.pt").exists() and not (toy / "resumed" / "model.pt").exists()
     restore()
     status, resumed, out = run(toy, name="resumed")
-    state = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+    state = read_model(out / "model.pt")[1]
     assert status == "ok" and resumed["epoch"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
     for k in reference:
@@ -132,7 +139,6 @@ def test_random_method_is_not_trained(toy):
 
 def test_balanced_sampler_equalises_classes(toy):
     from mmssl.data.store import read_store
-    from mmssl.train import BatchLoader
 
     st = read_store(toy / "store")
     rows = np.r_[np.arange(0, 160, 4), np.arange(1, 160, 4)[:8]]  # class 0: 40 rows, class 1: 8 rows
@@ -146,17 +152,15 @@ def test_metrics_report_the_time_spent_waiting_for_data(toy, monkeypatch):
     """data_s / data_fraction: the share of an epoch the model waits on the loader."""
     import time
 
-    from mmssl import train as train_module
-
     _, fast, _ = run(toy, name="fast", epochs=1)
-    original = train_module.BatchLoader.__iter__
+    original = BatchLoader.__iter__
 
     def slow(self):
         for batch in original(self):
             time.sleep(0.5)
             yield batch
 
-    monkeypatch.setattr(train_module.BatchLoader, "__iter__", slow)
+    monkeypatch.setattr(BatchLoader, "__iter__", slow)
     # no prefetch thread: each batch's wait lies wholly in the training loop, so the
     # measured wait cannot shrink when a loaded machine slows the steps down
     _, slowed, _ = run(toy, name="slow", epochs=1, prefetch=0)
@@ -200,3 +204,80 @@ def test_prefetch_keeps_batches_ready_in_order_and_passes_errors_on():
     assert next(early) == 0
     early.close()  # the thread stops instead of running on
     assert not any(t.name == "mmssl-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+# ------------------------------------------------------------------ safe loading
+
+
+@dataclass
+class OldSettings:
+    """Stands for the dataclasses older mmssl versions pickled into model.pt."""
+
+    epochs: int = 3
+
+
+class RunsCode:
+    """Unpickling this calls Path.touch on ``marker``: what a malicious model.pt could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_model_and_checkpoint_hold_only_tensors_and_plain_values(toy):
+    _, _, out = run(toy, epochs=1)
+    for name in ("model.pt", "checkpoint.pt"):
+        payload = torch.load(out / name, weights_only=True)  # raises if anything else were inside
+        assert payload["format"] == checkpoint.FORMAT and isinstance(payload["meta"], str)
+    meta, state = read_model(out / "model.pt")
+    assert (meta["method"], meta["fold"], meta["status"], meta["epochs"]) == ("L-S", 0, "ok", 1)
+    assert meta["sources"] == [{"name": "a", "channels": 1, "size": 16, "dims": 2},
+                               {"name": "b", "channels": 1, "size": 16, "dims": 2}]
+    assert meta["model_settings"]["latent"] == 8 and meta["train_settings"]["batch_size"] == 32
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    saved = checkpoint.read_checkpoint(out / "checkpoint.pt")
+    assert saved["meta"]["epoch"] == 1 and len(saved["meta"]["rows"]) == 1
+    assert saved["meta"]["np_rng"]["bit_generator"] == "PCG64"
+
+
+@pytest.mark.parametrize("name", ["model.pt", "checkpoint.pt"])
+def test_old_pickled_files_are_refused_with_a_clear_error(toy, name):
+    """A file of the old format (whole objects pickled, here a dataclass) is not loaded:
+    the error names the file and says to delete it and retrain."""
+    out = toy / "old"
+    out.mkdir()
+    torch.save({"status": "ok", "train_settings": OldSettings(), "state_dict": {}}, out / name)
+    expected = rf"{re.escape(str(out / name))}: refused to load this .* file: it holds pickled Python objects.*Delete .* and retrain"
+    if name == "model.pt":
+        with pytest.raises(RunFileError, match=expected):
+            load_model(out / name)
+    else:  # the training job that would resume from it stops instead
+        with pytest.raises(RunFileError, match=expected):
+            train(toy / "store", toy / "fold0.tsv", "L-S", 0, out / "model.pt", out / "metrics.tsv",
+                  {"epochs": 1, "batch_size": 32}, SMALL)
+        assert not (out / "model.pt").exists()
+
+
+def test_loading_never_unpickles_code(toy):
+    """A file whose pickle would run code is refused before anything runs: proof that no
+    path loads with weights_only=False."""
+    out = toy / "evil"
+    out.mkdir()
+    marker = toy / "code-ran"
+    for name in ("model.pt", "checkpoint.pt"):
+        torch.save({"format": checkpoint.FORMAT, "meta": "{}", "payload": RunsCode(marker)}, out / name)
+    with pytest.raises(RunFileError, match="refused to load"):
+        load_model(out / "model.pt")
+    with pytest.raises(RunFileError, match="refused to load"):
+        checkpoint.read_checkpoint(out / "checkpoint.pt")
+    assert not marker.exists()
+    package = Path(checkpoint.__file__).parents[1]  # workflow/mmssl
+    assert not [str(f) for f in package.rglob("*.py") if "weights_only=False" in f.read_text()]
+
+
+def test_a_weights_only_file_of_another_layout_is_named(tmp_path):
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "model.pt")  # a bare state dict
+    with pytest.raises(RunFileError, match=rf"model.pt: not an mmssl model file of format {checkpoint.FORMAT} \(found None\)"):
+        load_model(tmp_path / "model.pt")

@@ -4,8 +4,6 @@ train.amp means what it says on CPU too, and checkpoints resume across amp setti
 import json
 import logging
 import socket
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +12,7 @@ import torch
 from mmssl.config import ConfigError, dataset_section, validate
 from mmssl.data.store import read_store
 from mmssl.objectives.base import ModelSettings
-from mmssl.train import BatchLoader, Trainer, TrainSettings, select_device, train
+from mmssl.train.loop import BatchLoader, Trainer, TrainSettings, select_device, train
 
 from conftest import write_toy_store
 
@@ -76,7 +74,7 @@ def test_amp_auto_and_old_booleans_stay_fp32_on_cpu(toy):
         TrainSettings(amp="fp16")
 
 
-def test_schema_amp_values_and_defaults_match_the_dataclass():
+def test_schema_amp_values_and_the_dataclass_defaults_are_the_schemas():
     import yaml
 
     def section(train_yaml):
@@ -84,7 +82,9 @@ def test_schema_amp_values_and_defaults_match_the_dataclass():
         return TrainSettings.from_config(dataset_section(cfg, "d", "train"))
 
     defaults = section("{}")
-    assert replace(defaults, augment={}) == TrainSettings()  # schema and dataclass defaults agree
+    assert defaults == TrainSettings()  # the dataclass takes its defaults from the schema
+    assert TrainSettings().augment == {"pad": 0, "flip": 0.0}
+    assert TrainSettings(augment={"pad": 8}).augment == {"pad": 8, "flip": 0.0}  # one setting, one fingerprint
     assert defaults.amp == "auto" and defaults.device == "auto"
     assert section("train: {amp: off}").amp == "off"  # YAML's unquoted off is false
     assert section("train: {amp: bf16}").amp == "bf16"

@@ -3,7 +3,10 @@ multimodal SSL) as an importable package behind a Snakemake workflow.
 
 Modules have one job each: ``data`` (datasets, splits), ``preprocess`` (brain MRI),
 ``models`` (encoders, heads, decoders), ``objectives`` (InfoNCE terms and the method
-registry), ``train``, ``evaluate`` (probe, CKA/SVCCA), ``report`` and ``cli``.
+registry), ``train`` (the loop, model and checkpoint files), ``evaluate`` (latents,
+probe, CKA/SVCCA), ``report`` and ``cli``. Each stage package registers its
+sub-commands in its own ``commands`` module; ``io`` writes files atomically and
+``settings`` reads settings and their schema defaults.
 """
 
 __version__ = "0.1.0"

@@ -77,7 +77,8 @@ def section_json(dataset, section):
             return json.dumps(mcfg.dataset_section(config, dataset, section), sort_keys=True)
     except mcfg.ConfigError as err:
         raise WorkflowError(str(err))
-    return json.dumps(dataset_spec(dataset)[section], sort_keys=True)
+    # keys in the config's order: in discover.labels the first rule that matches wins
+    return json.dumps(dataset_spec(dataset)[section])
 
 
 def settings_of(section):

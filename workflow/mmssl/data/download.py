@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
+
+from mmssl.io import atomic_path
 
 log = logging.getLogger("mmssl.download")
 
@@ -46,11 +47,10 @@ def read_url_table(path: str | Path, dataset: str) -> pd.DataFrame:
 
 
 def fetch(url: str, dest: Path, timeout: float = 60) -> None:
-    tmp = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
+    """Download ``url`` to ``dest``; a broken transfer leaves no file at ``dest``."""
+    with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
         while chunk := resp.read(1 << 20):
             fh.write(chunk)
-    os.replace(tmp, dest)
 
 
 def download(url_table: str | Path, dataset: str, out_dir: str | Path, config_keys: str = "") -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from mmssl.settings import settings_from
+from mmssl.settings import schema_field, settings_from
 
 SPLITS = ("train", "val", "test", "holdout")
 
@@ -24,15 +24,17 @@ class SplitSettings:
     test_fraction: share held out as the fixed test split when test='pool' and the data
     have no test pool (the 5,000 embedded digits). val_fraction: share of the non-test
     subjects used for validation when test='fold'. holdout: subjects set aside once,
-    stratified, before the folds (paper's OASIS-3: 100) and never trained or tuned on."""
+    stratified, before the folds (paper's OASIS-3: 100) and never trained or tuned on.
+    group_by: a column whose groups never straddle two folds' parts (leave-site-out).
+    Every default is the config schema's (``splits`` section)."""
 
-    n_folds: int = 5
-    seed: int = 343
-    test: str = "pool"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.15
-    holdout: int = 0
-    group_by: str | None = None
+    n_folds: int = schema_field("splits", "n_folds")
+    seed: int = schema_field("splits", "seed")
+    test: str = schema_field("splits", "test")
+    test_fraction: float = schema_field("splits", "test_fraction")
+    val_fraction: float = schema_field("splits", "val_fraction")
+    holdout: int = schema_field("splits", "holdout")
+    group_by: str | None = schema_field("splits", "group_by")
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> SplitSettings:

@@ -14,15 +14,14 @@ the probe and by class-balanced sampling.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmssl.models.encoders import SourceSpec
+from mmssl.io import atomic_dir
+from mmssl.types import SourceSpec
 
 INDEX_COLUMNS = ("row", "sample", "subject", "label")
 
@@ -42,8 +41,10 @@ class Store:
 
 
 def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndarray], sources: list[SourceSpec]) -> Path:
-    """Write a store atomically: into ``path.tmp`` first, renamed when complete, so an
-    interrupted job never leaves a folder that looks finished."""
+    """Write a store atomically (:func:`mmssl.io.atomic_dir`: a temporary sibling folder,
+    renamed when complete), so an interrupted job never leaves a folder that looks
+    finished. index: one row per sample (sample, subject, label, ...; ``row`` is added);
+    arrays: source -> (N, channels, size, size[, size])."""
     path = Path(path)
     missing = [c for c in INDEX_COLUMNS if c != "row" and c not in index.columns]
     if missing:
@@ -54,18 +55,14 @@ def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndar
         expected = (n, s.channels) + (s.size,) * s.dims
         if a.shape != expected:
             raise ValueError(f"source {s.name!r}: array shape {a.shape}, expected {expected}")
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     index = index.reset_index(drop=True).copy()
-    index.insert(0, "row", np.arange(n)) if "row" not in index.columns else None
-    index.to_csv(tmp / "index.tsv", sep="\t", index=False)
-    (tmp / "sources.json").write_text(json.dumps([asdict(s) for s in sources], indent=1))
-    for s in sources:
-        np.save(tmp / f"{s.name}.npy", np.ascontiguousarray(arrays[s.name]))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    if "row" not in index.columns:
+        index.insert(0, "row", np.arange(n))
+    with atomic_dir(path) as tmp:
+        index.to_csv(tmp / "index.tsv", sep="\t", index=False)
+        (tmp / "sources.json").write_text(json.dumps([asdict(s) for s in sources], indent=1))
+        for s in sources:
+            np.save(tmp / f"{s.name}.npy", np.ascontiguousarray(arrays[s.name]))
     return path
 
 

@@ -9,12 +9,9 @@ test files with test files, so no image is shared between the pools.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,13 +21,11 @@ from torch.nn import functional as F
 
 from mmssl.data.mnist import DataFileError, read_mnist_dir
 from mmssl.data.store import write_store
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 SIDE = 32
 SOURCES = [SourceSpec("mnist", 1, SIDE, 2), SourceSpec("svhn", 3, SIDE, 2)]
-# build settings (``--settings-json`` keys); per_mnist 30 is Shi et al.'s data multiplier
-DEFAULTS: dict[str, Any] = {"per_mnist": 30, "seed": 0, "limit": None, "dtype": "float16"}
 
 
 # ---------------------------------------------------------------- reading
@@ -128,8 +123,9 @@ def build_mnist_svhn_store(
     mnist_dir: str | Path,
     svhn_dir: str | Path,
     out_dir: str | Path,
-    per_mnist: int = 30,
-    seed: int = 0,
+    *,
+    per_mnist: int,
+    seed: int,
     limit: int | None = None,
     dtype: str = "float16",
 ) -> Path:
@@ -137,9 +133,9 @@ def build_mnist_svhn_store(
     "svhn" (3, 32, 32), both in [0, 1]; index columns sample (pair id), subject, label,
     pool, mnist_index, svhn_index (row numbers inside that pool's files).
 
-    per_mnist: SVHN partners per MNIST image (Shi et al.'s script uses 30). seed: pairing
-    seed. limit: only the first ``limit`` MNIST images of each pool (None: all), for
-    quick runs. dtype: "float16" (default) or "float32"; float16 is lossless for SVHN's
+    per_mnist: SVHN partners per MNIST image (Shi et al.'s script uses 30; the config's
+    ``per_mnist``). seed: pairing seed (``pair_seed``). limit: only the first ``limit``
+    MNIST images of each pool (None: all), for quick runs. dtype: "float16" (default) or "float32"; float16 is lossless for SVHN's
     8-bit levels (k/255 rounds back to k) and halves a full store (~2.1 M pairs x 4096
     values at per_mnist = 30, ~17 GB in float16).
     """
@@ -208,41 +204,3 @@ def _assemble(
     for a in arrays.values():
         a.flush()
     return pd.concat(frames, ignore_index=True), arrays
-
-
-# ---------------------------------------------------------------- command line
-def settings_from_json(value: str | None) -> dict[str, Any]:
-    """--settings-json (inline JSON or a path to a JSON file) -> build keyword arguments
-    (keys per_mnist, seed, limit, dtype; missing keys take ``DEFAULTS``)."""
-    if not value:
-        return dict(DEFAULTS)
-    try:
-        text = Path(value).read_text() if Path(value).is_file() else value
-    except OSError:  # an inline JSON string too long to be a file name
-        text = value
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--settings-json: neither JSON nor a JSON file: {value!r} ({err})") from err
-    if not isinstance(cfg, dict) or set(cfg) - set(DEFAULTS):
-        raise ValueError(f"--settings-json: expected an object with keys among {sorted(DEFAULTS)}, got {cfg!r}")
-    return {**DEFAULTS, **cfg}
-
-
-def _run(args: argparse.Namespace) -> None:
-    path = build_mnist_svhn_store(args.mnist_dir, args.svhn_dir, args.out, **settings_from_json(args.settings_json))
-    print(f"wrote MNIST-SVHN store {path}")
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``prepare-mnist-svhn`` on the CLI's sub-parsers."""
-    p = sub.add_parser("prepare-mnist-svhn", help="pair MNIST with SVHN digits (Shi et al. 2019) into a store")
-    p.add_argument("--mnist-dir", required=True, help="folder with the four MNIST IDX(.gz) files")
-    p.add_argument("--svhn-dir", required=True, help="folder with train_32x32.mat and test_32x32.mat")
-    p.add_argument("--out", required=True, help="store folder to write")
-    p.add_argument(
-        "--settings-json",
-        default=None,
-        help='JSON (inline or a file) with per_mnist, seed, limit, dtype, e.g. \'{"per_mnist": 30, "seed": 0}\'',
-    )
-    p.set_defaults(func=_run)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from mmssl.data.mnist import Digits
 from mmssl.data.store import write_store
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 
 SIZE = 32
 SOURCES = [SourceSpec("view1", 1, SIZE, 2), SourceSpec("view2", 1, SIZE, 2)]

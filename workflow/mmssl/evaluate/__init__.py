@@ -1,5 +1,7 @@
-"""Evaluation of frozen latents: linear probes (``probe``), representation similarity
-(``similarity``: linear CKA, SVCCA) and the file-in/file-out rule entry points (``commands``).
+"""Evaluation of frozen encoders: latents of the evaluation splits (``embed``), linear
+probes (``probe``), representation similarity (``similarity``: linear CKA, SVCCA), and
+the stage's sub-commands with their file-in/file-out entry points (``commands``).
 
-Submodules are imported on demand: ``probe`` pulls in torch, sklearn and optuna.
+Submodules are imported on demand: ``probe`` pulls in torch, sklearn and optuna, and
+``embed`` the model code.
 """

@@ -1,22 +1,24 @@
-"""File-in / file-out entry points of the evaluation rules (``mmssl probe``, ``mmssl similarity``).
+"""The evaluation stage's sub-commands (``mmssl embed``, ``mmssl probe``, ``mmssl
+similarity``) and their file-in / file-out entry points.
 
-Latents file (.npz, written by the embedding step)::
+Latents file (.npz, written by ``embed``; see :mod:`mmssl.evaluate.embed`)::
 
     sources   (S,) str            source names, in order
     z__<src>  (N, D) float32      raw latent z of each source
     split     (N,) str            train | val | test | holdout
     label     (N,) int or str     class label
     subject   (N,) str            subject id
+    status    () str              'ok' or 'diverged' (then N = 0)
 
-Outputs are TSV tables written atomically (tmp file + os.replace), so a crashed job never
+The probe and the similarity analysis use every row they are given: which samples of a
+subject take part (one pair per subject for brain MRI) is ``embed``'s choice alone.
+Outputs are TSV tables written atomically (:mod:`mmssl.io`), so a crashed job never
 leaves a finished-looking file for Snakemake to trust.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
@@ -25,10 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmssl.io import write_tsv
+from mmssl.settings import settings_arg
+
 SPLITS = ("train", "val", "test", "holdout")
 EVAL_SPLITS = ("test", "holdout")
 TASKS = ("multiclass", "binary")
-SIMILARITY_KEYS = ("split", "svcca_keep")
 
 
 def load_latents(path: Path) -> dict[str, Any]:
@@ -77,16 +81,8 @@ def diverged_rows(path: Path, out_tsv: Path, rows: Callable[[list[str]], list[di
     with np.load(Path(path), allow_pickle=False) as f:
         sources = [str(s) for s in np.atleast_1d(f["sources"])]
     df = pd.DataFrame([{**r, "status": "diverged"} for r in rows(sources)])
-    write_tsv_atomic(df, out_tsv)
+    write_tsv(df, out_tsv)
     return df
-
-
-def write_tsv_atomic(df: pd.DataFrame, out: Path) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, out)
 
 
 def _select_classes(data: dict[str, Any], classes: list[Any] | None, latents: Path) -> np.ndarray:
@@ -100,13 +96,6 @@ def _select_classes(data: dict[str, Any], classes: list[Any] | None, latents: Pa
     if absent:
         raise ValueError(f"{latents}: probe classes {absent} do not occur; labels present: {sorted(set(labels.tolist()))}")
     return np.isin(labels, wanted)
-
-
-def _first_of_subject(subject: np.ndarray) -> np.ndarray:
-    """Boolean (N,) mask of each subject's first row in file order (paper: one pair per subject)."""
-    mask = np.zeros(len(subject), dtype=bool)
-    mask[np.unique(subject, return_index=True)[1]] = True
-    return mask
 
 
 def _binary_labels(labels: np.ndarray, classes: list[Any] | None, latents: Path) -> np.ndarray:
@@ -149,8 +138,7 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
 
     task: ``multiclass`` (linear_probe; settings = LinearProbeSettings keys) or ``binary``
     (tuned_logistic_probe; settings = TunedProbeSettings keys). Both accept ``classes``:
-    the labels to keep (binary: [negative, positive]), and ``one_per_subject`` (default
-    False): keep only each subject's first row, as the paper does for OASIS-3. The binary
+    the labels to keep (binary: [negative, positive]; missing or null: all). The binary
     Optuna studies live in ``<out_tsv stem>.optuna.db`` beside ``out_tsv``, so a rerun
     resumes them.
     """
@@ -161,12 +149,9 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
         metric = "accuracy" if task == "multiclass" else "roc_auc"
         return diverged_rows(latents, out_tsv, lambda srcs: [{"source": s, "split": "test", metric: np.nan} for s in srcs])
     settings = dict(settings or {})
-    classes = settings.pop("classes", None)
-    one_per_subject = bool(settings.pop("one_per_subject", False))
+    classes = settings.pop("classes", None)  # probe.classes: null (all labels) in the schema
     data = load_latents(latents)
     keep = _select_classes(data, classes, latents)
-    if one_per_subject:
-        keep &= _first_of_subject(data["subject"])
     labels = data["label"][keep]
     y = _binary_labels(labels, classes, latents) if task == "binary" else labels
     storage = None
@@ -178,30 +163,28 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
         for row in _probe_one_source(data["z"][source][keep], y, data["split"][keep], task, settings, storage, source):
             rows.append({"source": source, **row, "status": "ok"})
     df = pd.DataFrame(rows)
-    write_tsv_atomic(df, out_tsv)
+    write_tsv(df, out_tsv)
     return df
 
 
 def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None = None) -> pd.DataFrame:
     """CKA and SVCCA for every unordered pair of sources on one split.
 
-    settings: ``split`` (default ``test``), ``svcca_keep`` (variance fraction, default 0.99).
-    Rows: source_a, source_b, split, n, cka, svcca. No pairs (one source) -> header only.
+    settings: the ``similarity`` section (:class:`mmssl.evaluate.similarity.SimilaritySettings`:
+    ``split``, ``svcca_keep``; keys left out take the schema's defaults).
+    Rows: source_a, source_b, split, n, cka, svcca, status. No pairs (one source) -> header only.
     """
     from threadpoolctl import threadpool_limits
 
-    from mmssl.evaluate.similarity import linear_cka, svcca
+    from mmssl.evaluate.similarity import SimilaritySettings, linear_cka, svcca
 
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(SIMILARITY_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in similarity settings; allowed keys: {list(SIMILARITY_KEYS)}")
-    split_name = settings.get("split", "test")
+    s = SimilaritySettings.from_config(settings)
+    split_name = s.split
     if latents_status(latents) == "diverged":
         return diverged_rows(latents, out_tsv, lambda srcs: [
             {"source_a": a, "source_b": b, "split": split_name, "cka": np.nan, "svcca": np.nan}
             for a, b in combinations(srcs, 2)])
-    keep_var = float(settings.get("svcca_keep", 0.99))
+    keep_var = float(s.svcca_keep)
     data = load_latents(Path(latents))
     rows_mask = data["split"] == split_name
     if not rows_mask.any():
@@ -225,20 +208,14 @@ def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None
             }
         )
     df = pd.DataFrame(rows, columns=["source_a", "source_b", "split", "n", "cka", "svcca", "status"])
-    write_tsv_atomic(df, Path(out_tsv))
+    write_tsv(df, out_tsv)
     return df
 
 
-def _settings_arg(value: str) -> dict[str, Any]:
-    """--settings-json: inline JSON object, or the path of a .json file holding one."""
-    text = Path(value).read_text() if value and not value.lstrip().startswith("{") and Path(value).is_file() else value
-    try:
-        parsed = json.loads(text or "{}")
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"--settings-json is neither a JSON object nor a JSON file: {err}") from err
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(f"--settings-json must be a JSON object; got {type(parsed).__name__}")
-    return parsed
+def _embed_cmd(args: argparse.Namespace) -> None:
+    from mmssl.evaluate.embed import embed  # torch and the model code: only when embedding
+
+    embed(args.store, args.split, args.model, args.out, one_per_subject=args.one_per_subject, device=args.device)
 
 
 def _probe_cmd(args: argparse.Namespace) -> None:
@@ -250,15 +227,26 @@ def _similarity_cmd(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the ``probe`` and ``similarity`` sub-commands (``args.func(args)`` runs one)."""
+    """Register the ``embed``, ``probe`` and ``similarity`` sub-commands (``args.func(args)`` runs one)."""
+    e = sub.add_parser("embed", help="latents z of the frozen encoders for the evaluation splits -> .npz")
+    e.add_argument("--store", type=Path, required=True, help="the packed store the model was trained on")
+    e.add_argument("--split", type=Path, required=True, help="the fold's split table (results/{dataset}/splits/fold{k}.tsv)")
+    e.add_argument("--model", type=Path, required=True, help="model.pt written by `mmssl train`")
+    e.add_argument("--out", type=Path, required=True, help="output latents .npz")
+    e.add_argument("--one-per-subject", action="store_true",
+                   help="keep each subject's first sample only (the paper's protocol for brain MRI)")
+    e.add_argument("--device", default="auto", help="auto (CUDA when usable), cpu, cuda or cuda:N")
+    e.set_defaults(func=_embed_cmd)
     p = sub.add_parser("probe", help="linear / tuned logistic probe of frozen latents -> TSV")
     p.add_argument("--latents", type=Path, required=True, help="latents .npz (z__<source>, sources, split, label, subject)")
     p.add_argument("--out", type=Path, required=True, help="output TSV; binary task also writes <stem>.optuna.db beside it")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass (linear layer) or binary (Optuna-tuned logistic)")
-    p.add_argument("--settings-json", type=_settings_arg, default={}, help="probe settings: JSON object or .json file")
+    p.add_argument("--settings-json", type=settings_arg,
+                   help="the task's probe settings plus classes: JSON object or .json file (left-out keys: schema defaults)")
     p.set_defaults(func=_probe_cmd)
     s = sub.add_parser("similarity", help="CKA and SVCCA between every pair of sources -> TSV")
     s.add_argument("--latents", type=Path, required=True, help="latents .npz")
     s.add_argument("--out", type=Path, required=True, help="output TSV")
-    s.add_argument("--settings-json", type=_settings_arg, default={}, help='e.g. {"split": "test", "svcca_keep": 0.99}')
+    s.add_argument("--settings-json", type=settings_arg,
+                   help='the similarity section, e.g. {"split": "test", "svcca_keep": 0.99} (left-out keys: schema defaults)')
     s.set_defaults(func=_similarity_cmd)

@@ -12,8 +12,6 @@ eval splits are scored once, after the choice is made.
 
 from __future__ import annotations
 
-from mmssl.settings import check_keys
-
 import hashlib
 import inspect
 import json
@@ -33,16 +31,11 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from mmssl.settings import schema_field, settings_from
+
 EvalSets = dict[str, tuple[np.ndarray, np.ndarray]]
 # (predict: standardised z (N, D) -> class indices (N,), validation accuracy, description)
 Fitted = tuple[Callable[[np.ndarray], np.ndarray], float, str]
-
-
-def _from_config(cls: type, cfg: dict[str, Any] | None, section: str) -> Any:
-    """Build dataclass ``cls`` from a config dict, rejecting unknown keys by name."""
-    cfg = check_keys(cls, cfg, section)
-    # config lists become tuples so the frozen settings stay hashable
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
 
 
 @dataclass(frozen=True)
@@ -54,18 +47,23 @@ class LinearProbeSettings:
     decay is chosen from ``weight_decays`` by validation accuracy.
     Cs, max_iter: grid of inverse regularisation and iteration cap for ``logreg``.
     seed: makes initialisation, shuffling and solvers deterministic.
+    Every default is the config schema's (``probe.multiclass``).
     """
 
-    kind: str = "linear"
-    lr: float = 1e-3
-    epochs: int = 50
-    batch_size: int = 256
-    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3)
-    Cs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
-    max_iter: int = 1000
-    seed: int = 0
+    kind: str = schema_field("probe.multiclass", "kind")
+    lr: float = schema_field("probe.multiclass", "lr")
+    epochs: int = schema_field("probe.multiclass", "epochs")
+    batch_size: int = schema_field("probe.multiclass", "batch_size")
+    weight_decays: tuple[float, ...] = schema_field("probe.multiclass", "weight_decays")
+    Cs: tuple[float, ...] = schema_field("probe.multiclass", "Cs")
+    max_iter: int = schema_field("probe.multiclass", "max_iter")
+    seed: int = schema_field("probe.multiclass", "seed")
 
     def __post_init__(self) -> None:
+        # config lists become tuples of floats: the frozen settings stay hashable, and
+        # the chosen value reads the same ("C=1.0") whether it came from YAML's 1 or 1.0
+        object.__setattr__(self, "weight_decays", tuple(float(v) for v in self.weight_decays))
+        object.__setattr__(self, "Cs", tuple(float(v) for v in self.Cs))
         if self.kind not in ("linear", "logreg"):
             raise ValueError(f"probe kind must be 'linear' or 'logreg'; got {self.kind!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_iter < 1:
@@ -75,7 +73,7 @@ class LinearProbeSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> LinearProbeSettings:
-        return _from_config(cls, cfg, "linear probe")
+        return settings_from(cls, cfg, "linear probe")
 
 
 @dataclass(frozen=True)
@@ -85,13 +83,14 @@ class TunedProbeSettings:
     n_trials: total Optuna trials (paper: 500); a resumed study only runs the missing ones.
     max_iter: saga iteration cap per fit (authors' code: 200).
     C_min, C_max: log-uniform search range of C. seed: TPE sampler and saga shuffling.
+    Every default is the config schema's (``probe.binary``).
     """
 
-    n_trials: int = 50
-    max_iter: int = 200
-    C_min: float = 1e-6
-    C_max: float = 1e3
-    seed: int = 0
+    n_trials: int = schema_field("probe.binary", "n_trials")
+    max_iter: int = schema_field("probe.binary", "max_iter")
+    C_min: float = schema_field("probe.binary", "C_min")
+    C_max: float = schema_field("probe.binary", "C_max")
+    seed: int = schema_field("probe.binary", "seed")
 
     def __post_init__(self) -> None:
         if self.n_trials < 1 or self.max_iter < 1:
@@ -101,7 +100,7 @@ class TunedProbeSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> TunedProbeSettings:
-        return _from_config(cls, cfg, "tuned logistic probe")
+        return settings_from(cls, cfg, "tuned logistic probe")
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmssl.models.encoders import SourceSpec, batchnorm_layer, init_weights, n_downsamplings
+from mmssl.models.encoders import batchnorm_layer, init_weights, n_downsamplings
+from mmssl.types import SourceSpec
 
 
 def conv_transpose_layer(dims: int) -> type[nn.Module]:

@@ -14,31 +14,15 @@ for MRI volumes).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from mmssl.types import SourceSpec
+
 LEAKY_SLOPE = 0.2
 LOCAL_SIDE = 8  # paper: "features are taken from the layer with a feature side size 8"
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """What an encoder needs to know about one source (modality / view).
-
-    Attributes:
-        name: source name, e.g. ``"view1"``, ``"T1w"``.
-        channels: input channels (1 for MNIST and MRI, 3 for SVHN).
-        size: spatial side of the (square / cubic) input.
-        dims: 2 for images, 3 for volumes.
-    """
-
-    name: str
-    channels: int
-    size: int
-    dims: int = 2
 
 
 class EncoderOutput(NamedTuple):

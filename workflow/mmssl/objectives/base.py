@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from mmssl.models.encoders import DCGANEncoder, SourceSpec
+from mmssl.models.encoders import DCGANEncoder
+from mmssl.settings import schema_defaults, schema_field
+from mmssl.types import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -21,25 +23,29 @@ class ModelSettings:
     contrastive part. cs_mode: ``same_location`` (location m of c_i vs location m of c_j)
     or ``random_location`` (authors' code: one random location of c_i vs all of c_j).
     extra: method-specific settings (baselines).
+
+    Every default is the config schema's (``model`` section), read when a field is left out.
     """
 
-    latent: int = 64
-    width: int = 32
-    heads: str = "paper"
-    clip: float | None = 20.0
-    penalty: float = 0.04
-    weights: dict[str, float] = field(default_factory=lambda: {"L": 1.0, "CL": 1.0, "CS": 1.0, "S": 1.0})
-    cs_mode: str = "same_location"
-    extra: dict[str, Any] = field(default_factory=dict)
+    latent: int = schema_field("model", "latent")
+    width: int = schema_field("model", "width")
+    heads: str = schema_field("model", "heads")
+    clip: float | None = schema_field("model", "clip")
+    penalty: float = schema_field("model", "penalty")
+    weights: dict[str, float] = schema_field("model", "weights")
+    cs_mode: str = schema_field("model", "cs_mode")
+    extra: dict[str, Any] = schema_field("model", "extra")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> ModelSettings:
+        """From a ``model`` section; keys that are not fields (e.g. a baseline's ``cca_k``
+        given at the top level) join ``extra``, and ``weights`` may name only some parts."""
         cfg = dict(cfg or {})
         known = {f for f in cls.__dataclass_fields__}
         extra = {k: v for k, v in cfg.items() if k not in known}
         base = {k: v for k, v in cfg.items() if k in known and k != "extra"}
         if "weights" in base:
-            base["weights"] = {**cls().weights, **base["weights"]}
+            base["weights"] = {**schema_defaults("model")["weights"], **base["weights"]}
         return cls(**base, extra={**cfg.get("extra", {}), **extra})
 
 

@@ -34,7 +34,8 @@ from torch.distributions import Laplace
 from torch.nn import functional as F
 
 from mmssl.models.decoders import DCGANDecoder
-from mmssl.models.encoders import DCGANEncoder, SourceSpec, init_weights
+from mmssl.models.encoders import DCGANEncoder, init_weights
+from mmssl.types import SourceSpec
 from mmssl.objectives.base import Method, ModelSettings
 from mmssl.objectives.cca import cca_correlation
 from mmssl.objectives.contrastive import ContrastiveMethod

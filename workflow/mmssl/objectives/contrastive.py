@@ -17,7 +17,7 @@ from itertools import permutations
 import torch
 from torch import nn
 
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 from mmssl.models.heads import build_latent_head, build_local_head
 from mmssl.objectives.base import Method, ModelSettings
 from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_same_location

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
-from mmssl.models.encoders import SourceSpec
+from mmssl.types import SourceSpec
 from mmssl.objectives.base import Method, ModelSettings
 from mmssl.objectives.contrastive import PARTS, ContrastiveMethod
 

@@ -5,7 +5,7 @@ one row per visit, ``days_to_visit`` since entry) within ``window_days``; the vi
 and diagnosis give a label through an ordered rule list. Pairs are then formed per subject
 from the scans whose session matched. Whatever is left out is listed with its reason.
 
-Label rule (``labels`` setting), an ordered mapping ``label -> conditions``; the first
+Label rule (``labels`` setting; its default, below, is the config schema's), an ordered mapping ``label -> conditions``; the first
 label whose conditions all hold wins, otherwise ``default_label`` ("other")::
 
     HC: {cdr: [0], dx_contains: ["Cognitively normal"]}
@@ -30,12 +30,10 @@ excluded unless ``undated_session_days`` supplies one.
 
 from __future__ import annotations
 
-from mmssl.settings import check_keys
-
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,33 +49,41 @@ PAIR_COLUMNS = (
     "bold_sidecar", "label", "days_gap",
 )
 
-DEFAULT_LABELS: dict[str, dict[str, Any]] = {
-    "HC": {"cdr": [0], "dx_contains": ["Cognitively normal"]},
-    "AD": {"cdr_above": 0, "dx_contains": ["AD Dementia", "DAT", "Alzheimer"]},
-}
 _RULE_KEYS = {"cdr", "cdr_above", "dx_contains"}
 
 
 @dataclass(frozen=True)
 class ClinicalColumns:
-    """Candidate column names in the clinical CSV; the first one present is used.
+    """Candidate column names in the clinical CSV; the first one present is used (config key
+    ``discover.columns``; defaults: the config schema).
 
     age: age at the visit; age_at_entry is used (plus session days / 365.25) when no
     age-at-visit column exists. cdr, dx, age, sex may be absent (values become NaN/"").
     """
 
-    subject: tuple[str, ...] = ("OASISID", "Subject", "subject", "participant_id")
-    days: tuple[str, ...] = ("days_to_visit", "days")
-    cdr: tuple[str, ...] = ("CDRTOT", "cdr", "CDR")
-    dx: tuple[str, ...] = ("dx1", "dx")
-    age: tuple[str, ...] = ("age at visit", "age_at_visit", "age")
-    age_at_entry: tuple[str, ...] = ("AgeatEntry", "age_at_entry")
-    sex: tuple[str, ...] = ("M/F", "sex", "Sex", "GENDER")
+    subject: tuple[str, ...]
+    days: tuple[str, ...]
+    cdr: tuple[str, ...]
+    dx: tuple[str, ...]
+    age: tuple[str, ...]
+    age_at_entry: tuple[str, ...]
+    sex: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> ClinicalColumns:
+        """From ``discover.columns`` (a name or a list of names per key); the keys it leaves
+        out take the schema's defaults, an unknown key raises ValueError naming it."""
+        from mmssl.schema import section_values
+
+        values = section_values("clinical_columns", cfg, "discover.columns")
+        return cls(**{k: (v,) if isinstance(v, str) else tuple(v) for k, v in values.items()})
 
 
 @dataclass(frozen=True)
 class PairingSettings:
-    """Settings of session-to-visit matching, labelling and pairing (see module docstring).
+    """Settings of session-to-visit matching, labelling and pairing (see module docstring;
+    the keys of config section ``discover`` other than discovery's own, defaults: the config
+    schema).
 
     pairing: "all" = every T1w x every BOLD of a subject (the paper: 4021 pairs from 826
     subjects); "same_session" = T1w and BOLD from the same session only.
@@ -86,15 +92,15 @@ class PairingSettings:
     min_subjects_per_class: checked by ``require_subjects_per_class`` (None = no check).
     """
 
-    window_days: float = 365.0
-    labels: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: DEFAULT_LABELS)
-    default_label: str = "other"
-    pairing: str = "all"
-    subject_label: str = "first"
-    undated_session_days: float | None = None
-    columns: ClinicalColumns = field(default_factory=ClinicalColumns)
-    min_subjects_per_class: int | None = None
-    classes: tuple[str, ...] = ("HC", "AD")
+    window_days: float
+    labels: Mapping[str, Mapping[str, Any]]
+    default_label: str
+    pairing: str
+    subject_label: str
+    undated_session_days: float | None
+    columns: ClinicalColumns
+    min_subjects_per_class: int | None
+    classes: tuple[str, ...]
 
     def __post_init__(self) -> None:
         if self.pairing not in ("all", "same_session"):
@@ -109,23 +115,24 @@ class PairingSettings:
                 raise ValueError(f"labels.{label}: unknown condition(s) {sorted(unknown)}; allowed {sorted(_RULE_KEYS)}")
 
     @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> PairingSettings:
-        """Build from a config mapping; unknown keys raise ValueError naming them."""
-        values = check_keys(cls, settings, "discover")
-        if "columns" in values:
-            values["columns"] = _columns_from_mapping(values["columns"])
-        if "classes" in values:
-            values["classes"] = tuple(values["classes"])
-        return cls(**values)
+    def from_config(cls, settings: Mapping[str, Any] | None) -> PairingSettings:
+        """From the ``discover`` section (its discovery keys site_key, bold_task and
+        session_day_patterns are not used here): the keys it leaves out take the schema's
+        defaults; an unknown key or a wrong value raises ValueError naming it."""
+        from mmssl.schema import section_values
 
-
-def _columns_from_mapping(columns: Mapping[str, Any]) -> ClinicalColumns:
-    known = {f.name for f in fields(ClinicalColumns)}
-    unknown = set(columns) - known
-    if unknown:
-        raise ValueError(f"unknown clinical column key(s) {sorted(unknown)}; allowed {sorted(known)}")
-    as_tuples = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in columns.items()}
-    return ClinicalColumns(**as_tuples)
+        values = section_values("discover", settings, "discover")
+        return cls(
+            window_days=float(values["window_days"]),
+            labels=values["labels"],
+            default_label=values["default_label"],
+            pairing=values["pairing"],
+            subject_label=values["subject_label"],
+            undated_session_days=values["undated_session_days"],
+            columns=ClinicalColumns.from_config(values["columns"]),
+            min_subjects_per_class=values["min_subjects_per_class"],
+            classes=tuple(values["classes"]),
+        )
 
 
 @dataclass
@@ -138,12 +145,14 @@ class PairsResult:
     excluded: pd.DataFrame
 
 
-def read_clinical(path: str | Path, columns: ClinicalColumns = ClinicalColumns()) -> pd.DataFrame:
+def read_clinical(path: str | Path, columns: ClinicalColumns | None = None) -> pd.DataFrame:
     """Read the clinical CSV into columns subject, days, cdr, dx, age, age_at_entry, sex.
 
     Subject ids lose a leading ``sub-``. Raises FileNotFoundError, or ValueError naming the
-    file and the candidate names when the subject or days column is missing.
+    file and the candidate names when the subject or days column is missing. ``columns``
+    None: the schema's ``discover.columns`` defaults.
     """
+    columns = columns or ClinicalColumns.from_config({})
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"clinical table {path} not found (config key clinical_csv)")
@@ -180,7 +189,7 @@ def _normalise_sex(value: Any) -> str:
     return text
 
 
-def apply_label_rule(cdr: float, dx: str, labels: Mapping[str, Mapping[str, Any]], default: str = "other") -> str:
+def apply_label_rule(cdr: float, dx: str, labels: Mapping[str, Mapping[str, Any]], default: str) -> str:
     """The first label whose conditions all hold for (CDR, diagnosis), else ``default``."""
     for label, rule in labels.items():
         if _rule_holds(rule, cdr, dx):
@@ -246,12 +255,14 @@ def _match_one(subject: str, session: str, days: float, visits: pd.DataFrame | N
             "gap": gap, "label": label, "age": age, "sex": sex}
 
 
-def build_pairs(scans: pd.DataFrame, clinical: pd.DataFrame, settings: PairingSettings = PairingSettings()) -> PairsResult:
+def build_pairs(scans: pd.DataFrame, clinical: pd.DataFrame, settings: PairingSettings | None = None) -> PairsResult:
     """Label sessions, then form each subject's (T1w, BOLD) pairs under ``settings.pairing``.
 
     scans: ``discover(...).scans``; clinical: ``read_clinical(...)``. pair_id is
     ``sub-<subject>_<t1 key>__<bold key>``; days_gap = |T1w session days - BOLD session days|.
+    ``settings`` None: the schema's ``discover`` defaults.
     """
+    settings = settings or PairingSettings.from_config({})
     matched, unmatched = match_sessions(scans, clinical, settings)
     excluded = _scan_exclusions(scans, unmatched)
     usable = scans.merge(matched[["subject", "session", "label", "days"]].rename(columns={"days": "match_days"}),

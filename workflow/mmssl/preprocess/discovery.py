@@ -5,6 +5,7 @@ reason (see :mod:`mmssl.preprocess.bids` and :mod:`mmssl.preprocess.clinical`)."
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS, discover
+from mmssl.preprocess.bids import discover
 from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical, require_subjects_per_class
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
@@ -51,15 +52,22 @@ def require_enough_subjects(found: Discovery, settings: Mapping[str, Any], datas
         raise NotEnoughSubjectsError(f"{error}\nexclusion reasons: {reason_summary(found.excluded)}") from error
 
 
-def split_discover_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], PairingSettings]:
-    """Separate discovery keys (bold_task, session_day_patterns) from the pairing settings."""
-    values = dict(settings)
-    discovery = {
-        "site_key": values.pop("site_key", None),
-        "bold_task": values.pop("bold_task", "rest"),
-        "session_day_patterns": tuple((str(p), float(u)) for p, u in values.pop("session_day_patterns", DEFAULT_SESSION_DAY_PATTERNS)),
-    }
-    return discovery, PairingSettings.from_mapping(values)
+def split_discover_settings(settings: Mapping[str, Any] | None) -> tuple[dict[str, Any], PairingSettings]:
+    """The ``discover`` section, its left-out keys filled in from the schema's defaults and
+    validated, split into the discovery keys (site_key, bold_task, session_day_patterns) and
+    the pairing settings. A wrong key or value (a session pattern that is no regular
+    expression included) raises ValueError naming it."""
+    from mmssl.schema import section_values
+
+    values = section_values("discover", settings, "discover")
+    patterns = tuple((str(p), float(u)) for p, u in values["session_day_patterns"])
+    for pattern, _ in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"discover.session_day_patterns: {pattern!r} is not a regular expression ({err})") from err
+    discovery = {"site_key": values["site_key"], "bold_task": values["bold_task"], "session_day_patterns": patterns}
+    return discovery, PairingSettings.from_config(values)
 
 
 def sidecar_value(sidecar: str, key: str) -> str:

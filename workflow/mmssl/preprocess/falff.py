@@ -38,7 +38,6 @@ import scipy.fft
 
 from mmssl.io import atomic_path
 from mmssl.preprocess.errors import BadInputError
-from mmssl.settings import check_keys
 
 _CHUNK_VOXELS = 8192  # (8192, ~160) float32 blocks (~5 MB) stay in cache; a whole brain at once does not
 _TIME_UNIT_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -54,7 +53,8 @@ class TRFromHeaderWarning(UserWarning):
 
 @dataclass(frozen=True)
 class FalffSettings:
-    """fALFF options (config keys of the same names).
+    """fALFF options (config section ``falff``, keys of the same names; defaults: the config
+    schema).
 
     band: (low, high) Hz, inclusive. dummy_volumes: leading volumes dropped.
     detrend_order: 0 (mean only), 1 (linear) or 2 (quadratic). include_nyquist: count the
@@ -62,11 +62,11 @@ class FalffSettings:
     disagreement tolerated.
     """
 
-    band: tuple[float, float] = (0.01, 0.1)
-    dummy_volumes: int = 0
-    detrend_order: int = 1
-    include_nyquist: bool = True
-    tr_tolerance: float = 0.01
+    band: tuple[float, float]
+    dummy_volumes: int
+    detrend_order: int
+    include_nyquist: bool
+    tr_tolerance: float
 
     def __post_init__(self) -> None:
         low, high = self.band
@@ -78,12 +78,16 @@ class FalffSettings:
             raise ValueError(f"falff dummy_volumes must be >= 0, got {self.dummy_volumes}")
 
     @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> FalffSettings:
-        """Build from a config mapping; unknown keys raise ValueError naming them."""
-        values = check_keys(cls, settings, "falff")
-        if "band" in values:
-            values["band"] = tuple(float(b) for b in values["band"])
+    def from_config(cls, settings: Mapping[str, Any] | None) -> FalffSettings:
+        """From the ``falff`` section: the keys it leaves out take the schema's defaults; an
+        unknown key or a wrong value raises ValueError naming it."""
+        from mmssl.schema import section_values
+
+        values = section_values("falff", settings, "falff")
+        values["band"] = tuple(float(b) for b in values["band"])
         return cls(**values)
+
+    from_mapping = from_config  # the name mmssl.preprocess.commands still uses
 
 
 def spectrum_slices(n_volumes: int, tr: float, settings: FalffSettings) -> tuple[slice, slice]:
@@ -118,8 +122,10 @@ def _trend_basis(n_volumes: int, order: int) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def falff_timeseries(series: np.ndarray, tr: float, settings: FalffSettings = FalffSettings()) -> np.ndarray:
-    """fALFF of each row of ``series`` (V, T) already stripped of dummy volumes -> (V,) float32."""
+def falff_timeseries(series: np.ndarray, tr: float, settings: FalffSettings | None = None) -> np.ndarray:
+    """fALFF of each row of ``series`` (V, T) already stripped of dummy volumes -> (V,) float32
+    (``settings`` None: the schema's ``falff`` defaults)."""
+    settings = settings or FalffSettings.from_config({})
     n_voxels, n_volumes = series.shape
     band, total = spectrum_slices(n_volumes, tr, settings)
     basis = _trend_basis(n_volumes, settings.detrend_order)
@@ -148,13 +154,15 @@ def _falff_block(block: np.ndarray, basis: np.ndarray, band: slice, total: slice
     return np.where(flat, 0.0, ratio).astype(np.float32)
 
 
-def falff(data: np.ndarray, tr: float, mask: np.ndarray | None = None, settings: FalffSettings = FalffSettings()) -> np.ndarray:
+def falff(data: np.ndarray, tr: float, mask: np.ndarray | None = None, settings: FalffSettings | None = None) -> np.ndarray:
     """fALFF map of a 4D series.
 
     data: (X, Y, Z, T) including the dummy volumes (``settings.dummy_volumes`` are dropped);
     mask: (X, Y, Z) bool, None = every voxel. Returns (X, Y, Z) float32, 0 outside the mask.
+    settings: None = the schema's ``falff`` defaults.
     Raises ValueError for a non-4D array or non-finite masked values, TooFewVolumesError.
     """
+    settings = settings or FalffSettings.from_config({})
     if data.ndim != 4:
         raise ValueError(f"falff expects a 4D (X, Y, Z, T) array, got shape {data.shape}")
     skip = settings.dummy_volumes
@@ -271,13 +279,15 @@ def falff_file(
     out_path: str | Path,
     mask_out_path: str | Path,
     mean_out_path: str | Path,
-    settings: FalffSettings = FalffSettings(),
+    settings: FalffSettings | None = None,
 ) -> FalffResult:
     """Read a BOLD run, write its fALFF map, EPI brain mask and mean EPI (NIfTI, the run's affine).
 
     Raises BadInputError(bold_path, reason) for input to exclude: unreadable/corrupt file,
     not 4D, missing/inconsistent TR, too few volumes, non-finite values, empty brain mask.
+    ``settings`` None: the schema's ``falff`` defaults.
     """
+    settings = settings or FalffSettings.from_config({})
     image = _load(bold_path)
     if len(image.shape) != 4 or image.shape[3] < 2:
         raise BadInputError(bold_path, f"expected a 4D BOLD series, got shape {image.shape}")

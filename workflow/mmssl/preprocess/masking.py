@@ -19,12 +19,12 @@ Two backends (config ``preprocess.backend``):
 
 from __future__ import annotations
 
-from mmssl.settings import settings_from
-
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -34,12 +34,9 @@ from mmssl.preprocess.registration import AffineResult, RegistrationSettings, ap
 from mmssl.preprocess.fsl import require_fsl
 from mmssl.preprocess.spatial import mni_brain_mask, mni_template
 
-BACKENDS = ("python", "fsl")
-
-
 @dataclass(frozen=True)
 class MaskSettings:
-    """Config key ``preprocess.brain_mask``.
+    """Config key ``preprocess.brain_mask`` (defaults: the config schema).
 
     template_threshold: template intensity above which a voxel is brain (nilearn's 0.2).
     dilate_voxels: dilation of the final 3 mm MNI mask (authors: "dilated" MNI152 mask).
@@ -48,14 +45,16 @@ class MaskSettings:
     bet_f: BET's fractional intensity threshold (``-f``; smaller = larger brain).
     """
 
-    template_threshold: float = 0.2
-    dilate_voxels: int = 1
-    registration_resolution: int = 2
-    bet_f: float = 0.5
+    template_threshold: float
+    dilate_voxels: int
+    registration_resolution: int
+    bet_f: float
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> MaskSettings:
-        return settings_from(cls, cfg, "preprocess.brain_mask")
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> MaskSettings:
+        from mmssl.schema import section_values
+
+        return cls(**section_values("brain_mask", cfg, "preprocess.brain_mask"))
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,21 @@ class NativeMask:
 
 
 def register_to_template(
-    img: nib.Nifti1Image, registration: RegistrationSettings, settings: MaskSettings = MaskSettings()
+    img: nib.Nifti1Image, registration: RegistrationSettings, settings: MaskSettings | None = None
 ) -> AffineResult:
     """Affine of a native image (head or brain) to the MNI152 template; the metric sees only
-    the template brain dilated by 2 voxels, since the template has no skull."""
+    the template brain dilated by 2 voxels, since the template has no skull. ``settings``
+    None: the schema's ``preprocess.brain_mask`` defaults."""
+    settings = settings or MaskSettings.from_config({})
     resolution = settings.registration_resolution
     return register_affine(img, mni_template(resolution), registration, template_metric_mask(settings))
 
 
-def template_metric_mask(settings: MaskSettings = MaskSettings()) -> nib.Nifti1Image:
+def template_metric_mask(settings: MaskSettings | None = None) -> nib.Nifti1Image:
     """The template brain dilated by 2 voxels, at the registration resolution: where the
     registration metric and the QC similarity are measured. Both backends use it, so
     their similarities share one scale and one set of QC thresholds."""
+    settings = settings or MaskSettings.from_config({})
     mask = mni_brain_mask(settings.registration_resolution, settings.template_threshold)
     dilated = ndimage.binary_dilation(np.asarray(mask.dataobj) > 0, iterations=2).astype(np.uint8)
     return nib.Nifti1Image(dilated, mask.affine)
@@ -93,13 +95,17 @@ def template_metric_mask(settings: MaskSettings = MaskSettings()) -> nib.Nifti1I
 
 def brain_mask_python(
     t1: nib.Nifti1Image,
-    registration: RegistrationSettings = RegistrationSettings(),
-    settings: MaskSettings = MaskSettings(),
+    registration: RegistrationSettings | None = None,
+    settings: MaskSettings | None = None,
 ) -> NativeMask:
     """Registration + template mask: register ``t1`` (a head, 3D) to the template and pull
     the 1 mm template brain mask back onto ``t1``'s grid (linear, > 0.5).
 
-    Returns a :class:`NativeMask` whose ``registration`` maps template -> native world."""
+    ``registration`` / ``settings`` None: the schema's defaults of ``preprocess.registration``
+    / ``preprocess.brain_mask``. Returns a :class:`NativeMask` whose ``registration`` maps
+    template -> native world."""
+    registration = registration or RegistrationSettings.from_config({})
+    settings = settings or MaskSettings.from_config({})
     result = register_to_template(t1, registration, settings)
     template_mask = mni_brain_mask(1, settings.template_threshold)
     # template->native pull for the image means native->template pull for the mask
@@ -107,11 +113,13 @@ def brain_mask_python(
     return NativeMask(nib.Nifti1Image(native.astype(np.uint8), t1.affine), result)
 
 
-def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings = MaskSettings()) -> NativeMask:
+def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings | None = None) -> NativeMask:
     """FSL: ``robustfov`` (crop the neck) then ``bet -R`` (robust centre estimate) on the
     cropped head. The returned mask and brain are on the cropped grid, whose affine keeps
-    world coordinates, so they can be resampled like any native image."""
+    world coordinates, so they can be resampled like any native image. ``settings`` None:
+    the schema's ``preprocess.brain_mask`` defaults."""
     require_fsl()
+    settings = settings or MaskSettings.from_config({})
     from fsl.wrappers import bet, robustfov
 
     work = Path(tempfile.mkdtemp(prefix="mmssl-bet-"))

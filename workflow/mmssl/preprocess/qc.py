@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -32,31 +33,35 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmssl.io import atomic_path, write_text  # noqa: E402
-from mmssl.settings import settings_from  # noqa: E402
 
 QC_COLUMNS = ("subject", "sample", "mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "flags", "montage")
 
 
 @dataclass(frozen=True)
 class QcThresholds:
-    """Config key ``preprocess.qc``; see the module docstring for what each flag means."""
+    """Config key ``preprocess.qc`` (defaults: the config schema); see the module docstring
+    for what each flag means."""
 
-    min_mask_ml: float = 800.0
-    max_mask_ml: float = 3000.0
-    min_similarity_t1: float = 1.15
-    min_similarity_epi: float = 1.08
-    min_falff_mean: float = 0.05
-    max_falff_mean: float = 0.95
-    max_mean_fd: float = 0.5
+    min_mask_ml: float
+    max_mask_ml: float
+    min_similarity_t1: float
+    min_similarity_epi: float
+    min_falff_mean: float
+    max_falff_mean: float
+    max_mean_fd: float
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> QcThresholds:
-        return settings_from(cls, cfg, "preprocess.qc")
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> QcThresholds:
+        from mmssl.schema import section_values
+
+        return cls(**section_values("qc", cfg, "preprocess.qc"))
 
 
-def qc_flags(metrics: dict, thresholds: QcThresholds = QcThresholds()) -> list[str]:
+def qc_flags(metrics: dict, thresholds: QcThresholds | None = None) -> list[str]:
     """Reasons to look at one subject, from its metrics (keys of :data:`QC_COLUMNS`;
-    a missing or NaN metric raises no flag except for fALFF, whose absence is a problem)."""
+    a missing or NaN metric raises no flag except for fALFF, whose absence is a problem).
+    ``thresholds`` None: the schema's ``preprocess.qc`` defaults."""
+    thresholds = thresholds or QcThresholds.from_config({})
     flags = []
     volume = metrics.get("mask_volume_ml", np.nan)
     if volume < thresholds.min_mask_ml:
@@ -75,9 +80,10 @@ def qc_flags(metrics: dict, thresholds: QcThresholds = QcThresholds()) -> list[s
     return flags
 
 
-def qc_table(rows: Sequence[dict], thresholds: QcThresholds = QcThresholds()) -> pd.DataFrame:
+def qc_table(rows: Sequence[dict], thresholds: QcThresholds | None = None) -> pd.DataFrame:
     """One row per subject/sample with its metrics and ``flags``; flagged rows first
-    (most flags first), then by subject and sample."""
+    (most flags first), then by subject and sample. ``thresholds`` None: the schema's defaults."""
+    thresholds = thresholds or QcThresholds.from_config({})
     table = pd.DataFrame(list(rows))
     for col in QC_COLUMNS:
         if col not in table.columns:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -32,7 +34,8 @@ _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, self-inverse
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    """SimpleITK registration settings (config key ``preprocess.registration``).
+    """SimpleITK registration settings (config key ``preprocess.registration``, and
+    ``preprocess.registration_epi`` for the mean EPI; defaults: the config schema).
 
     bins: Mattes mutual-information histogram bins. sampling: fraction of fixed-image
     voxels drawn at random per iteration. shrink_factors / smoothing_sigmas: the
@@ -49,38 +52,36 @@ class RegistrationSettings:
     while the estimate at 2 mm is as accurate (both ~0.1 mm on the synthetic heads).
     """
 
-    bins: int = 32
-    sampling: float = 0.2
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-    iterations: int = 200
-    max_step_mm: float = 2.0
-    min_step_mm: float = 0.01
-    rigid_first: bool = True
-    seed: int = 1
-    use_fixed_mask: bool = True
-    moving_voxel_mm: float = 2.0
+    bins: int
+    sampling: float
+    shrink_factors: tuple[int, ...]
+    smoothing_sigmas: tuple[float, ...]
+    iterations: int
+    max_step_mm: float
+    min_step_mm: float
+    rigid_first: bool
+    seed: int
+    use_fixed_mask: bool
+    moving_voxel_mm: float
 
     @classmethod
-    def from_config(cls, cfg: dict | None, base: RegistrationSettings | None = None) -> RegistrationSettings:
-        """Build from a config mapping, over ``base``'s values (default: the class defaults);
-        unknown keys are an error naming the allowed ones."""
-        cfg = {**asdict(base or cls()), **dict(cfg or {})}
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(cfg) - allowed
-        if unknown:
-            raise ValueError(f"unknown preprocess.registration key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        for key in ("shrink_factors", "smoothing_sigmas"):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
-        settings = cls(**cfg)
+    def from_config(
+        cls, cfg: Mapping[str, Any] | None, schema: str = "registration", section: str = "preprocess.registration"
+    ) -> RegistrationSettings:
+        """From a config mapping: the keys it leaves out take the defaults of the schema's
+        ``$defs[schema]`` ("registration", or "registration_epi" for the mean EPI's); an
+        unknown key or a wrong value raises ValueError naming ``section`` and the allowed keys."""
+        from mmssl.schema import section_values
+
+        values = section_values(schema, cfg, section)
+        values["shrink_factors"] = tuple(values["shrink_factors"])
+        values["smoothing_sigmas"] = tuple(values["smoothing_sigmas"])
+        settings = cls(**values)
         if len(settings.shrink_factors) != len(settings.smoothing_sigmas):
             raise ValueError(
-                "preprocess.registration: shrink_factors and smoothing_sigmas must have the same length, got "
+                f"{section}: shrink_factors and smoothing_sigmas must have the same length, got "
                 f"{settings.shrink_factors} and {settings.smoothing_sigmas}"
             )
-        if not 0 < settings.sampling <= 1:
-            raise ValueError(f"preprocess.registration.sampling must be in (0, 1], got {settings.sampling}")
         return settings
 
 
@@ -286,10 +287,11 @@ def register_affine(
     Mattes MI, multi-resolution, started from a centre-of-mass (moments) alignment, then
     an optional rigid stage, then the full affine. ``fixed_mask`` (same grid as
     ``fixed``, nonzero = inside) restricts the metric when ``settings.use_fixed_mask``.
+    ``settings`` None: the schema's ``preprocess.registration`` defaults.
 
     Returns an :class:`AffineResult` (fixed->moving RAS matrix, NMI similarity, metric).
     """
-    settings = settings or RegistrationSettings()
+    settings = settings or RegistrationSettings.from_config({})
     fixed_s, moving_s = nib_to_sitk(fixed), nib_to_sitk(_coarsen(moving, settings.moving_voxel_mm))
     mask_s = None
     if fixed_mask is not None and settings.use_fixed_mask:

@@ -14,10 +14,10 @@ two). 64 × 3 mm = 192 mm covers the template brain (144 × 180 × 154 mm) with 
 
 from __future__ import annotations
 
-from mmssl.settings import settings_from
-
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -30,14 +30,17 @@ SPACE = "MNI152NLin2009aSym"
 
 @dataclass(frozen=True)
 class GridSettings:
-    """Target grid (config key ``preprocess.grid``): voxel_mm (3.0), size (64 per axis)."""
+    """Target grid (config key ``preprocess.grid``; defaults: the config schema): voxel_mm,
+    size (voxels per axis)."""
 
-    voxel_mm: float = 3.0
-    size: int = 64
+    voxel_mm: float
+    size: int
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> GridSettings:
-        return settings_from(cls, cfg, "preprocess.grid")
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> GridSettings:
+        from mmssl.schema import section_values
+
+        return cls(**section_values("grid", cfg, "preprocess.grid"))
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def mni_brain_mask(resolution: int = 1, threshold: float = 0.2) -> nib.Nifti1Ima
 
 
 @functools.lru_cache(maxsize=4)
-def mni_grid(settings: GridSettings = GridSettings()) -> Grid:
+def mni_grid(settings: GridSettings) -> Grid:
     """The target grid: ``size``³ voxels of ``voxel_mm``, axis-aligned RAS, centred on the
     bounding box of the 1 mm template brain mask."""
     mask = mni_brain_mask(1)
@@ -80,9 +83,10 @@ def mni_grid(settings: GridSettings = GridSettings()) -> Grid:
 
 
 @functools.lru_cache(maxsize=8)
-def grid_brain_mask(settings: GridSettings = GridSettings(), dilate_voxels: int = 1, threshold: float = 0.2) -> np.ndarray:
-    """(size, size, size) bool: the template brain on the target grid, dilated by
-    ``dilate_voxels`` (the authors' mask: 3 mm MNI152 mask, dilated). The 1 mm template is
+def grid_brain_mask(settings: GridSettings, dilate_voxels: int, threshold: float) -> np.ndarray:
+    """(size, size, size) bool: the template brain (template > ``threshold``) on the target
+    grid, dilated by ``dilate_voxels`` (the authors' mask: 3 mm MNI152 mask, dilated; both
+    from ``preprocess.brain_mask``). The 1 mm template is
     smoothed to 3 mm resolution before thresholding, like nilearn's own resampled masks."""
     grid = mni_grid(settings)
     template = apply_affine(mni_template(1), np.eye(4), (grid.shape, grid.affine), order=1, antialias_mm=settings.voxel_mm)

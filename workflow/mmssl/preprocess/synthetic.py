@@ -328,7 +328,7 @@ def make_synthetic_bids(
     return out_dir
 
 
-# subject, defect, the step that must exclude it (discover | clinical | falff), its reason's key words
+# subject, defect, the step that must exclude it (discover | clinical | falff | header), its reason's key words
 BAD_INPUTS = (
     ("OAS39901", "no_bold", "discover", "no BOLD run"),
     ("OAS39902", "short_bold", "falff", "too few volumes"),
@@ -336,6 +336,8 @@ BAD_INPUTS = (
     ("OAS39904", "bold_3d", "falff", "expected a 4D BOLD series"),
     ("OAS39905", "tr_mismatch", "falff", "TR disagreement"),
     ("OAS39906", "no_visit", "clinical", "nearest clinical visit"),
+    ("OAS39907", "nan_affine_t1", "header", "non-finite sform"),
+    ("OAS39908", "flipped_qform_t1", "header", "possible left-right flip"),
 )
 
 
@@ -348,7 +350,8 @@ def _write_bad_inputs(root: Path, template: _Template, options: _Options, rng: n
         day = 2500 if defect == "no_visit" else 100
         prefix, folder = f"sub-{subject}_ses-d{day:04d}", root / f"sub-{subject}" / f"ses-d{day:04d}"
         world_from_mni, _ = random_world_from_mni(rng)
-        _save_gz(_t1_image(template, "HC", world_from_mni, rng), folder / "anat" / f"{prefix}_run-01_T1w.nii.gz", options.compresslevel)
+        t1 = _t1_image(template, "HC", world_from_mni, rng)
+        _save_gz(_bad_header(t1, defect), folder / "anat" / f"{prefix}_run-01_T1w.nii.gz", options.compresslevel)
         bold_path = folder / "func" / f"{prefix}_task-rest_run-01_bold.nii.gz"
         if defect != "no_bold":
             bold = _bold_image(template, "HC", world_from_mni, short if defect == "short_bold" else small, False, rng)
@@ -359,8 +362,10 @@ def _write_bad_inputs(root: Path, template: _Template, options: _Options, rng: n
                 bold_path.write_bytes(bold_path.read_bytes()[: bold_path.stat().st_size // 2])
             sidecar_tr = 2.0 if defect == "tr_mismatch" else options.tr
             _write_json(bold_path.with_name(bold_path.name.replace(".nii.gz", ".json")), {"RepetitionTime": sidecar_tr, "TaskName": "rest"})
+        t1_path = folder / "anat" / f"{prefix}_run-01_T1w.nii.gz"
+        defective = t1_path if step == "header" else bold_path if defect != "no_bold" else None  # the file to exclude
         listing.append({"subject": subject, "session": f"d{day:04d}", "defect": defect, "excluded_by": step, "reason_contains": reason,
-                        "path": str(bold_path.relative_to(root)) if defect != "no_bold" else ""})
+                        "path": str(defective.relative_to(root)) if defective else ""})
         participants.append({"participant_id": f"sub-{subject}", "sex": "F", "age": 70.0, "group": "HC"})
         for visit_day in (0, 100):
             visits.append({"OASISID": subject, "OASIS_session_label": f"{subject}_UDSb4_d{visit_day:04d}", "days_to_visit": visit_day,
@@ -368,6 +373,22 @@ def _write_bad_inputs(root: Path, template: _Template, options: _Options, rng: n
     (root / "derivatives" / "truth").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(listing).to_csv(root / "derivatives/truth/bad_inputs.tsv", sep="\t", index=False)
     return pd.DataFrame(visits), pd.DataFrame(participants)
+
+
+def _bad_header(image: nib.Nifti1Image, defect: str) -> nib.Nifti1Image:
+    """The T1w with the header defect named (unchanged for other defects): a NaN in the sform
+    (nibabel's own writer would fail on it, hence the header built by hand), or a qform that
+    is the sform mirrored left-right (both codes set: which one is right cannot be told)."""
+    if defect not in ("nan_affine_t1", "flipped_qform_t1"):
+        return image
+    header = image.header.copy()
+    header.set_sform(image.affine, code=2)
+    if defect == "nan_affine_t1":
+        header.set_qform(None, code=0)
+        header["srow_x"][0] = np.nan
+    else:
+        header.set_qform(image.affine @ np.diag([-1.0, 1.0, 1.0, 1.0]), code=1)
+    return nib.Nifti1Image(np.asanyarray(image.dataobj), None, header=header)
 
 
 def _check_replaceable(out_dir: Path) -> None:

@@ -1,18 +1,21 @@
 """Aggregation of per-(method, fold) results into the dataset's summary.tsv (long
 format), table.md (mean ± sd per method, best per column in bold) and figure.png (bars
-per method with the spread over folds, like the paper's Figs. 4-6)."""
+per method with the spread over folds, like the paper's Figs. 4-6).
+
+Inputs are the probe and similarity TSVs, ``results/{dataset}/{probe|similarity}/{method}/fold{k}.tsv``:
+one row per (source or source pair, split) with numeric metric columns and a ``status``
+('ok', or 'diverged' with NaN metrics for a run whose training did not recover).
+"""
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmssl.cli import path_arg
+from mmssl.io import atomic_path, write_text
 
 SUMMARY_COLUMNS = ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
 # metrics shown in the table and the figure, in this order, when present
@@ -61,6 +64,10 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(values: pd.Series, statuses: pd.Series) -> tuple[str, float]:
+    """One table cell from a (method, column)'s values over folds and their statuses:
+    (text, mean of the finished folds). "mean ± sd" (sd over folds, ddof 1) or just the
+    mean for one fold; " (k diverged)" appended when k folds are not 'ok' and others
+    are; "diverged" when no 'ok' fold has a value and some fold diverged; else "n/a"."""
     ok = values[statuses == "ok"].dropna()
     n_bad = int((statuses != "ok").sum())
     if ok.empty:
@@ -72,7 +79,13 @@ def _cell(values: pd.Series, statuses: pd.Series) -> tuple[str, float]:
 
 
 def markdown_table(summary: pd.DataFrame, methods: list[str]) -> str:
-    """Methods × headline columns; mean ± sd over folds; best mean per column in bold."""
+    """Methods × headline columns; mean ± sd over folds; best mean per column in bold.
+
+    Rows follow ``methods``; "folds" is the number of folds a method has results for,
+    diverged ones included. Bold marks the highest mean of finished folds (a column of
+    diverged / n/a cells has none); on an exact tie the method listed first is bold, as
+    ``idxmax`` picks it. No significance test is made.
+    """
     rows = headline(summary)
     columns = list(dict.fromkeys(rows.sort_values(["metric", "source"], key=lambda s: s.map(
         {m: i for i, m in enumerate(HEADLINE)}) if s.name == "metric" else s)["column"]))
@@ -132,39 +145,23 @@ def figure(summary: pd.DataFrame, methods: list[str], path: Path, title: str) ->
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_report(dataset: str, files: list[Path], methods: list[str], summary_path: Path, table_path: Path,
                  figure_path: Path) -> pd.DataFrame:
+    """summary.tsv, table.md and figure.png of one dataset from its probe / similarity TSVs."""
     summary = collect(dataset, files)
-    tmp = summary_path.with_name(summary_path.name + ".tmp")
-    summary.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    os.replace(tmp, summary_path)
+    with atomic_path(summary_path) as tmp:  # 6 significant digits, as the tables show 3
+        summary.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     n_folds = summary.groupby("method")["fold"].nunique()
     header = (f"# {dataset}: linear evaluation and similarity\n\n"
               f"Mean ± sd over folds ({int(n_folds.max()) if len(n_folds) else 0} at most); best mean per column in bold. "
               "Columns: `<source> <metric>` on the test split; `a~b` are similarities between sources.\n\n")
-    tmp = table_path.with_name(table_path.name + ".tmp")
-    tmp.write_text(header + markdown_table(summary, methods))
-    os.replace(tmp, table_path)
+    write_text(header + markdown_table(summary, methods), table_path)
     figure(summary, methods, figure_path, dataset)
     return summary
-
-
-def run_report(args: argparse.Namespace) -> None:
-    write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure)
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="summary.tsv, table.md and figure.png of one dataset")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", nargs="+", required=True, help="methods in the order of the table")
-    p.add_argument("--inputs", nargs="+", type=path_arg, required=True, help="probe and similarity TSVs")
-    p.add_argument("--summary", type=path_arg, required=True)
-    p.add_argument("--table", type=path_arg, required=True)
-    p.add_argument("--figure", type=path_arg, required=True)
-    p.set_defaults(func=run_report)

@@ -1,8 +1,9 @@
 """Training of one (method, fold): the job each Snakemake ``train`` rule runs.
 
 Resumable: a checkpoint (model, optimiser, scheduler, RNG state, metrics so far) is
-written atomically after every epoch beside the outputs; a restarted job (SLURM
-pre-emption, a killed laptop run) continues from it. The declared outputs ``model.pt``
+written atomically after every epoch beside the outputs (``checkpoint.pt``, see
+:mod:`mmssl.train.checkpoint`); a restarted job (SLURM pre-emption, a killed laptop run)
+continues from it. The declared outputs ``model.pt``
 and ``metrics.tsv`` are written only when training ends, so a half-trained model never
 looks finished.
 
@@ -23,7 +24,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,13 @@ from mmssl.augment import AugmentSettings, augment
 from mmssl.data.prefetch import prefetched
 from mmssl.data.splits import read_split, rows_of
 from mmssl.data.store import Store, read_store
-from mmssl.models.encoders import SourceSpec
+from mmssl.io import atomic_path
 from mmssl.objectives import build_method
 from mmssl.objectives.base import Method, ModelSettings
-from mmssl.settings import settings_from
+from mmssl.settings import schema_field, settings_from
+from mmssl.train.checkpoint import model_meta, read_checkpoint, save_checkpoint, save_model
 
+# the package's name, not this module's: rule logs and tests filter on "mmssl.train"
 log = logging.getLogger("mmssl.train")
 
 
@@ -60,29 +63,36 @@ class TrainSettings:
     false = 'off' (so YAML's unquoted ``off`` means 'off').
     max_batches: cap on batches per epoch (0 = no cap; for smoke tests only).
     prefetch: batches a background thread prepares ahead of the step (0 = none; see
-    :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough."""
+    :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough.
+    augment: the ``train.augment`` mapping (see :class:`mmssl.augment.AugmentSettings`).
 
-    epochs: int = 50
-    batch_size: int = 64
-    lr: float = 4e-4
-    scheduler: str = "onecycle"
-    max_lr: float = 0.01
-    seed: int = 0
-    device: str = "auto"
-    prefetch: int = 2
-    balanced: bool = False
-    augment: dict[str, Any] = field(default_factory=dict)
-    amp: str = "auto"
-    divergence_retries: int = 1
-    lr_drop: float = 0.1
-    on_divergence: str = "mark"
-    max_batches: int = 0
+    Every default is the config schema's (``train`` section), read when a field is left
+    out; the rule always passes the full validated section."""
+
+    epochs: int = schema_field("train", "epochs")
+    batch_size: int = schema_field("train", "batch_size")
+    lr: float = schema_field("train", "lr")
+    scheduler: str = schema_field("train", "scheduler")
+    max_lr: float = schema_field("train", "max_lr")
+    seed: int = schema_field("train", "seed")
+    device: str = schema_field("train", "device")
+    prefetch: int = schema_field("train", "prefetch")
+    balanced: bool = schema_field("train", "balanced")
+    augment: dict[str, Any] = schema_field("train", "augment")
+    amp: str = schema_field("train", "amp")
+    divergence_retries: int = schema_field("train", "divergence_retries")
+    lr_drop: float = schema_field("train", "lr_drop")
+    on_divergence: str = schema_field("train", "on_divergence")
+    max_batches: int = schema_field("train", "max_batches")
 
     def __post_init__(self):
         amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
         if amp not in AMP_MODES:
             raise ValueError(f"train.amp must be one of {list(AMP_MODES)} (or true = 'auto', false = 'off'), got {self.amp!r}")
         object.__setattr__(self, "amp", amp)
+        # every augment key, checked: {"pad": 8} and {"pad": 8, "flip": 0.0} are one setting
+        # (and one checkpoint fingerprint)
+        object.__setattr__(self, "augment", asdict(AugmentSettings.from_config(self.augment)))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> TrainSettings:
@@ -180,18 +190,6 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_tsv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    os.replace(tmp, path)
-
-
 def make_optimizer(model: Method, settings: TrainSettings, steps: int):
     """RAdam (lr 4e-4) with OneCycleLR (max_lr 0.01) over all steps (paper 3.3)."""
     opt = torch.optim.RAdam(model.parameters(), lr=settings.lr)
@@ -239,7 +237,7 @@ class Trainer:
         self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed)
         self.steps_per_epoch = len(self.train_loader) if not settings.max_batches else min(len(self.train_loader), settings.max_batches)
         self.opt, self.sched = make_optimizer(self.model, settings, settings.epochs * self.steps_per_epoch)
-        self.aug = AugmentSettings(**settings.augment)
+        self.aug = AugmentSettings.from_config(settings.augment)
         self.gen = torch.Generator().manual_seed(seed)
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
@@ -252,33 +250,38 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"fingerprint": self.fp, "epoch": self.epoch, "model": self.model.state_dict(),
-                "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "rows": self.rows,
-                "retries_left": self.retries_left, "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(),
-                "np": self.train_loader.rng.bit_generator.state}}
+        """Everything a resumed run needs to continue bit for bit: ``meta`` holds the plain
+        values (stored as JSON), the rest are state dicts and RNG state tensors."""
+        meta = {"fingerprint": self.fp, "epoch": self.epoch, "rows": self.rows, "retries_left": self.retries_left,
+                "np_rng": self.train_loader.rng.bit_generator.state}
+        return {"meta": meta, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state()}
 
     def save_checkpoint(self) -> None:
-        atomic_torch_save(self.state(), self.ckpt_path)
-        self._good = copy.deepcopy(self.state())
+        state = self.state()
+        save_checkpoint(self.ckpt_path, state)
+        self._good = copy.deepcopy(state)
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.sched.load_state_dict(st["sched"])
-        self.epoch, self.rows, self.retries_left = st["epoch"], list(st["rows"]), st["retries_left"]
-        torch.set_rng_state(st["rng"]["torch"])
-        self.gen.set_state(st["rng"]["gen"])
-        self.train_loader.rng.bit_generator.state = st["rng"]["np"]
+        meta = st["meta"]
+        self.epoch, self.rows, self.retries_left = meta["epoch"], list(meta["rows"]), meta["retries_left"]
+        torch.set_rng_state(st["torch_rng"])
+        self.gen.set_state(st["gen_rng"])
+        self.train_loader.rng.bit_generator.state = meta["np_rng"]
 
     def try_resume(self) -> None:
         self._good = copy.deepcopy(self.state())
         if not self.ckpt_path.exists():
             return
-        st = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if st.get("fingerprint") != self.fp:
+        st = read_checkpoint(self.ckpt_path)
+        if st["meta"].get("fingerprint") != self.fp:
             log.warning("%s: %s was written with other settings; starting from scratch", self.label, self.ckpt_path)
             return
         self.load_state(st)
+        # a copy: the optimiser keeps the loaded tensors as its own state and steps them in place
         self._good = copy.deepcopy(st)
         log.info("%s: resumed from %s at epoch %d", self.label, self.ckpt_path, self.epoch)
 
@@ -363,7 +366,9 @@ class Trainer:
         if self.retries_left <= 0:
             return False
         retries = self.retries_left - 1
-        self.load_state(self._good)
+        # from a copy: the optimiser adopts the given state tensors and would step the
+        # saved good state in place, spoiling a second restore before the next checkpoint
+        self.load_state(copy.deepcopy(self._good))
         self.retries_left = retries
         scale_lr(self.opt, self.sched, self.settings.lr_drop)
         log.warning("%s: restored epoch %d and lowered the learning rate by %g (%d retries left)",
@@ -398,14 +403,15 @@ class Trainer:
         return "ok"
 
     def write_outputs(self, status: str, model_path: Path, metrics_path: Path) -> None:
-        meta = {"method": self.method_name, "fold": self.fold, "status": status, "epochs": self.epoch,
-                "sources": [asdict(s) for s in self.store.sources], "model_settings": asdict(self.model_settings),
-                "train_settings": asdict(self.settings), "device": str(self.device)}
-        state = self.model.state_dict() if status == "ok" else None
-        atomic_torch_save({**meta, "state_dict": state}, model_path)
+        """model.pt (no weights for a diverged run) and metrics.tsv (one row per epoch, the
+        run's status in every row; a header-only table for an untrained method)."""
+        meta = model_meta(self.method_name, self.fold, status, self.epoch, [asdict(s) for s in self.store.sources],
+                          asdict(self.model_settings), asdict(self.settings), str(self.device))
+        save_model(model_path, meta, self.model.state_dict() if status == "ok" else None)
         metrics = pd.DataFrame(self.rows) if self.rows else pd.DataFrame({"epoch": []})
         metrics.insert(0, "status", status)
-        atomic_write_tsv(metrics, metrics_path)
+        with atomic_path(metrics_path) as tmp:  # 6 significant digits: a readable log, not a store
+            metrics.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def train(store_dir: str | Path, split_tsv: str | Path, method: str, fold: int, model_path: str | Path,
@@ -423,16 +429,3 @@ def train(store_dir: str | Path, split_tsv: str | Path, method: str, fold: int, 
     trainer.write_outputs(status, model_path, metrics_path)
     return status
 
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method | None, dict[str, Any]]:
-    """Model saved by ``train``; (None, meta) for a diverged run."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: trained model not found")
-    meta = torch.load(path, map_location=device, weights_only=False)
-    if meta.get("status") != "ok":
-        return None, meta
-    sources = [SourceSpec(**s) for s in meta["sources"]]
-    model = build_method(meta["method"], sources, ModelSettings(**meta["model_settings"]))
-    model.load_state_dict(meta["state_dict"])
-    return model.to(device).eval(), meta

@@ -1,0 +1,169 @@
+"""The config schema is the one home of the bids_mri sections' defaults (preprocess, falff,
+discover): the settings dataclasses carry none, take every value from the schema, and
+``mmssl.config.validate`` vets a whole config in one call."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mmssl.config import validate
+from mmssl.schema import ConfigError, load_schema, schema_defaults
+from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS
+from mmssl.preprocess.clinical import ClinicalColumns, PairingSettings
+from mmssl.preprocess.discovery import split_discover_settings
+from mmssl.preprocess.falff import FalffSettings
+from mmssl.preprocess.header import HeaderLimits
+from mmssl.preprocess.masking import MaskSettings
+from mmssl.preprocess.qc import QcThresholds
+from mmssl.preprocess.registration import RegistrationSettings
+from mmssl.preprocess.settings import MriSettings
+from mmssl.preprocess.spatial import GridSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _epi(cfg):
+    return RegistrationSettings.from_config(cfg, schema="registration_epi", section="preprocess.registration_epi")
+
+
+# (schema definition, settings class, how the code builds it from a config mapping)
+SECTIONS = [
+    ("preprocess", MriSettings, MriSettings.from_config),
+    ("registration", RegistrationSettings, RegistrationSettings.from_config),
+    ("registration_epi", RegistrationSettings, _epi),
+    ("grid", GridSettings, GridSettings.from_config),
+    ("brain_mask", MaskSettings, MaskSettings.from_config),
+    ("qc", QcThresholds, QcThresholds.from_config),
+    ("falff", FalffSettings, FalffSettings.from_config),
+    ("discover", PairingSettings, PairingSettings.from_config),
+    ("clinical_columns", ClinicalColumns, ClinicalColumns.from_config),
+]
+DISCOVERY_KEYS = {"site_key", "bold_task", "session_day_patterns"}  # the discover keys split_discover_settings keeps
+MRI_DEFS = ["preprocess", "registration", "registration_epi", "grid", "brain_mask", "qc", "header_T1w", "header_bold",
+            "falff", "discover", "clinical_columns"]
+
+
+def plain(value: Any) -> Any:
+    """A settings value as the schema writes it: dataclasses as dicts, tuples as lists."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name,cls,build", SECTIONS, ids=[s[0] for s in SECTIONS])
+def test_settings_from_an_empty_section_are_the_schema_defaults(name, cls, build):
+    defaults = schema_defaults(name)
+    assert build({}) == build(defaults) == build(None)
+    expected = {k: v for k, v in defaults.items() if not (name == "discover" and k in DISCOVERY_KEYS)}
+    if name == "discover":
+        expected["columns"] = {k: list(v) for k, v in expected["columns"].items()}
+    assert plain(build({})) == expected  # every field comes from the schema, and nothing else does
+
+
+@pytest.mark.parametrize("cls", sorted({s[1] for s in SECTIONS} | {HeaderLimits}, key=lambda c: c.__name__))
+def test_no_settings_field_has_a_python_default(cls):
+    with_default = [f.name for f in dataclasses.fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
+    assert with_default == [], f"{cls.__name__}: defaults belong in the config schema, not in {with_default}"
+
+
+def test_registration_epi_has_its_own_full_defaults():
+    t1, epi = schema_defaults("registration"), schema_defaults("registration_epi")
+    assert set(t1) == set(epi) == {f.name for f in dataclasses.fields(RegistrationSettings)}
+    assert {k for k in t1 if t1[k] != epi[k]} == {"bins", "smoothing_sigmas"}
+    assert (epi["bins"], epi["smoothing_sigmas"]) == (16, [2.0, 1.0, 1.0])
+    # a change to the EPI's registration starts from the EPI's defaults, not the T1w's
+    settings = MriSettings.from_config({"registration_epi": {"iterations": 20}})
+    assert settings.registration_epi == _epi({"iterations": 20})
+    assert (settings.registration_epi.bins, settings.registration.iterations) == (16, 200)
+
+
+def test_header_limits_defaults_per_kind_and_partial_overrides():
+    header = MriSettings.from_config({}).header
+    assert header == {"T1w": HeaderLimits((0.3, 3.0), (64, 512), 1.0), "bold": HeaderLimits((1.0, 6.0), (8, 256), 1.0)}
+    changed = MriSettings.from_config({"header": {"bold": {"shape": [4, 128]}}}).header
+    assert changed["bold"] == HeaderLimits((1.0, 6.0), (4, 128), 1.0) and changed["T1w"] == header["T1w"]
+    with pytest.raises(ValueError, match=r"preprocess\.header\.T1w: voxel_mm must be 0 < min <= max"):
+        MriSettings.from_config({"header": {"T1w": {"voxel_mm": [3.0, 0.3]}}})
+    with pytest.raises(ValueError, match=r"preprocess\.header: .*'flair' was unexpected.*allowed keys: T1w, bold"):
+        MriSettings.from_config({"header": {"flair": {}}})
+
+
+def test_discover_defaults_split_and_match_the_discovery_functions():
+    discovery, pairing = split_discover_settings({})
+    assert (discovery, pairing) == split_discover_settings(schema_defaults("discover"))
+    assert discovery == {"site_key": None, "bold_task": "rest", "session_day_patterns": DEFAULT_SESSION_DAY_PATTERNS}
+    assert DISCOVERY_KEYS | {f.name for f in dataclasses.fields(PairingSettings)} == set(schema_defaults("discover"))
+    # a custom label list replaces the default rules (it is not merged into them)
+    custom = {"AD": {"cdr_above": 0.5}}
+    assert PairingSettings.from_config({"labels": custom}).labels == custom
+    assert PairingSettings.from_config({"columns": {"subject": "ID"}}).columns.subject == ("ID",)
+    with pytest.raises(ValueError, match=r"discover\.session_day_patterns: '\(' is not a regular expression"):
+        split_discover_settings({"session_day_patterns": [["(", 1.0]]})
+    with pytest.raises(ValueError, match=r"discover\.columns: .*'subjects' was unexpected.*allowed keys: age, age_at_entry"):
+        PairingSettings.from_config({"columns": {"subjects": "ID"}})
+
+
+def test_settings_leave_the_given_mapping_alone_and_defaults_are_fresh_copies():
+    cfg = {"registration": {"bins": 24}}
+    MriSettings.from_config(cfg)
+    assert cfg == {"registration": {"bins": 24}}
+    schema_defaults("preprocess")["registration"]["bins"] = 0
+    assert schema_defaults("preprocess")["registration"]["bins"] == 32
+
+
+def _property_schemas(defs: dict, name: str):
+    """(key path, property schema) of every key of definition ``name``, nested objects included."""
+    for key, sub in defs[name].get("properties", {}).items():
+        yield f"{name}.{key}", sub
+        if sub.get("type") == "object" and "properties" in sub:
+            yield from _property_schemas({"x": sub}, "x")
+
+
+@pytest.mark.parametrize("name", MRI_DEFS)
+def test_every_key_of_the_mri_sections_is_described_typed_and_has_a_default(name):
+    defs = load_schema()["$defs"]
+    assert defs[name].get("additionalProperties") is False and defs[name].get("description")
+    for path, sub in _property_schemas(defs, name):
+        target = defs[sub["$ref"].rsplit("/", 1)[1]] if "$ref" in sub else sub
+        assert "default" in sub, f"{path}: no default"
+        assert {"type", "enum"} & set(target), f"{path}: no type or allowed values"
+        assert sub.get("description") or target.get("description"), f"{path}: no description"
+
+
+def test_one_validate_call_fills_every_mri_default_and_names_a_typo_with_the_allowed_keys():
+    config = yaml.safe_load((ROOT / ".test" / "config-mri.yaml").read_text())
+    spec = validate(config)["datasets"]["oasis_synthetic"]
+    assert spec["preprocess"]["registration_epi"] == schema_defaults("registration_epi")
+    assert spec["preprocess"]["registration"]["iterations"] == 100 and spec["preprocess"]["registration"]["bins"] == 32
+    assert spec["falff"] == {**schema_defaults("falff"), "dummy_volumes": 4}
+    assert spec["discover"] == schema_defaults("discover")
+    # what the rules pass to the commands builds the same settings as the section itself
+    assert MriSettings.from_config(spec["preprocess"]) == MriSettings.from_config(
+        yaml.safe_load((ROOT / ".test" / "config-mri.yaml").read_text())["datasets"]["oasis_synthetic"]["preprocess"])
+
+    config = yaml.safe_load((ROOT / ".test" / "config-mri.yaml").read_text())
+    config["datasets"]["oasis_synthetic"]["preprocess"] = {"regstration": {}}
+    with pytest.raises(ConfigError, match=r"^datasets\.oasis_synthetic\.preprocess: .*'regstration' was unexpected.*"
+                                          r"allowed keys: backend, brain_mask, grid, header, motion_correction, qc, "
+                                          r"registration, registration_epi, store_dtype$"):
+        validate(config)
+    config["datasets"]["oasis_synthetic"]["preprocess"] = {"grid": {"size": 0}}
+    with pytest.raises(ConfigError, match=r"datasets\.oasis_synthetic\.preprocess\.grid\.size: 0 is less than"):
+        validate(config)
+    config["datasets"]["oasis_synthetic"]["preprocess"] = {"registration": {"shrink_factors": [4, 2]}}
+    with pytest.raises(ConfigError, match=r"datasets\.oasis_synthetic\.preprocess: .*same length"):
+        validate(config)
+    del config["datasets"]["oasis_synthetic"]["preprocess"]
+    config["datasets"]["oasis_synthetic"]["discover"] = {"pairing": "each"}
+    with pytest.raises(ConfigError, match=r"datasets\.oasis_synthetic\.discover\.pairing: 'each' is not allowed"):
+        validate(config)

@@ -1,0 +1,97 @@
+"""The embed step on a tiny store: one pair per subject (chosen here and only here), and
+the empty latents of a diverged run. No training: the models are untrained encoders."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmssl.data.store import read_store, write_store
+from mmssl.evaluate.commands import run_probe, run_similarity
+from mmssl.evaluate.embed import embed, evaluation_rows
+from mmssl.objectives import build_method
+from mmssl.objectives.base import ModelSettings
+from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.types import SourceSpec
+
+SMALL = {"width": 4, "latent": 8}
+SOURCES = [SourceSpec("a", 1, 16), SourceSpec("b", 1, 16)]
+# store row -> (sample, subject, label): s1, s2, s3 have several pairs, interleaved; s4 is
+# in no split of this fold
+ROWS = [("p0", "s1", 0), ("p1", "s2", 1), ("p2", "s1", 0), ("p3", "s3", 1), ("p4", "s2", 1), ("p5", "s4", 0),
+        ("p6", "s3", 1)]
+SPLIT = pd.DataFrame({"subject": ["s1", "s2", "s3"], "label": [0, 1, 1], "split": ["train", "val", "test"]})
+
+
+@pytest.fixture()
+def toy(tmp_path: Path) -> Path:
+    """A store of the 7 pairs above (random 1x16x16 images per source) and its fold0.tsv."""
+    rng = np.random.default_rng(0)
+    index = pd.DataFrame(ROWS, columns=["sample", "subject", "label"])
+    arrays = {s.name: rng.random((len(ROWS), 1, 16, 16)).astype(np.float32) for s in SOURCES}
+    write_store(tmp_path / "store", index, arrays, SOURCES)
+    SPLIT.to_csv(tmp_path / "fold0.tsv", sep="\t", index=False)
+    return tmp_path
+
+
+def write_model(path: Path, status: str) -> torch.nn.Module:
+    """model.pt as ``train`` writes it: an untrained 'random' method, or for status
+    'diverged' no weights (what a run whose loss stayed NaN leaves)."""
+    settings = ModelSettings.from_config(SMALL)
+    model = build_method("random", SOURCES, settings)
+    meta = model_meta("random", 0, status, 0, [asdict(s) for s in SOURCES], asdict(settings), {}, "cpu")
+    save_model(path, meta, model.state_dict() if status == "ok" else None)
+    return model.eval()
+
+
+def read_latents(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:  # readable without pickle
+        return {k: f[k] for k in f.files}
+
+
+def test_one_pair_per_subject_is_each_subjects_first_pair(toy: Path) -> None:
+    model = write_model(toy / "model.pt", "ok")
+    embed(toy / "store", toy / "fold0.tsv", toy / "model.pt", toy / "one.npz", one_per_subject=True, device="cpu")
+    one = read_latents(toy / "one.npz")
+    assert one["sample"].tolist() == ["p0", "p1", "p3"]  # lowest store row of s1, s2, s3; s4 is in no split
+    assert one["subject"].tolist() == ["s1", "s2", "s3"]
+    assert one["split"].tolist() == ["train", "val", "test"] and one["label"].tolist() == [0, 1, 1]
+    assert str(one["status"]) == "ok" and one["sources"].tolist() == ["a", "b"]
+    store = read_store(toy / "store")
+    for name in ("a", "b"):  # the latents are those of exactly the chosen pairs
+        expected = model.embed(torch.from_numpy(np.asarray(store.arrays[name][[0, 1, 3]])), name).numpy()
+        assert one[f"z__{name}"].shape == (3, 8)
+        np.testing.assert_allclose(one[f"z__{name}"], expected, rtol=1e-6)
+    embed(toy / "store", toy / "fold0.tsv", toy / "model.pt", toy / "again.npz", one_per_subject=True, device="cpu")
+    again = read_latents(toy / "again.npz")
+    assert again.keys() == one.keys() and all(np.array_equal(again[k], one[k]) for k in one)
+    embed(toy / "store", toy / "fold0.tsv", toy / "model.pt", toy / "all.npz", device="cpu")
+    assert read_latents(toy / "all.npz")["sample"].tolist() == ["p0", "p1", "p2", "p3", "p4", "p6"]
+
+
+def test_the_choice_does_not_depend_on_the_index_order() -> None:
+    index = pd.DataFrame(ROWS, columns=["sample", "subject", "label"]).rename_axis("row").reset_index()
+    shuffled = index.sample(frac=1.0, random_state=3)
+    for one in (True, False):
+        pd.testing.assert_frame_equal(evaluation_rows(shuffled, SPLIT, one), evaluation_rows(index, SPLIT, one))
+    assert evaluation_rows(shuffled, SPLIT, True)["row"].tolist() == [0, 1, 3]
+
+
+def test_a_diverged_run_has_empty_latents_and_later_steps_say_diverged(toy: Path) -> None:
+    write_model(toy / "model.pt", "diverged")
+    embed(toy / "store", toy / "fold0.tsv", toy / "model.pt", toy / "lat.npz", one_per_subject=True, device="cpu")
+    lat = read_latents(toy / "lat.npz")
+    assert str(lat["status"]) == "diverged" and lat["sources"].tolist() == ["a", "b"]
+    assert lat["z__a"].shape == lat["z__b"].shape == (0, 8)  # (N = 0, latent)
+    assert all(len(lat[k]) == 0 for k in ("split", "label", "subject", "sample"))
+    probe = run_probe(toy / "lat.npz", toy / "probe.tsv", {}, "multiclass")
+    assert probe[["source", "split", "status"]].values.tolist() == [["a", "test", "diverged"], ["b", "test", "diverged"]]
+    assert probe["accuracy"].isna().all()
+    sim = run_similarity(toy / "lat.npz", toy / "sim.tsv", {})
+    assert sim[["source_a", "source_b", "split", "status"]].values.tolist() == [["a", "b", "test", "diverged"]]
+    assert sim[["cka", "svcca"]].isna().all().all()

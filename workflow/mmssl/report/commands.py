@@ -1,0 +1,25 @@
+"""The report stage's sub-command: ``mmssl report`` (one dataset's summary, table, figure)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _report_cmd(args: argparse.Namespace) -> None:
+    from mmssl.report.tables import write_report  # pandas and matplotlib: only when reporting
+
+    write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the ``report`` sub-command (``args.func(args)`` runs it)."""
+    p = sub.add_parser("report", help="summary.tsv, table.md and figure.png of one dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--methods", nargs="+", required=True, help="methods in the order of the table")
+    p.add_argument("--inputs", nargs="+", type=Path, required=True,
+                   help="probe and similarity TSVs: .../{probe|similarity}/{method}/fold{k}.tsv")
+    p.add_argument("--summary", type=Path, required=True, help="output summary.tsv (long format)")
+    p.add_argument("--table", type=Path, required=True, help="output table.md")
+    p.add_argument("--figure", type=Path, required=True, help="output figure.png")
+    p.set_defaults(func=_report_cmd)
