@@ -226,9 +226,18 @@ class RunsCode:
         return (Path.touch, (self.marker,))
 
 
-def test_model_and_checkpoint_hold_only_tensors_and_plain_values(toy):
-    _, _, out = run(toy, epochs=1)
-    for name in ("model.pt", "checkpoint.pt"):
+def test_model_and_checkpoint_hold_only_tensors_and_plain_values(toy, interrupt_training):
+    restore = interrupt_training(at=2)
+    with pytest.raises(KeyboardInterrupt):  # a killed job leaves its resume state
+        run(toy, epochs=3)
+    restore()
+    out = toy / "m"
+    saved = checkpoint.read_checkpoint(out / "checkpoint.pt")
+    assert saved["meta"]["epoch"] == 1 and len(saved["meta"]["rows"]) == 1
+    assert saved["meta"]["np_rng"]["bit_generator"] == "PCG64"
+    _, _, out = run(toy, epochs=1)  # other settings: starts again, and finishes
+    assert not (out / "checkpoint.pt").exists()  # resume state does not outlive the run
+    for name in ("model.pt",):
         payload = torch.load(out / name, weights_only=True)  # raises if anything else were inside
         assert payload["format"] == checkpoint.FORMAT and isinstance(payload["meta"], str)
     meta, state = read_model(out / "model.pt")
@@ -237,9 +246,6 @@ def test_model_and_checkpoint_hold_only_tensors_and_plain_values(toy):
                                {"name": "b", "channels": 1, "size": 16, "dims": 2}]
     assert meta["model_settings"]["latent"] == 8 and meta["train_settings"]["batch_size"] == 32
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    saved = checkpoint.read_checkpoint(out / "checkpoint.pt")
-    assert saved["meta"]["epoch"] == 1 and len(saved["meta"]["rows"]) == 1
-    assert saved["meta"]["np_rng"]["bit_generator"] == "PCG64"
 
 
 @pytest.mark.parametrize("name", ["model.pt", "checkpoint.pt"])

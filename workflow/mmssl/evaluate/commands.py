@@ -139,8 +139,10 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     task: ``multiclass`` (linear_probe; settings = LinearProbeSettings keys) or ``binary``
     (tuned_logistic_probe; settings = TunedProbeSettings keys). Both accept ``classes``:
     the labels to keep (binary: [negative, positive]; missing or null: all). The binary
-    Optuna studies live in ``<out_tsv stem>.optuna.db`` beside ``out_tsv``, so a rerun
-    resumes them.
+    Optuna studies live in ``<out_tsv stem>.optuna.db`` beside ``out_tsv`` while the job
+    runs, so a rerun of an interrupted job resumes them; the file is removed once the table
+    is written (resume state, not a declared output: Snakemake deletes a failed job's
+    outputs, which would leave nothing to resume from).
     """
     if task not in TASKS:
         raise ValueError(f"probe task must be one of {list(TASKS)}; got {task!r}")
@@ -154,16 +156,17 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     keep = _select_classes(data, classes, latents)
     labels = data["label"][keep]
     y = _binary_labels(labels, classes, latents) if task == "binary" else labels
-    storage = None
+    storage, study = None, out_tsv.parent / (out_tsv.stem + ".optuna.db")
     if task == "binary":
         out_tsv.parent.mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{(out_tsv.parent / (out_tsv.stem + '.optuna.db')).resolve()}"
+        storage = f"sqlite:///{study.resolve()}"
     rows = []
     for source in data["sources"]:
         for row in _probe_one_source(data["z"][source][keep], y, data["split"][keep], task, settings, storage, source):
             rows.append({"source": source, **row, "status": "ok"})
     df = pd.DataFrame(rows)
     write_tsv(df, out_tsv)
+    study.unlink(missing_ok=True)
     return df
 
 

@@ -427,5 +427,9 @@ def train(store_dir: str | Path, split_tsv: str | Path, method: str, fold: int, 
         torch.backends.cudnn.benchmark = True
     status = trainer.fit()
     trainer.write_outputs(status, model_path, metrics_path)
+    # checkpoint.pt is resume state, not a result: it is not a declared output (Snakemake
+    # deletes a failed job's outputs, which would leave nothing to resume from), so it must
+    # not outlive the run it belongs to
+    trainer.ckpt_path.unlink(missing_ok=True)
     return status
 
