@@ -7,8 +7,10 @@ random affine (rotation <= 10 deg, translation <= 10 mm, scale 0.9-1.1) onto an
 OASIS-3-sized native grid: T1w 176 x 256 x 256 at 1 mm; mean EPI and fALFF 64 x 64 x 36
 at 4 mm (T2*-like contrast). Timed, with files in and out like the Snakemake rules:
 
-* T1 path: ``mmssl t1-to-mni`` = load, mask (register + template mask), resample to 3 mm 64³;
-* EPI path: ``mmssl falff-to-mni`` = register the mean EPI, move the fALFF map.
+* T1 path: ``mmssl preprocess-t1`` (the rule's command) = header check, load, mask
+  (register + template mask), resample to 3 mm 64³, write its five outputs;
+* EPI path: the second half of ``mmssl preprocess-bold`` = register the mean EPI, move the
+  fALFF map (fALFF itself: bench_falff.py).
 
 Reported: wall time per path (target: T1 + EPI < 60 s), mean / max displacement error of
 the recovered transforms over template brain voxels, Dice of the python backend's native
@@ -33,10 +35,14 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from mmssl.preprocess import mri_commands  # noqa: E402
+from mmssl.cli import main as mmssl  # noqa: E402
+from mmssl.paths import derivatives_of  # noqa: E402
 from mmssl.preprocess.masking import brain_mask_python, dice  # noqa: E402
+from mmssl.preprocess.pipeline import falff_to_mni  # noqa: E402
 from mmssl.preprocess.registration import apply_affine, load_transform  # noqa: E402
+from mmssl.preprocess.settings import MriSettings  # noqa: E402
 from mmssl.preprocess.spatial import mni_brain_mask, mni_template  # noqa: E402
+from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_xfm  # noqa: E402
 
 
 def random_affine(rng: np.random.Generator) -> np.ndarray:
@@ -117,14 +123,25 @@ def displacement(fixed_to_moving: np.ndarray, truth: np.ndarray) -> tuple[float,
     return float(d.mean()), float(d.max())
 
 
-def run(args: list[str]) -> float:
-    parser = argparse.ArgumentParser()
-    mri_commands.add_commands(parser.add_subparsers())
-    parsed = parser.parse_args(args)
+def run_t1(t1: Path, root: Path) -> tuple[float, Path]:
+    """The rule's command, preprocess-t1: (seconds, the transform it wrote)."""
+    out = derivatives_of(root, t1)
+    flags = [arg for key, path in out.items() for arg in (f"--out-{key.lower()}", path)]
     start = time.perf_counter()
-    status = parsed.func(parsed)
-    if status:
-        raise SystemExit(f"command failed: {args}")
+    if mmssl(["preprocess-t1", "--t1", str(t1), "--settings-json", "{}", *flags]):
+        raise SystemExit("preprocess-t1 failed")
+    if Path(out["status"]).read_text().count("\n") > 1:
+        raise SystemExit(f"the T1w was excluded: {Path(out['status']).read_text()}")
+    return time.perf_counter() - start, Path(out["xfm"])
+
+
+def run_epi(paths: dict[str, Path], xfm: Path) -> float:
+    """The second half of preprocess-bold (fALFF itself is timed by bench_falff.py): read
+    the native fALFF map, mean EPI and EPI mask, register, move, write the transform."""
+    start = time.perf_counter()
+    result = falff_to_mni(load_map(paths["falff"]), load_volume(paths["mean"]), load_mask(paths["epimask"]),
+                          MriSettings.from_config({}))
+    save_xfm(result.registration.fixed_to_moving, xfm)
     return time.perf_counter() - start
 
 
@@ -139,11 +156,9 @@ def main() -> None:
         folder = Path(tmp)
         subject = make_subject(folder, opts.warp_mm, opts.seed)
         p = subject["paths"]
-        t1_s = run(["t1-to-mni", "--t1", str(p["t1"]), "--out-t1", f"{tmp}/t1.nii.gz", "--out-mask", f"{tmp}/m.nii.gz",
-                    "--out-xfm", f"{tmp}/t1.txt", "--out-qc", f"{tmp}/t1.json"])
-        epi_s = run(["falff-to-mni", "--falff", str(p["falff"]), "--mean-epi", str(p["mean"]), "--epi-mask", str(p["epimask"]),
-                     "--out", f"{tmp}/f.nii.gz", "--out-xfm", f"{tmp}/epi.txt", "--out-qc", f"{tmp}/f.json"])
-        t1_err = displacement(load_transform(f"{tmp}/t1.txt"), subject["world_from_mni"])
+        t1_s, t1_xfm = run_t1(p["t1"], folder / "preproc")
+        epi_s = run_epi(p, folder / "epi.txt")
+        t1_err = displacement(load_transform(t1_xfm), subject["world_from_mni"])
         epi_err = displacement(load_transform(f"{tmp}/epi.txt"), subject["world_from_mni"])
         native = brain_mask_python(nib.load(p["t1"]))
         mask_dice = dice(np.asarray(native.mask.dataobj) > 0, subject["truth_mask"])

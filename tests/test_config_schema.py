@@ -14,6 +14,7 @@ import yaml
 
 from mmssl.config import validate
 from mmssl.schema import ConfigError, load_schema, schema_defaults
+from mmssl.settings import schema_default
 from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS
 from mmssl.preprocess.clinical import ClinicalColumns, PairingSettings
 from mmssl.preprocess.discovery import split_discover_settings
@@ -70,10 +71,35 @@ def test_settings_from_an_empty_section_are_the_schema_defaults(name, cls, build
     assert plain(build({})) == expected  # every field comes from the schema, and nothing else does
 
 
-@pytest.mark.parametrize("cls", sorted({s[1] for s in SECTIONS} | {HeaderLimits}, key=lambda c: c.__name__))
-def test_no_settings_field_has_a_python_default(cls):
-    with_default = [f.name for f in dataclasses.fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
-    assert with_default == [], f"{cls.__name__}: defaults belong in the config schema, not in {with_default}"
+def settings_classes() -> list[type]:
+    """Every settings dataclass of the package: the ones built from a schema section."""
+    from mmssl.augment import AugmentSettings
+    from mmssl.data.splits import SplitSettings
+    from mmssl.evaluate.probe import LinearProbeSettings, TunedProbeSettings
+    from mmssl.evaluate.similarity import SimilaritySettings
+    from mmssl.objectives.base import ModelSettings
+    from mmssl.train.loop import TrainSettings
+
+    return sorted({s[1] for s in SECTIONS} | {AugmentSettings, SplitSettings, LinearProbeSettings, TunedProbeSettings,
+                                             SimilaritySettings, ModelSettings, TrainSettings, HeaderLimits}, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", settings_classes(), ids=lambda c: c.__name__)
+def test_no_settings_field_has_a_default_of_its_own(cls):
+    """A field either has no default (its class is built from_config) or takes the
+    schema's, read when the field is left out (mmssl.settings.schema_settings): no literal
+    default can drift from the schema."""
+    own = [f.name for f in dataclasses.fields(cls) if f.default is not MISSING
+           or f.default_factory is not MISSING and getattr(f.default_factory, "func", None) is not schema_default]
+    assert own == [], f"{cls.__name__}: defaults belong in the config schema, not in {own}"
+
+
+def test_schema_backed_defaults_are_the_schemas():
+    from mmssl.train.loop import TrainSettings
+
+    train = schema_defaults("train")
+    assert TrainSettings().epochs == train["epochs"] and TrainSettings(epochs=3).batch_size == train["batch_size"]
+    assert QcThresholds() == QcThresholds.from_config({}) and GridSettings().size == schema_defaults("grid")["size"]
 
 
 def test_registration_epi_has_its_own_full_defaults():

@@ -188,7 +188,7 @@ def test_run_similarity_table(tmp_path: Path) -> None:
     np.testing.assert_allclose(read["cka"], df["cka"])
     with pytest.raises(ValueError, match=r"no rows in split 'holdout'"):
         run_similarity(tmp_path / "lat.npz", out, {"split": "holdout"})
-    with pytest.raises(ValueError, match=r"unknown similarity key\(s\) \['keep'\]"):
+    with pytest.raises(ValueError, match=r"similarity: .*'keep' was unexpected.*allowed keys: split, svcca_keep"):
         run_similarity(tmp_path / "lat.npz", out, {"keep": 0.9})
 
 

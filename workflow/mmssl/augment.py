@@ -6,28 +6,23 @@ as in the authors' code, so paired volumes stay spatially aligned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mmssl.settings import schema_field, settings_from
+from mmssl.settings import schema_settings
 
 
-@dataclass(frozen=True)
+@schema_settings("train.augment")
 class AugmentSettings:
     """pad: voxels of zero padding on each side before a random crop back to the input
     size (authors' code: 8; 0 = off). flip: probability of a left-right flip (the
     released config keeps flips off; the paper mentions them). Defaults: the config
     schema's ``train.augment``."""
 
-    pad: int = schema_field("train.augment", "pad")
-    flip: float = schema_field("train.augment", "flip")
+    pad: int
+    flip: float
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> AugmentSettings:
-        return settings_from(cls, cfg, "train.augment")
 
     @property
     def active(self) -> bool:

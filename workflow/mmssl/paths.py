@@ -21,29 +21,34 @@ from pathlib import Path
 
 SPACE = "MNI152NLin2009aSym"
 
+
+def _mni(desc: str, suffix: str) -> tuple[dict[str, str], str, str]:
+    """A volume on the 3 mm MNI grid."""
+    return {"space": SPACE, "res": "3mm", "desc": desc}, suffix, ".nii.gz"
+
+
+def _xfm(source: str) -> tuple[dict[str, str], str, str]:
+    """The template -> native transform of ``source`` (T1w or boldref)."""
+    return {"from": source, "to": SPACE, "mode": "image"}, "xfm", ".txt"
+
+
+def _native(desc: str, suffix: str, extension: str = ".nii.gz") -> tuple[dict[str, str], str, str]:
+    """In the scan's own space: no space entity."""
+    return {"desc": desc}, suffix, extension
+
+
 # key -> (entities after the scan's own, suffix, extension). The keys are the rules' named
-# outputs and the command-line flags (``--out-<key>``).
+# outputs and the command-line flags (``--out-<key>``). QC JSON, and a status TSV (header
+# only, or the reason the scan was excluded), for every scan.
 DERIVATIVES: dict[str, dict[str, tuple[dict[str, str], str, str]]] = {
-    "anat": {
-        "T1w": ({"space": SPACE, "res": "3mm", "desc": "brain"}, "T1w", ".nii.gz"),
-        "mask": ({"space": SPACE, "res": "3mm", "desc": "brain"}, "mask", ".nii.gz"),
-        "xfm": ({"from": "T1w", "to": SPACE, "mode": "image"}, "xfm", ".txt"),
-        "qc": ({"space": SPACE, "desc": "qc"}, "T1w", ".json"),
-        "status": ({"desc": "status"}, "T1w", ".tsv"),
-    },
-    "func": {
-        "fALFF": ({"space": SPACE, "res": "3mm", "desc": "falff"}, "boldmap", ".nii.gz"),
-        "mask": ({"space": SPACE, "res": "3mm", "desc": "falff"}, "mask", ".nii.gz"),
-        "xfm": ({"from": "boldref", "to": SPACE, "mode": "image"}, "xfm", ".txt"),
-        "qc": ({"space": SPACE, "desc": "qc"}, "bold", ".json"),
-        "status": ({"desc": "status"}, "bold", ".tsv"),
-        # native space (no space entity): the fALFF map before registration, the EPI mask,
-        # the mean EPI it was registered with, and per-volume confounds
-        "falff_native": ({"desc": "falff"}, "boldmap", ".nii.gz"),
-        "mask_native": ({"desc": "brain"}, "mask", ".nii.gz"),
-        "boldref": ({"desc": "mean"}, "boldref", ".nii.gz"),
-        "confounds": ({"desc": "confounds"}, "timeseries", ".tsv"),
-    },
+    "anat": {"T1w": _mni("brain", "T1w"), "mask": _mni("brain", "mask"), "xfm": _xfm("T1w"),
+             "qc": ({"space": SPACE, "desc": "qc"}, "T1w", ".json"), "status": _native("status", "T1w", ".tsv")},
+    "func": {"fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm("boldref"),
+             "qc": ({"space": SPACE, "desc": "qc"}, "bold", ".json"), "status": _native("status", "bold", ".tsv"),
+             # native space: the fALFF map before registration, the EPI mask, the mean EPI it
+             # was registered with, and per-volume confounds
+             "falff_native": _native("falff", "boldmap"), "mask_native": _native("brain", "mask"),
+             "boldref": _native("mean", "boldref"), "confounds": _native("confounds", "timeseries", ".tsv")},
 }
 # the raw suffix of each datatype's scans, and the datatype of each raw suffix
 RAW_SUFFIX = {"anat": "T1w", "func": "bold"}

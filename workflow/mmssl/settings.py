@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
-from dataclasses import field, fields
+from collections.abc import Callable, Mapping
+import functools
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mmssl.schema import schema_defaults
+from mmssl.schema import schema_defaults, section_values
 
 T = TypeVar("T")
 
@@ -30,16 +31,34 @@ def check_keys(cls: type, cfg: Mapping[str, Any] | None, section: str) -> dict[s
     return values
 
 
-def settings_from(cls: type[T], cfg: Mapping[str, Any] | None, section: str) -> T:
-    """Dataclass ``cls`` built from ``cfg`` (see check_keys)."""
-    return cls(**check_keys(cls, cfg, section))
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default of ``section.key`` (a fresh copy)."""
+    return schema_defaults(section)[key]
 
 
-def schema_field(section: str, key: str) -> Any:
-    """A dataclass field whose default is the schema's default of ``section.key``, read
-    when an instance leaves the field out (the rules always pass the full validated
-    section; tests and hand-made settings give only what they change)."""
-    return field(default_factory=lambda: schema_defaults(section)[key])
+def schema_settings(section: str, label: str | None = None) -> Callable[[type[T]], type[T]]:
+    """Class decorator: a frozen dataclass holding the config schema's section ``section``
+    (a ``$defs`` name, or a dotted path into one: "train.augment", "probe.binary").
+
+    Every field the class body leaves without a value defaults to the schema's default,
+    read when an instance leaves it out (not at import), so the schema is the one place
+    defaults live and ``TrainSettings(epochs=3)`` still works. Unless the class defines its
+    own, ``from_config(cfg)`` fills the keys ``cfg`` leaves out from the schema, validates
+    them against it (a wrong key or value names ``label``, default ``section``, and what is
+    allowed) and builds the instance; ``__post_init__`` may then normalise values."""
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name not in cls.__dict__:
+                setattr(cls, name, field(default_factory=functools.partial(schema_default, section, name)))
+        if "from_config" not in cls.__dict__:
+            def from_config(klass: type[T], cfg: Mapping[str, Any] | None = None) -> T:
+                return klass(**section_values(section, cfg, label or section))
+
+            cls.from_config = classmethod(from_config)  # type: ignore[attr-defined]
+        return dataclass(frozen=True)(cls)
+
+    return decorate
 
 
 def settings_arg(text: str) -> dict:

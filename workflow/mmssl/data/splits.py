@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from mmssl.settings import schema_field, settings_from
+from mmssl.settings import schema_settings
 
 SPLITS = ("train", "val", "test", "holdout")
 
 
-@dataclass(frozen=True)
+@schema_settings("splits")
 class SplitSettings:
     """n_folds: K. seed: of every shuffle (authors' code: 343). test: 'pool' (the dataset's
     own test pool, e.g. MNIST's t10k files, is every fold's test split) or 'fold' (the
@@ -28,17 +28,13 @@ class SplitSettings:
     group_by: a column whose groups never straddle two folds' parts (leave-site-out).
     Every default is the config schema's (``splits`` section)."""
 
-    n_folds: int = schema_field("splits", "n_folds")
-    seed: int = schema_field("splits", "seed")
-    test: str = schema_field("splits", "test")
-    test_fraction: float = schema_field("splits", "test_fraction")
-    val_fraction: float = schema_field("splits", "val_fraction")
-    holdout: int = schema_field("splits", "holdout")
-    group_by: str | None = schema_field("splits", "group_by")
-
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> SplitSettings:
-        return settings_from(cls, cfg, "splits")
+    n_folds: int
+    seed: int
+    test: str
+    test_fraction: float
+    val_fraction: float
+    holdout: int
+    group_by: str | None
 
 
 def subjects_table(index: pd.DataFrame, group_by: str | None = None) -> pd.DataFrame:

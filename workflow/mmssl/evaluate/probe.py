@@ -31,14 +31,14 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from mmssl.settings import schema_field, settings_from
+from mmssl.settings import schema_settings
 
 EvalSets = dict[str, tuple[np.ndarray, np.ndarray]]
 # (predict: standardised z (N, D) -> class indices (N,), validation accuracy, description)
 Fitted = tuple[Callable[[np.ndarray], np.ndarray], float, str]
 
 
-@dataclass(frozen=True)
+@schema_settings("probe.multiclass")
 class LinearProbeSettings:
     """Multi-class probe settings (config ``evaluate.probe`` for image datasets).
 
@@ -50,14 +50,16 @@ class LinearProbeSettings:
     Every default is the config schema's (``probe.multiclass``).
     """
 
-    kind: str = schema_field("probe.multiclass", "kind")
-    lr: float = schema_field("probe.multiclass", "lr")
-    epochs: int = schema_field("probe.multiclass", "epochs")
-    batch_size: int = schema_field("probe.multiclass", "batch_size")
-    weight_decays: tuple[float, ...] = schema_field("probe.multiclass", "weight_decays")
-    Cs: tuple[float, ...] = schema_field("probe.multiclass", "Cs")
-    max_iter: int = schema_field("probe.multiclass", "max_iter")
-    seed: int = schema_field("probe.multiclass", "seed")
+    kind: str
+    lr: float
+    epochs: int
+    batch_size: int
+    max_iter: int
+    seed: int
+    weight_decays: tuple[float, ...]
+    """The weight decays tried on validation (kind linear)."""
+    Cs: tuple[float, ...]
+    """The inverse regularisation strengths C tried on validation (kind logreg)."""
 
     def __post_init__(self) -> None:
         # config lists become tuples of floats: the frozen settings stay hashable, and
@@ -71,12 +73,8 @@ class LinearProbeSettings:
         if not self.weight_decays or not self.Cs:
             raise ValueError("weight_decays and Cs must each list at least one value")
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> LinearProbeSettings:
-        return settings_from(cls, cfg, "linear probe")
 
-
-@dataclass(frozen=True)
+@schema_settings("probe.binary")
 class TunedProbeSettings:
     """Binary probe settings (config ``evaluate.probe`` for OASIS-3).
 
@@ -86,11 +84,11 @@ class TunedProbeSettings:
     Every default is the config schema's (``probe.binary``).
     """
 
-    n_trials: int = schema_field("probe.binary", "n_trials")
-    max_iter: int = schema_field("probe.binary", "max_iter")
-    C_min: float = schema_field("probe.binary", "C_min")
-    C_max: float = schema_field("probe.binary", "C_max")
-    seed: int = schema_field("probe.binary", "seed")
+    n_trials: int
+    max_iter: int
+    C_min: float
+    C_max: float
+    seed: int
 
     def __post_init__(self) -> None:
         if self.n_trials < 1 or self.max_iter < 1:
@@ -98,9 +96,6 @@ class TunedProbeSettings:
         if not 0 < self.C_min < self.C_max:
             raise ValueError(f"need 0 < C_min < C_max; got C_min={self.C_min}, C_max={self.C_max}")
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> TunedProbeSettings:
-        return settings_from(cls, cfg, "tuned logistic probe")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -118,7 +113,6 @@ def _single_thread() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
-
 
 
 def _check_split(name: str, z: np.ndarray, y: np.ndarray, dim: int | None = None) -> None:

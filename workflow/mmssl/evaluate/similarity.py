@@ -16,29 +16,24 @@ products below lose digits quickly in single precision.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from mmssl.settings import schema_field, settings_from
+from mmssl.settings import schema_settings
 
 
-@dataclass(frozen=True)
+@schema_settings("similarity")
 class SimilaritySettings:
     """Settings of the ``similarity`` rule (config section ``similarity``, whose schema
     holds the defaults). split: the split whose samples are compared; svcca_keep: the
     variance fraction SVCCA keeps of each representation (see :func:`svcca`)."""
 
-    split: str = schema_field("similarity", "split")
-    svcca_keep: float = schema_field("similarity", "svcca_keep")
+    split: str
+    svcca_keep: float
 
     def __post_init__(self) -> None:
         if not 0.0 < self.svcca_keep <= 1.0:
             raise ValueError(f"similarity.svcca_keep must be in (0, 1]; got {self.svcca_keep}")
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> SimilaritySettings:
-        return settings_from(cls, cfg, "similarity")
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

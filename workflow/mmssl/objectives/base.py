@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from mmssl.models.encoders import DCGANEncoder
-from mmssl.settings import schema_defaults, schema_field
+from mmssl.schema import schema_defaults
+from mmssl.settings import schema_settings
 from mmssl.types import SourceSpec
 
 
-@dataclass(frozen=True)
+@schema_settings("model")
 class ModelSettings:
     """Model and objective settings shared by all methods (config key ``model``).
 
@@ -27,14 +28,14 @@ class ModelSettings:
     Every default is the config schema's (``model`` section), read when a field is left out.
     """
 
-    latent: int = schema_field("model", "latent")
-    width: int = schema_field("model", "width")
-    heads: str = schema_field("model", "heads")
-    clip: float | None = schema_field("model", "clip")
-    penalty: float = schema_field("model", "penalty")
-    weights: dict[str, float] = schema_field("model", "weights")
-    cs_mode: str = schema_field("model", "cs_mode")
-    extra: dict[str, Any] = schema_field("model", "extra")
+    latent: int
+    width: int
+    heads: str
+    clip: float | None
+    penalty: float
+    weights: dict[str, float]
+    cs_mode: str
+    extra: dict[str, Any]
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> ModelSettings:

@@ -162,6 +162,16 @@ def _add_outputs(parser: argparse.ArgumentParser, datatype: str) -> None:
                             help=f"derivative '{key}' (BIDS-derivatives name from mmssl.paths)")
 
 
+def _paths(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Required file arguments (each a Path)."""
+    for flag in flags:
+        parser.add_argument(flag, required=True, type=Path)
+
+
+def _settings(parser: argparse.ArgumentParser, section: str, flag: str = "--settings-json") -> None:
+    parser.add_argument(flag, required=True, type=settings_arg, help=f"the {section} config section (JSON or a .json file)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the brain-MRI sub-commands; each sets ``func`` returning an exit status."""
     p = sub.add_parser("synthetic-bids", help="write the synthetic OASIS-3-shaped BIDS dataset")
@@ -172,58 +182,42 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_synthetic_bids)
 
     p = sub.add_parser("discover", help="find T1w/BOLD runs, match clinical visits, write subjects/pairs/excluded TSVs")
-    p.add_argument("--bids-dir", required=True, type=Path)
-    p.add_argument("--clinical", required=True, type=Path, help="clinical CSV/TSV (OASIS-3 UDS-like)")
-    p.add_argument("--settings-json", required=True, type=settings_arg, help="the discover config section")
+    _paths(p, "--bids-dir", "--clinical", "--out-subjects", "--out-pairs", "--out-excluded")
+    _settings(p, "discover")
     p.add_argument("--dataset", required=True, help="dataset name, for messages")
-    p.add_argument("--out-subjects", required=True, type=Path)
-    p.add_argument("--out-pairs", required=True, type=Path)
-    p.add_argument("--out-excluded", required=True, type=Path)
     p.set_defaults(func=cmd_discover)
 
     p = sub.add_parser("preprocess-t1", help="one T1w: header check, brain mask, affine to MNI, 3 mm 64^3")
-    p.add_argument("--t1", required=True, type=Path, help="native T1w NIfTI")
-    p.add_argument("--settings-json", required=True, type=settings_arg, help="the preprocess config section")
+    _paths(p, "--t1")
+    _settings(p, "preprocess")
     _add_outputs(p, "anat")
     p.set_defaults(func=cmd_preprocess_t1)
 
     p = sub.add_parser("preprocess-bold", help="one BOLD run: header check, fALFF, mean EPI to MNI, 3 mm 64^3")
-    p.add_argument("--bold", required=True, type=Path, help="native 4D BOLD NIfTI")
+    _paths(p, "--bold")
     p.add_argument("--sidecar", type=Path, help="its JSON sidecar (none: TR from the header)")
-    p.add_argument("--settings-json", required=True, type=settings_arg, help="the preprocess config section")
-    p.add_argument("--falff-json", required=True, type=settings_arg, help="the falff config section")
+    _settings(p, "preprocess")
+    _settings(p, "falff", "--falff-json")
     _add_outputs(p, "func")
     p.set_defaults(func=cmd_preprocess_bold)
 
     p = sub.add_parser("collect", help="excluded.tsv and the pairs of preprocessed volumes")
-    p.add_argument("--discovery-excluded", required=True, type=Path)
-    p.add_argument("--pairs", required=True, type=Path, help="discovery's pairs TSV")
+    _paths(p, "--discovery-excluded", "--pairs", "--out-excluded", "--out-pairs")
     p.add_argument("--statuses", nargs="*", default=[], type=Path, help="every scan's status TSV")
     p.add_argument("--preproc-dir", required=True, type=Path, help="results/{dataset}/preproc (derivative names: mmssl.paths)")
-    p.add_argument("--out-excluded", required=True, type=Path)
-    p.add_argument("--out-pairs", required=True, type=Path)
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("landmarks", help="histogram landmarks of one modality from one fold's training subjects")
-    p.add_argument("--pairs", required=True, type=Path, help="preprocessed pairs TSV (collect)")
-    p.add_argument("--splits", required=True, type=Path, help="the fold's split TSV (subject, label, split)")
+    _paths(p, "--pairs", "--splits", "--out")
     p.add_argument("--modality", required=True, choices=("T1w", "fALFF"))
-    p.add_argument("--out", required=True, type=Path, help="landmarks .npy")
     p.set_defaults(func=cmd_landmarks)
 
     p = sub.add_parser("pack", help="standardise every pair with the fold's landmarks into a packed store")
-    p.add_argument("--pairs", required=True, type=Path)
-    p.add_argument("--splits", required=True, type=Path)
-    p.add_argument("--landmarks-t1", required=True, type=Path)
-    p.add_argument("--landmarks-falff", required=True, type=Path)
-    p.add_argument("--out-dir", required=True, type=Path, help="store folder (index.tsv, sources.json, T1w.npy, fALFF.npy)")
-    p.add_argument("--settings-json", required=True, type=settings_arg, help="the preprocess config section")
+    _paths(p, "--pairs", "--splits", "--landmarks-t1", "--landmarks-falff", "--out-dir")
+    _settings(p, "preprocess")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("qc", help="montages, qc.tsv and one HTML page")
-    p.add_argument("--pairs", required=True, type=Path)
-    p.add_argument("--out-tsv", required=True, type=Path, help="results/{dataset}/qc/qc.tsv")
-    p.add_argument("--out-html", required=True, type=Path, help="results/{dataset}/qc/index.html")
-    p.add_argument("--montage-dir", required=True, type=Path, help="folder for one PNG per subject")
-    p.add_argument("--settings-json", required=True, type=settings_arg, help="the preprocess config section")
+    p = sub.add_parser("qc", help="qc.tsv, one montage PNG per subject, one HTML page")
+    _paths(p, "--pairs", "--out-tsv", "--out-html", "--montage-dir")
+    _settings(p, "preprocess")
     p.set_defaults(func=cmd_qc)

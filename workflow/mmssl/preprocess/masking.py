@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -33,8 +31,9 @@ from scipy import ndimage
 from mmssl.preprocess.registration import AffineResult, RegistrationSettings, apply_affine, register_affine
 from mmssl.preprocess.fsl import require_fsl
 from mmssl.preprocess.spatial import mni_brain_mask, mni_template
+from mmssl.settings import schema_settings
 
-@dataclass(frozen=True)
+@schema_settings("brain_mask", "preprocess.brain_mask")
 class MaskSettings:
     """Config key ``preprocess.brain_mask`` (defaults: the config schema).
 
@@ -49,12 +48,6 @@ class MaskSettings:
     dilate_voxels: int
     registration_resolution: int
     bet_f: float
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> MaskSettings:
-        from mmssl.schema import section_values
-
-        return cls(**section_values("brain_mask", cfg, "preprocess.brain_mask"))
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -33,11 +31,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmssl.io import atomic_path, write_text  # noqa: E402
+from mmssl.settings import schema_settings  # noqa: E402
 
 QC_COLUMNS = ("subject", "sample", "mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "flags", "montage")
 
 
-@dataclass(frozen=True)
+@schema_settings("qc", "preprocess.qc")
 class QcThresholds:
     """Config key ``preprocess.qc`` (defaults: the config schema); see the module docstring
     for what each flag means."""
@@ -49,12 +48,6 @@ class QcThresholds:
     min_falff_mean: float
     max_falff_mean: float
     max_mean_fd: float
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> QcThresholds:
-        from mmssl.schema import section_values
-
-        return cls(**section_values("qc", cfg, "preprocess.qc"))
 
 
 def qc_flags(metrics: dict, thresholds: QcThresholds | None = None) -> list[str]:

@@ -15,32 +15,25 @@ two). 64 × 3 mm = 192 mm covers the template brain (144 × 180 × 154 mm) with 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from mmssl.preprocess.registration import apply_affine
+from mmssl.settings import schema_settings
 
 SPACE = "MNI152NLin2009aSym"
 
 
-@dataclass(frozen=True)
+@schema_settings("grid", "preprocess.grid")
 class GridSettings:
     """Target grid (config key ``preprocess.grid``; defaults: the config schema): voxel_mm,
     size (voxels per axis)."""
 
     voxel_mm: float
     size: int
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> GridSettings:
-        from mmssl.schema import section_values
-
-        return cls(**section_values("grid", cfg, "preprocess.grid"))
 
 
 @dataclass(frozen=True)

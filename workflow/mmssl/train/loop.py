@@ -40,7 +40,7 @@ from mmssl.data.store import Store, read_store
 from mmssl.io import atomic_path
 from mmssl.objectives import build_method
 from mmssl.objectives.base import Method, ModelSettings
-from mmssl.settings import schema_field, settings_from
+from mmssl.settings import schema_settings
 from mmssl.train.checkpoint import model_meta, read_checkpoint, save_checkpoint, save_model
 
 # the package's name, not this module's: rule logs and tests filter on "mmssl.train"
@@ -51,7 +51,7 @@ class DivergenceError(RuntimeError):
     """A loss became NaN or infinite and could not be recovered."""
 
 
-@dataclass(frozen=True)
+@schema_settings("train")
 class TrainSettings:
     """epochs: paper 50 (natural images) / 200 (OASIS-3). lr: RAdam learning rate (4e-4).
     scheduler: 'onecycle' (paper, max_lr 0.01) or 'none' (authors' OASIS-3 config).
@@ -69,21 +69,21 @@ class TrainSettings:
     Every default is the config schema's (``train`` section), read when a field is left
     out; the rule always passes the full validated section."""
 
-    epochs: int = schema_field("train", "epochs")
-    batch_size: int = schema_field("train", "batch_size")
-    lr: float = schema_field("train", "lr")
-    scheduler: str = schema_field("train", "scheduler")
-    max_lr: float = schema_field("train", "max_lr")
-    seed: int = schema_field("train", "seed")
-    device: str = schema_field("train", "device")
-    prefetch: int = schema_field("train", "prefetch")
-    balanced: bool = schema_field("train", "balanced")
-    augment: dict[str, Any] = schema_field("train", "augment")
-    amp: str = schema_field("train", "amp")
-    divergence_retries: int = schema_field("train", "divergence_retries")
-    lr_drop: float = schema_field("train", "lr_drop")
-    on_divergence: str = schema_field("train", "on_divergence")
-    max_batches: int = schema_field("train", "max_batches")
+    epochs: int
+    batch_size: int
+    lr: float
+    scheduler: str
+    max_lr: float
+    seed: int
+    device: str
+    prefetch: int
+    balanced: bool
+    augment: dict[str, Any]
+    amp: str
+    divergence_retries: int
+    lr_drop: float
+    on_divergence: str
+    max_batches: int
 
     def __post_init__(self):
         amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
@@ -94,9 +94,6 @@ class TrainSettings:
         # (and one checkpoint fingerprint)
         object.__setattr__(self, "augment", asdict(AugmentSettings.from_config(self.augment)))
 
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> TrainSettings:
-        return settings_from(cls, cfg, "train")
 
 
 AMP_MODES = ("auto", "bf16", "off")
