@@ -207,7 +207,7 @@ def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
 # worker turns to another module's test, and this run would be built again
 @pytest.fixture(scope="session")
 def mri_run(tmp_path_factory):
-    """One tiny MRI run (.test/config-mri.yaml: 10 synthetic subjects plus 6 defective ones,
+    """One tiny MRI run (.test/config-mri.yaml: 10 synthetic subjects plus 8 defective ones,
     two methods, two folds) through --report, shared by the tests that read it (building
     it once per test cost 5 minutes of the suite)."""
     workdir = tmp_path_factory.mktemp("mri_run")

@@ -16,7 +16,7 @@ model.pt (the ``train`` rule's declared output)::
                                          model_settings, train_settings, device
     state_dict  {name: tensor} or None   the trained weights; None for a diverged run
 
-checkpoint.pt (beside it, rewritten after every epoch)::
+checkpoint.pt (beside it, rewritten after every epoch; removed once model.pt is written)::
 
     format      int                      FORMAT
     meta        str, JSON object         fingerprint, epoch, rows (metrics.tsv rows so far),
