@@ -119,7 +119,8 @@ def test_combination_sums_its_parts_with_weights():
     combo = build_method("L-S", two_sources(), {"penalty": 0.0, "weights": {"S": 2.0}})
     torch.manual_seed(1)
     single = build_method("S", two_sources(), {"penalty": 0.0})
-    single.load_state_dict(combo.state_dict())
+    # S has no local heads (no part of it uses locations): the rest of the weights match
+    single.load_state_dict({k: v for k, v in combo.state_dict().items() if not k.startswith("local_heads.")})
     combo.eval(), single.eval()
     with torch.no_grad():
         assert float(combo.losses(x)["S"]) == pytest.approx(2 * float(single.losses(x)["S"]), rel=1e-5)
@@ -131,6 +132,20 @@ def test_cross_source_term_sums_both_directions():
     proj = m.project(x)
     expected = nce_pooled(proj["a"][0], proj["b"][0], m.critic).loss + nce_pooled(proj["b"][0], proj["a"][0], m.critic).loss
     assert float(m.losses(x)["S"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_method_without_local_parts_builds_no_local_heads():
+    s_only = build_method("S", two_sources(), {})
+    with_local = build_method("L-S", two_sources(), {})
+    assert len(s_only.local_heads) == 0 and len(with_local.local_heads) == 2
+    extra = sum(p.numel() for p in with_local.local_heads.parameters())
+    assert sum(p.numel() for p in s_only.parameters()) == sum(p.numel() for p in with_local.parameters()) - extra > 0
+
+
+def test_cs_defaults_to_the_authors_random_location():
+    from mmssl.objectives.base import ModelSettings
+
+    assert ModelSettings().cs_mode == "random_location"
 
 
 def test_random_location_cs_mode_runs_in_3d():

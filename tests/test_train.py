@@ -287,3 +287,91 @@ def test_a_weights_only_file_of_another_layout_is_named(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "model.pt")  # a bare state dict
     with pytest.raises(RunFileError, match=rf"model.pt: not an mmssl model file of format {checkpoint.FORMAT} \(found None\)"):
         load_model(tmp_path / "model.pt")
+
+
+# --- issue 13: the encoder selected, divergence by size, lr under OneCycle --------------
+
+
+def scripted_validation(monkeypatch, losses):
+    """validate() returns ``losses`` in turn; the weights at each call are recorded."""
+    seen = []
+
+    def validate(self):
+        seen.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return losses[len(seen) - 1]
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    return seen
+
+
+def test_the_epoch_with_the_lowest_validation_loss_is_written(toy, monkeypatch):
+    seen = scripted_validation(monkeypatch, [3.0, 1.0, 2.0])
+    status, metrics, out = run(toy, epochs=3)
+    meta, state = read_model(out / "model.pt")
+    assert status == "ok" and meta["selected_epoch"] == 2 and meta["epochs"] == 3
+    assert all(torch.equal(state[k], seen[1][k]) for k in state)  # epoch 2's weights, not the last
+    assert not all(torch.equal(state[k], seen[2][k]) for k in state)
+    assert metrics["selected"].tolist() == [0, 1, 0]
+
+
+def test_select_last_writes_the_final_epoch(toy, monkeypatch):
+    seen = scripted_validation(monkeypatch, [3.0, 1.0, 2.0])
+    _, metrics, out = run(toy, epochs=3, select="last")
+    meta, state = read_model(out / "model.pt")
+    assert meta["selected_epoch"] == 3 and all(torch.equal(state[k], seen[2][k]) for k in state)
+    assert metrics["selected"].tolist() == [0, 0, 1]
+
+
+def test_the_best_epoch_survives_a_resume(toy, monkeypatch, interrupt_training):
+    scripted_validation(monkeypatch, [3.0, 1.0, 2.0, 5.0])
+    restore = interrupt_training(at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run(toy, epochs=4)
+    restore()
+    saved = checkpoint.read_checkpoint(toy / "m" / "checkpoint.pt")
+    assert saved["meta"]["best_epoch"] == 2 and saved["best_model"] is not None
+    scripted_validation(monkeypatch, [5.0, 5.0])  # the resumed epochs 3 and 4 are worse
+    _, _, out = run(toy, epochs=4)
+    assert read_model(out / "model.pt")[0]["selected_epoch"] == 2
+
+
+def test_an_exploding_loss_is_a_divergence(toy, monkeypatch):
+    """A loss that grows 1000-fold without a NaN is restored and retried like one, and a run
+    that keeps exploding is marked diverged rather than reported."""
+    original = Trainer.train_epoch
+
+    def exploding(self):
+        stats = original(self)
+        if stats is not None and self.epoch >= 1:
+            stats["train_loss"] = 1e19
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_epoch", exploding)
+    status, metrics, _ = run(toy, epochs=3, divergence_retries=1)
+    assert status == "diverged" and metrics["epoch"].tolist() == [1]
+
+
+def test_a_non_finite_gradient_is_a_divergence(toy, monkeypatch):
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("inf")))
+    with pytest.raises(DivergenceError, match="gradient became NaN/inf at epoch 1"):
+        run(toy, on_divergence="error")
+
+
+def test_lr_is_where_the_one_cycle_starts(toy):
+    _, slow, _ = run(toy, name="slow", epochs=1, lr=1e-4, max_lr=1e-2)
+    _, fast, _ = run(toy, name="fast", epochs=1, lr=1e-3, max_lr=1e-2)
+    assert slow["train_loss"].iloc[0] != fast["train_loss"].iloc[0]  # lr takes effect
+    with pytest.raises(ValueError, match=r"train.lr \(1e\+06\) is above train.max_lr"):
+        run(toy, name="huge", epochs=1, lr=1e6)
+
+
+def test_max_lr_without_a_one_cycle_is_a_config_error():
+    from mmssl.config import ConfigError, validate
+
+    config = {"train": {"scheduler": "none", "max_lr": 0.05}, "datasets": {"digits": {"kind": "two_view_mnist"}}}
+    with pytest.raises(ConfigError, match=r"train.max_lr has no effect: dataset digits trains with train.scheduler: none"):
+        validate(config)
+    config = {"datasets": {"digits": {"kind": "two_view_mnist", "train": {"scheduler": "none", "max_lr": 0.05}}}}
+    with pytest.raises(ConfigError, match=r"datasets.digits.train.max_lr has no effect"):
+        validate(config)
+    validate({"train": {"scheduler": "none", "lr": 1e-3}, "datasets": {"digits": {"kind": "two_view_mnist"}}})

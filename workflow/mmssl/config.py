@@ -27,9 +27,27 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     place), then what the schema cannot express (e.g. ``falff.band``'s order,
     ``preprocess.motion_correction`` needing the fsl backend), by building every
     ``bids_mri`` dataset's settings. Raises ConfigError naming the key."""
+    _check_scheduler_keys(config)  # before the defaults are filled in: it asks what the user set
     validate_against(config)
     _check_mri_values(config)
     return config
+
+
+def _check_scheduler_keys(config: dict[str, Any]) -> None:
+    """A training setting with no effect under the chosen scheduler is an error naming the
+    one that applies: ``max_lr`` set (globally or for a dataset) where a dataset trains
+    with ``scheduler: none``, whose learning rate is ``lr`` throughout."""
+    glob = config.get("train") if isinstance(config.get("train"), dict) else {}
+    datasets = config.get("datasets") if isinstance(config.get("datasets"), dict) else {}
+    for name, spec in datasets.items():
+        own = spec.get("train") if isinstance(spec, dict) and isinstance(spec.get("train"), dict) else {}
+        scheduler = own.get("scheduler", glob.get("scheduler", "onecycle"))
+        if scheduler != "none":
+            continue
+        where = "datasets." + name + ".train.max_lr" if "max_lr" in own else "train.max_lr" if "max_lr" in glob else None
+        if where:
+            raise ConfigError(f"{where} has no effect: dataset {name} trains with train.scheduler: none, whose learning "
+                              "rate is train.lr throughout; remove max_lr, or set train.lr")
 
 
 def _check_mri_values(config: dict[str, Any]) -> None:

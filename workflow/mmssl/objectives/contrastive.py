@@ -24,6 +24,7 @@ from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_sa
 
 PARTS = ("L", "CL", "CS", "S")
 CROSS_SOURCE = {"CL", "CS", "S"}
+LOCAL_PARTS = {"L", "CL", "CS"}  # the parts that use the locations c (all but S)
 
 
 
@@ -38,22 +39,27 @@ class ContrastiveMethod(Method):
             raise ValueError(f"model.cs_mode must be 'same_location' or 'random_location', got {settings.cs_mode!r}")
         self.parts = parts
         self.critic = CriticConfig(clip=settings.clip, penalty=settings.penalty)
-        # heads are shared by all losses of a source, not between sources (paper 3.3)
+        # heads are shared by all losses of a source, not between sources (paper 3.3); a
+        # method without a part on locations (S) builds no local heads: they would be
+        # parameters no loss reaches
+        self.uses_locations = bool(LOCAL_PARTS & set(parts))
         self.local_heads = nn.ModuleDict(
             {
                 s.name: build_local_head(settings.heads, self.encoders[s.name].local_channels, settings.latent, s.dims)
                 for s in sources
             }
+            if self.uses_locations
+            else {}
         )
         self.latent_heads = nn.ModuleDict({s.name: build_latent_head(settings.heads, settings.latent) for s in sources})
 
     def project(self, x: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """source -> (u_z (B, D, 1), u_c (B, D, M))."""
+        """source -> (u_z (B, D, 1), u_c (B, D, M), or None for a method without local parts)."""
         out = {}
         for s in self.sources:
             z, c = self.encoders[s](x[s])
             u_z = self.latent_heads[s](z).unsqueeze(2)
-            u_c = self.local_heads[s](c).flatten(2)
+            u_c = self.local_heads[s](c).flatten(2) if self.uses_locations else None
             out[s] = (u_z, u_c)
         return out
 

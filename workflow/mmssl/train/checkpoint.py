@@ -13,15 +13,19 @@ model.pt (the ``train`` rule's declared output)::
     format      int                      FORMAT
     meta        str, JSON object         method, fold, status ('ok' | 'diverged'), epochs,
                                          sources [{name, channels, size, dims}],
-                                         model_settings, train_settings, device
-    state_dict  {name: tensor} or None   the trained weights; None for a diverged run
+                                         model_settings, train_settings, device,
+                                         selected_epoch (the epoch whose weights these are:
+                                         train.select best = lowest validation loss)
+    state_dict  {name: tensor} or None   the selected weights; None for a diverged run
 
 checkpoint.pt (beside it, rewritten after every epoch; removed once model.pt is written)::
 
     format      int                      FORMAT
     meta        str, JSON object         fingerprint, epoch, rows (metrics.tsv rows so far),
-                                         retries_left, np_rng (the batch order's PCG64 state)
+                                         retries_left, np_rng (the batch order's PCG64 state),
+                                         best_epoch, best_val_loss (None before a validation)
     model       {name: tensor}           model state dict
+    best_model  {name: tensor} or None   the weights of best_epoch
     opt, sched  dict                     optimiser / LR scheduler state dicts
     torch_rng, gen_rng  (K,) uint8       global torch and augmentation generator states
 

@@ -81,9 +81,11 @@ class TrainSettings:
     augment: dict[str, Any]
     amp: str
     divergence_retries: int
+    divergence_factor: float
     lr_drop: float
     on_divergence: str
     max_batches: int
+    select: str
 
     def __post_init__(self):
         amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
@@ -191,7 +193,13 @@ def make_optimizer(model: Method, settings: TrainSettings, steps: int):
     """RAdam (lr 4e-4) with OneCycleLR (max_lr 0.01) over all steps (paper 3.3)."""
     opt = torch.optim.RAdam(model.parameters(), lr=settings.lr)
     if settings.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=max(steps, 1))
+        if settings.lr > settings.max_lr:
+            raise ValueError(f"train.lr ({settings.lr:g}) is above train.max_lr ({settings.max_lr:g}): under the onecycle "
+                             "scheduler lr is where the cycle starts and max_lr its peak")
+        # div_factor makes lr the cycle's starting rate, so train.lr takes effect (PyTorch's
+        # default div_factor 25 ignores it; with the defaults, 0.01 / 4e-4 = 25 all the same)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=max(steps, 1),
+                                                    div_factor=settings.max_lr / settings.lr)
     elif settings.scheduler == "none":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     else:
@@ -239,6 +247,9 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
         self.retries_left = settings.divergence_retries
+        # the epoch with the lowest validation loss so far: epoch, val_loss, model (CPU copy)
+        self.best: dict[str, Any] | None = None
+        self.divergence = ""  # what the last divergence was, for the message
         self.ckpt_path = self.out_dir / "checkpoint.pt"
         shaping = {k: v for k, v in asdict(settings).items() if k not in RUNTIME_KEYS}
         self.fp = fingerprint(method, fold, shaping, asdict(model_settings), [asdict(s) for s in store.sources],
@@ -249,9 +260,11 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue bit for bit: ``meta`` holds the plain
         values (stored as JSON), the rest are state dicts and RNG state tensors."""
+        best = self.best or {}
         meta = {"fingerprint": self.fp, "epoch": self.epoch, "rows": self.rows, "retries_left": self.retries_left,
-                "np_rng": self.train_loader.rng.bit_generator.state}
-        return {"meta": meta, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "np_rng": self.train_loader.rng.bit_generator.state, "best_epoch": best.get("epoch"),
+                "best_val_loss": best.get("val_loss")}
+        return {"meta": meta, "model": self.model.state_dict(), "best_model": best.get("model"), "opt": self.opt.state_dict(),
                 "sched": self.sched.state_dict(), "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state()}
 
     def save_checkpoint(self) -> None:
@@ -265,6 +278,8 @@ class Trainer:
         self.sched.load_state_dict(st["sched"])
         meta = st["meta"]
         self.epoch, self.rows, self.retries_left = meta["epoch"], list(meta["rows"]), meta["retries_left"]
+        self.best = (None if meta.get("best_epoch") is None else
+                     {"epoch": meta["best_epoch"], "val_loss": meta["best_val_loss"], "model": st["best_model"]})
         torch.set_rng_state(st["torch_rng"])
         self.gen.set_state(st["gen_rng"])
         self.train_loader.rng.bit_generator.state = meta["np_rng"]
@@ -324,11 +339,19 @@ class Trainer:
                 terms = self.model.losses(xs, y)
             total = sum(terms.values())
             if not torch.isfinite(total):
+                self.divergence = "loss became NaN/inf"
                 log.error("%s: non-finite loss at epoch %d batch %d: %s", self.label, self.epoch + 1, i,
                           {k: float(v.detach()) for k, v in terms.items()})
                 return None
             self.opt.zero_grad(set_to_none=True)
             total.backward()
+            # the total gradient norm (max_norm inf: nothing is clipped); a non-finite one
+            # would write inf/NaN into the weights at this step
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+            if not torch.isfinite(norm):
+                self.divergence = "gradient became NaN/inf"
+                log.error("%s: non-finite gradient at epoch %d batch %d", self.label, self.epoch + 1, i)
+                return None
             self.opt.step()
             self.sched.step()
             for k, v in terms.items():
@@ -380,10 +403,12 @@ class Trainer:
         while self.epoch < epochs:
             t0 = time.perf_counter()
             stats = self.train_epoch()
+            if stats is not None and self.exploded(stats["train_loss"]):
+                stats = None
             if stats is None:
                 if self.handle_divergence():
                     continue
-                msg = f"{self.label}: loss became NaN/inf at epoch {self.epoch + 1} and did not recover"
+                msg = f"{self.label}: {self.divergence} at epoch {self.epoch + 1} and did not recover"
                 if self.settings.on_divergence == "error":
                     raise DivergenceError(msg)
                 log.error("%s; marking the run as diverged", msg)
@@ -395,18 +420,55 @@ class Trainer:
                    "samples_per_s": round(stats["samples"] / max(seconds, 1e-9), 1),
                    "data_s": round(stats["data_s"], 3), "data_fraction": round(stats["data_s"] / max(seconds, 1e-9), 3)}
             self.rows.append(row)
+            self.keep_if_best(row["val_loss"])
             log.info("%s: %s", self.label, "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             self.save_checkpoint()
         return "ok"
 
+    def exploded(self, loss: float) -> bool:
+        """An epoch's mean training loss ``divergence_factor`` times the first epoch's (in
+        absolute value; the first epoch's taken as at least 1, so a near-zero start is no
+        hair trigger): a run that blew up without a NaN, e.g. to 1e19."""
+        if not self.rows:
+            return False
+        bound = self.settings.divergence_factor * max(abs(self.rows[0]["train_loss"]), 1.0)
+        if abs(loss) <= bound:
+            return False
+        self.divergence = f"loss exploded ({loss:.3g}, over {self.settings.divergence_factor:g} x the first epoch's)"
+        log.error("%s: training loss %.4g at epoch %d exceeds %g x the first epoch's (bound %.4g)", self.label, loss,
+                  self.epoch + 1, self.settings.divergence_factor, bound)
+        return True
+
+    def keep_if_best(self, val_loss: float) -> None:
+        """Keep a CPU copy of the weights when this epoch's validation loss is the lowest yet."""
+        if self.settings.select != "best" or not np.isfinite(val_loss):
+            return
+        if self.best is None or val_loss < self.best["val_loss"]:
+            self.best = {"epoch": self.epoch, "val_loss": float(val_loss),
+                         "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}}
+
+    def selected(self) -> tuple[int, dict[str, torch.Tensor]]:
+        """(epoch, weights) of the encoder to write: the best epoch's (train.select: best,
+        when a validation loss was measured) or the last one's."""
+        if self.settings.select == "best" and self.best is not None:
+            return self.best["epoch"], self.best["model"]
+        if self.settings.select == "best" and self.epoch > 0:
+            log.warning("%s: no finite validation loss to select the best epoch by; writing the last (%d)", self.label,
+                        self.epoch)
+        return self.epoch, self.model.state_dict()
+
     def write_outputs(self, status: str, model_path: Path, metrics_path: Path) -> None:
-        """model.pt (no weights for a diverged run) and metrics.tsv (one row per epoch, the
-        run's status in every row; a header-only table for an untrained method)."""
+        """model.pt (the selected epoch's weights; none for a diverged run) and metrics.tsv
+        (one row per epoch, the run's status in every row, ``selected`` marking the epoch
+        written; a header-only table for an untrained method)."""
+        epoch, weights = self.selected()
         meta = model_meta(self.method_name, self.fold, status, self.epoch, [asdict(s) for s in self.store.sources],
                           asdict(self.model_settings), asdict(self.settings), str(self.device))
-        save_model(model_path, meta, self.model.state_dict() if status == "ok" else None)
+        meta["selected_epoch"] = epoch
+        save_model(model_path, meta, weights if status == "ok" else None)
         metrics = pd.DataFrame(self.rows) if self.rows else pd.DataFrame({"epoch": []})
         metrics.insert(0, "status", status)
+        metrics["selected"] = (metrics["epoch"] == epoch).astype(int)
         with atomic_path(metrics_path) as tmp:  # 6 significant digits: a readable log, not a store
             metrics.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
