@@ -62,6 +62,7 @@ def test_one_pair_per_subject_is_each_subjects_first_pair(toy: Path) -> None:
     assert one["subject"].tolist() == ["s1", "s2", "s3"]
     assert one["split"].tolist() == ["train", "val", "test"] and one["label"].tolist() == [0, 1, 1]
     assert str(one["status"]) == "ok" and one["sources"].tolist() == ["a", "b"]
+    assert int(one["epoch"]) == 0  # model.pt's meta has no selected_epoch: its epochs
     store = read_store(toy / "store")
     for name in ("a", "b"):  # the latents are those of exactly the chosen pairs
         expected = model.embed(torch.from_numpy(np.asarray(store.arrays[name][[0, 1, 3]])), name).numpy()
@@ -95,3 +96,19 @@ def test_a_diverged_run_has_empty_latents_and_later_steps_say_diverged(toy: Path
     sim = run_similarity(toy / "lat.npz", toy / "sim.tsv", {})
     assert sim[["source_a", "source_b", "split", "status"]].values.tolist() == [["a", "b", "test", "diverged"]]
     assert sim[["cka", "svcca"]].isna().all().all()
+
+
+@pytest.mark.parametrize(("extra", "expected"), [({}, 0), ({"selected_epoch": 7}, 7), ({"selected_epoch": None}, None)])
+def test_latents_and_probe_rows_carry_the_models_chosen_epoch(toy: Path, extra: dict, expected: int | None) -> None:
+    """selected_epoch when model.pt records it, else its epochs (0 here); empty when unknown."""
+    settings = ModelSettings.from_config(SMALL)
+    meta = {**model_meta("random", 0, "diverged", 0, [asdict(s) for s in SOURCES], asdict(settings), {}, "cpu"), **extra}
+    save_model(toy / "model.pt", meta, None)
+    embed(toy / "store", toy / "fold0.tsv", toy / "model.pt", toy / "lat.npz", device="cpu")
+    lat = read_latents(toy / "lat.npz")
+    assert (int(lat["epoch"]) if "epoch" in lat else None) == expected
+    run_probe(toy / "lat.npz", toy / "probe.tsv", {}, "multiclass")
+    run_similarity(toy / "lat.npz", toy / "sim.tsv", {})
+    for name in ("probe.tsv", "sim.tsv"):  # as the report reads them back
+        df = pd.read_csv(toy / name, sep="\t")
+        assert df["epoch"].isna().all() if expected is None else (df["epoch"] == expected).all()

@@ -207,6 +207,8 @@ def test_run_probe_binary_writes_table_and_study(tmp_path: Path) -> None:
     by = df.set_index(["source", "split"])
     assert by.loc[("a", "test"), "roc_auc"] > 0.9 and abs(by.loc[("c", "test"), "roc_auc"] - 0.5) < 0.2
     assert by.loc[("a", "test"), "roc_auc"] == by.loc[("b", "test"), "roc_auc"]  # same latents, same result
+    assert (by["ci_low"] <= by["roc_auc"]).all() and (by["roc_auc"] <= by["ci_high"]).all()
+    assert by.loc[("a", "test"), ["ci_low", "ci_high"]].tolist() == by.loc[("b", "test"), ["ci_low", "ci_high"]].tolist()
     assert by["n"].loc[(slice(None), "test")].nunique() == 1 and by.loc[("a", "test"), "n"] < 150  # 'other' dropped
     assert not (tmp_path / "probe" / "oasis.optuna.db").exists()  # resume state, removed once the table is written
     assert not list(tmp_path.glob("probe/*.tmp"))
@@ -224,6 +226,9 @@ def test_probe_cli_multiclass(tmp_path: Path) -> None:
     df = pd.read_csv(out, sep="\t")
     assert list(df["source"]) == ["a", "b", "c"] and set(df["split"]) == {"test"}
     assert df["accuracy"].between(0, 1).all() and (df["n"] == 100).all()
+    # the 95% bootstrap interval of each accuracy; no epoch in these latents: empty
+    assert (df["ci_low"] <= df["accuracy"]).all() and (df["accuracy"] <= df["ci_high"]).all()
+    assert ((df["ci_high"] - df["ci_low"]).between(0.05, 0.3)).all() and df["epoch"].isna().all()
     assert df["hyperparameter"].str.startswith("logreg:C=").all()
     # one pair per subject is the embed step's choice alone; the probe has no such key
     args = parser.parse_args(common + ["--settings-json", '{"kind": "logreg", "one_per_subject": true}'])

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from mmssl.evaluate.commands import load_latents, run_similarity
-from mmssl.evaluate.similarity import linear_cka, svcca
+from mmssl.evaluate.similarity import SVCCAResult, linear_cka, svcca, svcca_shortfall
 
 
 @pytest.fixture
@@ -177,7 +177,9 @@ def test_run_similarity_table(tmp_path: Path) -> None:
     out = tmp_path / "sim" / "similarity.tsv"
     df = run_similarity(tmp_path / "lat.npz", out, {"svcca_keep": 0.99})
     read = pd.read_csv(out, sep="\t")
-    assert list(read.columns) == ["source_a", "source_b", "split", "n", "cka", "svcca", "status"]
+    assert list(read.columns) == ["source_a", "source_b", "split", "n", "epoch", "cka", "svcca", "svcca_kept_a",
+                                  "svcca_kept_b", "note", "status"]
+    assert read["note"].isna().all() and read["epoch"].isna().all()  # 400 >= 5 x 8 dims; no epoch in these latents
     assert list(zip(read.source_a, read.source_b)) == [("t1", "copy"), ("t1", "noise"), ("copy", "noise")]
     assert (read["split"] == "test").all() and (read["n"] == 400).all()
     pair = read.set_index(["source_a", "source_b"])
@@ -201,3 +203,27 @@ def test_latents_file_errors_name_the_key(tmp_path: Path) -> None:
              label=np.zeros(3), subject=np.array(["x", "y", "z"]))
     with pytest.raises(ValueError, match=r"unknown split name\(s\) \['dev'\]"):
         load_latents(tmp_path / "bad2.npz")
+
+
+def test_svcca_needs_five_samples_per_kept_dimension() -> None:
+    assert svcca_shortfall(60, SVCCAResult(0.9, np.ones(3), 12, 3)) is None  # 60 = 5 x 12: reported
+    assert svcca_shortfall(59, SVCCAResult(0.9, np.ones(3), 3, 12)) == "svcca n/a: 59 samples < 5 x 12 kept dims"
+    assert svcca_shortfall(2, SVCCAResult(float("nan"), np.empty(0), 0, 3)) is None  # NaN already: no reason needed
+
+
+def test_run_similarity_small_eval_set_reports_cka_but_not_svcca(tmp_path: Path) -> None:
+    """4 test subjects (the synthetic MRI demo): every SVCCA read 1.000 there. Now it is
+    NaN with the reason in ``note``; CKA is unaffected; ``epoch`` comes from the latents."""
+    rng = np.random.default_rng(6)
+    za, zb = rng.normal(size=(24, 8)), rng.normal(size=(24, 8))
+    np.savez(tmp_path / "lat.npz", sources=np.array(["a", "b"]), z__a=za, z__b=zb,
+             split=np.array(["train"] * 20 + ["test"] * 4), label=np.zeros(24, int),
+             subject=np.array([f"s{i}" for i in range(24)]), epoch=np.array(17))
+    assert svcca(za[20:], zb[20:], 0.99).mean == pytest.approx(1.0)  # what used to be reported
+    df = run_similarity(tmp_path / "lat.npz", tmp_path / "sim.tsv", {"svcca_keep": 0.99})
+    read = pd.read_csv(tmp_path / "sim.tsv", sep="\t")
+    row = read.iloc[0]
+    assert np.isnan(row["svcca"]) and row["cka"] == pytest.approx(linear_cka(za[20:], zb[20:]))
+    assert row["note"] == "svcca n/a: 4 samples < 5 x 3 kept dims"  # 4 centred samples span 3 dims
+    assert (row["n"], row["epoch"], row["svcca_kept_a"], row["svcca_kept_b"]) == (4, 17, 3, 3)
+    assert df["note"].tolist() == ["svcca n/a: 4 samples < 5 x 3 kept dims"]

@@ -9,10 +9,12 @@ Latents file (.npz, written by ``embed``; see :mod:`mmssl.evaluate.embed`)::
     label     (N,) int or str     class label
     subject   (N,) str            subject id
     status    () str              'ok' or 'diverged' (then N = 0)
+    epoch     () int              the model's chosen epoch (optional; absent when unknown)
 
 The probe and the similarity analysis use every row they are given: which samples of a
 subject take part (one pair per subject for brain MRI) is ``embed``'s choice alone.
-Outputs are TSV tables written atomically (:mod:`mmssl.io`), so a crashed job never
+Every output row carries the latents' ``epoch`` (empty when unknown), so the report can
+say which checkpoint a number comes from. Outputs are TSV tables written atomically (:mod:`mmssl.io`), so a crashed job never
 leaves a finished-looking file for Snakemake to trust.
 """
 
@@ -33,6 +35,8 @@ from mmssl.settings import settings_arg
 SPLITS = ("train", "val", "test", "holdout")
 EVAL_SPLITS = ("test", "holdout")
 TASKS = ("multiclass", "binary")
+SIMILARITY_COLUMNS = ["source_a", "source_b", "split", "n", "epoch", "cka", "svcca", "svcca_kept_a", "svcca_kept_b",
+                      "note", "status"]
 
 
 def load_latents(path: Path) -> dict[str, Any]:
@@ -75,12 +79,19 @@ def latents_status(path: Path) -> str:
         return str(f["status"]) if "status" in f.files else "ok"
 
 
+def latents_epoch(path: Path) -> int | None:
+    """The model's chosen epoch as ``embed`` recorded it in the latents, or None."""
+    with np.load(Path(path), allow_pickle=False) as f:
+        return int(f["epoch"]) if "epoch" in f.files else None
+
+
 def diverged_rows(path: Path, out_tsv: Path, rows: Callable[[list[str]], list[dict[str, Any]]]) -> pd.DataFrame:
     """Rows marked 'diverged' with NaN in place of the metrics, so the report shows the
     run as diverged instead of silently dropping it, and the rest of the grid goes on."""
     with np.load(Path(path), allow_pickle=False) as f:
         sources = [str(s) for s in np.atleast_1d(f["sources"])]
-    df = pd.DataFrame([{**r, "status": "diverged"} for r in rows(sources)])
+    epoch = latents_epoch(path)
+    df = pd.DataFrame([{**r, "epoch": epoch, "status": "diverged"} for r in rows(sources)])
     write_tsv(df, out_tsv)
     return df
 
@@ -143,6 +154,9 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     runs, so a rerun of an interrupted job resumes them; the file is removed once the table
     is written (resume state, not a declared output: Snakemake deletes a failed job's
     outputs, which would leave nothing to resume from).
+
+    Rows: source, split, the probe's metrics, n (eval rows), ci_low / ci_high (95%
+    bootstrap interval of accuracy or ROC AUC), its settings, epoch, status.
     """
     if task not in TASKS:
         raise ValueError(f"probe task must be one of {list(TASKS)}; got {task!r}")
@@ -160,10 +174,11 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     if task == "binary":
         out_tsv.parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{study.resolve()}"
+    epoch = latents_epoch(latents)
     rows = []
     for source in data["sources"]:
         for row in _probe_one_source(data["z"][source][keep], y, data["split"][keep], task, settings, storage, source):
-            rows.append({"source": source, **row, "status": "ok"})
+            rows.append({"source": source, **row, "epoch": epoch, "status": "ok"})
     df = pd.DataFrame(rows)
     write_tsv(df, out_tsv)
     study.unlink(missing_ok=True)
@@ -175,11 +190,14 @@ def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None
 
     settings: the ``similarity`` section (:class:`mmssl.evaluate.similarity.SimilaritySettings`:
     ``split``, ``svcca_keep``; keys left out take the schema's defaults).
-    Rows: source_a, source_b, split, n, cka, svcca, status. No pairs (one source) -> header only.
+    Rows: source_a, source_b, split, n, epoch, cka, svcca, svcca_kept_a, svcca_kept_b
+    (dimensions SVCCA kept of each), note, status. No pairs (one source) -> header only.
+    SVCCA is NaN, and ``note`` says why, unless n >= 5 x the larger kept dimension
+    (:func:`mmssl.evaluate.similarity.svcca_shortfall`); CKA is always reported.
     """
     from threadpoolctl import threadpool_limits
 
-    from mmssl.evaluate.similarity import SimilaritySettings, linear_cka, svcca
+    from mmssl.evaluate.similarity import SimilaritySettings, linear_cka, svcca, svcca_shortfall
 
     s = SimilaritySettings.from_config(settings)
     split_name = s.split
@@ -192,25 +210,31 @@ def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None
     rows_mask = data["split"] == split_name
     if not rows_mask.any():
         raise ValueError(f"{latents}: no rows in split {split_name!r}; splits present: {sorted(set(data['split'].tolist()))}")
+    epoch, n = latents_epoch(latents), int(rows_mask.sum())
     rows = []
     for a, b in combinations(data["sources"], 2):
         za, zb = data["z"][a][rows_mask], data["z"][b][rows_mask]
         # one BLAS thread: (N, 64) products are tiny, and on a busy node threaded BLAS
         # spin-waits (measured 10000 x 64: 0.25 s on one thread, 3-6 s with two under load)
         with threadpool_limits(limits=1):
-            cka, cca = linear_cka(za, zb), svcca(za, zb, keep_var).mean
+            cka, cca = linear_cka(za, zb), svcca(za, zb, keep_var)
+        note = svcca_shortfall(n, cca)
         rows.append(
             {
                 "source_a": a,
                 "source_b": b,
                 "split": split_name,
-                "n": int(rows_mask.sum()),
+                "n": n,
+                "epoch": epoch,
                 "cka": cka,
-                "svcca": cca,
+                "svcca": np.nan if note else cca.mean,
+                "svcca_kept_a": cca.kept_x,
+                "svcca_kept_b": cca.kept_y,
+                "note": note or "",
                 "status": "ok",
             }
         )
-    df = pd.DataFrame(rows, columns=["source_a", "source_b", "split", "n", "cka", "svcca", "status"])
+    df = pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
     write_tsv(df, out_tsv)
     return df
 

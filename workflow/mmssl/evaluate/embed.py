@@ -12,6 +12,9 @@ File format (.npz, read back without pickle)::
     sample       (N,) str              sample (pair) id
     status       () str                'ok', or 'diverged' when training did not recover:
                                        then N = 0 and the later steps report "diverged"
+    epoch        () int                the epoch whose weights model.pt holds (its meta's
+                                       ``selected_epoch``, else ``epochs``); absent when
+                                       the model file records none
 
 One pair per subject (``one_per_subject``, which the rule sets for brain MRI, as the
 paper's probe does) is decided here and nowhere else: the probe and the similarity
@@ -68,6 +71,14 @@ def encode(model: Method, arrays: dict[str, np.ndarray], rows: np.ndarray, devic
     return {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in out.items()}
 
 
+def chosen_epoch(meta: dict) -> int | None:
+    """The model's chosen epoch: meta["selected_epoch"] (the best validation epoch, when
+    training records it), else meta["epochs"] (the last epoch run); None when neither is
+    recorded. A diverged run keeps what its meta says."""
+    value = meta["selected_epoch"] if "selected_epoch" in meta else meta.get("epochs")
+    return None if value is None else int(value)
+
+
 def embed(store_dir: str | Path, split_tsv: str | Path, model_path: str | Path, out_npz: str | Path,
           one_per_subject: bool = False, device: str = "auto") -> Path:
     """File-in/file-out entry point of the ``embed`` rule; see the module docstring. A
@@ -84,10 +95,12 @@ def embed(store_dir: str | Path, split_tsv: str | Path, model_path: str | Path, 
         latents = {n: np.zeros((0, meta["model_settings"]["latent"]), np.float32) for n in names}
     else:
         latents = encode(model, store.arrays, rows["row"].to_numpy(), dev)
+    epoch = chosen_epoch(meta)
+    extra = {} if epoch is None else {"epoch": np.array(epoch, dtype=np.int64)}
     # through an open file: np.savez would append ".npz" to a temporary name without it
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **{f"z__{n}": latents[n] for n in names}, sources=np.array(names),
                  split=rows["split"].to_numpy(dtype=str), label=unicode_or_numeric(rows["label"]),
                  subject=rows["subject"].to_numpy(dtype=str), sample=rows["sample"].to_numpy(dtype=str),
-                 status=np.array(meta["status"]))
+                 status=np.array(meta["status"]), **extra)
     return out_npz

@@ -31,6 +31,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from mmssl.evaluate.uncertainty import bootstrap_ci
 from mmssl.settings import schema_settings
 
 EvalSets = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -212,8 +213,9 @@ def linear_probe(
     hyper-parameter (weight decay or C) is chosen by validation accuracy; the model
     trained on train with it then scores each eval split.
 
-    Returns one dict per eval split: split, accuracy, balanced_accuracy, n,
-    val_accuracy, hyperparameter.
+    Returns one dict per eval split: split, accuracy, balanced_accuracy, n, ci_low,
+    ci_high (95% bootstrap interval of the accuracy over the split's rows, see
+    :mod:`mmssl.evaluate.uncertainty`), val_accuracy, hyperparameter.
     """
     s = settings or LinearProbeSettings()
     _check_all(z_train, y_train, z_val, y_val, z_eval)
@@ -239,12 +241,15 @@ def linear_probe(
             # a split missing some classes makes balanced accuracy warn; the number is still right
             warnings.simplefilter("ignore", UserWarning)
             bal = balanced_accuracy_score(y_true, y_pred)
+        low, high = bootstrap_ci(y_true, y_pred, "accuracy")
         rows.append(
             {
                 "split": name,
                 "accuracy": float(accuracy_score(y_true, y_pred)),
                 "balanced_accuracy": float(bal),
                 "n": int(len(y_true)),
+                "ci_low": low,
+                "ci_high": high,
                 "val_accuracy": float(val_acc),
                 "hyperparameter": f"{s.kind}:{desc}",
             }
@@ -337,8 +342,9 @@ def tuned_logistic_probe(
     in-memory; with a URL, a rerun resumes the study and runs only the trials missing
     to reach ``settings.n_trials``. The best (C, l1_ratio) is refit on train.
 
-    Returns one dict per eval split: split, roc_auc, balanced_accuracy, brier, n, C,
-    l1_ratio, val_roc_auc.
+    Returns one dict per eval split: split, roc_auc, balanced_accuracy, brier, n, ci_low,
+    ci_high (95% bootstrap interval of the ROC AUC over the split's rows, resamples with
+    one class skipped; see :mod:`mmssl.evaluate.uncertainty`), C, l1_ratio, val_roc_auc.
     """
     s = settings or TunedProbeSettings()
     _check_all(z_train, y_train, z_val, y_val, z_eval)
@@ -356,6 +362,7 @@ def tuned_logistic_probe(
         y = y_eval[split]
         x = scaler.transform(z)
         prob = model.predict_proba(x)[:, 1]
+        low, high = bootstrap_ci(y, prob, "roc_auc")
         rows.append(
             {
                 "split": split,
@@ -363,6 +370,8 @@ def tuned_logistic_probe(
                 "balanced_accuracy": float(balanced_accuracy_score(y, model.predict(x))),
                 "brier": float(brier_score_loss(y, prob)),
                 "n": int(len(y)),
+                "ci_low": low,
+                "ci_high": high,
                 "C": float(best.params["C"]),
                 "l1_ratio": float(best.params["l1_ratio"]),
                 "val_roc_auc": float(best.value),

@@ -129,3 +129,23 @@ def svcca(x: np.ndarray, y: np.ndarray, keep: float = 0.99) -> SVCCAResult:
     rho = np.linalg.svd(ux.T @ uy, compute_uv=False)
     rho = np.clip(rho[: min(kx, ky)], 0.0, 1.0)  # rounding can push the top one to 1 + 1e-16
     return SVCCAResult(float(rho.mean()), rho, kx, ky)
+
+
+# SVCCA is reported only with at least this many samples per kept dimension
+SVCCA_SAMPLES_PER_DIM = 5
+
+
+def svcca_shortfall(n: int, result: SVCCAResult) -> str | None:
+    """Why the SVCCA value of ``n`` samples is not reported, or None when it is.
+
+    CCA is biased upwards when the kept dimensions are not few next to the samples (with
+    k ~ N every canonical correlation tends to 1; on 4 test subjects SVCCA reads 1.000
+    for any pair of encoders). The value is reported only when
+    n >= SVCCA_SAMPLES_PER_DIM * max(kept_x, kept_y): the larger kept subspace, since
+    either side overfitting inflates the correlations. A NaN result (nothing kept) needs
+    no reason beyond itself.
+    """
+    kept = max(result.kept_x, result.kept_y)
+    if min(result.kept_x, result.kept_y) == 0 or n >= SVCCA_SAMPLES_PER_DIM * kept:
+        return None
+    return f"svcca n/a: {n} samples < {SVCCA_SAMPLES_PER_DIM} x {kept} kept dims"

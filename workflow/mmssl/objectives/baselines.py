@@ -10,10 +10,14 @@ Settings read from ``ModelSettings.extra`` (config ``model.extra.<key>``):
 - ``recon``: source -> ``"bce"`` | ``"mse"`` (default ``"bce"`` for 2D sources, [0, 1]
   images; ``"mse"`` for 3D sources, standardized volumes).
 - ``recon_weight`` (1.0): weight of the reconstruction term (AE, DCCAE, S-AE).
-- ``cca_weight`` (1.0), ``cca_r`` (1e-3), ``cca_k`` (10; null = all): DCCAE and L-CCA.
-  The top-k default follows the authors' code (a top-k CCA objective): with batch 64 and
-  a 64-d latent, the sum of *all* correlations is ~63 for any data (64 samples can be
-  aligned in 63 directions), so it carries no signal.
+- ``cca_weight`` (1.0), ``cca_r`` (1e-3), ``cca_k`` (10; null = all), ``cca_momentum``
+  (0.99): DCCAE and L-CCA. The CCA term sums the top-k canonical correlations of
+  covariances carried across batches (exponential moving averages with weight
+  ``cca_momentum`` on the past: ~199 batches pooled; stochastic deep CCA, Wang et al.
+  2015, see ``mmssl.objectives.cca``). Per batch (``cca_momentum: 0``) it carries no
+  signal at batch 64 with a 64-d latent: 64 samples can be aligned in 63 directions, so
+  the top 10 of two independent latents sum to 9.99 of 10. The top-k default follows the
+  authors' code (a top-k CCA objective).
 - ``mmvae_k`` (10): importance samples per unimodal posterior.
 - ``mmvae_llik_scaling`` (``"auto"``): ``"auto"`` weights each source's log-likelihood
   by (largest source's element count) / (its element count), as Shi et al. do for
@@ -37,7 +41,7 @@ from mmssl.models.decoders import DCGANDecoder
 from mmssl.models.encoders import DCGANEncoder, init_weights
 from mmssl.types import SourceSpec
 from mmssl.objectives.base import Method, ModelSettings
-from mmssl.objectives.cca import cca_correlation
+from mmssl.objectives.cca import RunningCCA
 from mmssl.objectives.contrastive import ContrastiveMethod
 from mmssl.objectives.registry import register
 
@@ -114,17 +118,27 @@ class Reconstruction(nn.Module):
         return self.weight * total
 
 
-class CCATerm:
-    """-(sum of canonical correlations) summed over unordered source pairs, weighted."""
+class CCATerm(nn.Module):
+    """-(sum of the top-k canonical correlations) summed over unordered source pairs,
+    weighted; one ``RunningCCA`` (covariances carried across batches) per pair."""
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(self, sources: list[str], settings: ModelSettings) -> None:
+        super().__init__()
         self.weight = float(_extra(settings, "cca_weight", 1.0))
         self.r = float(_extra(settings, "cca_r", 1e-3))
         k = _extra(settings, "cca_k", 10)
         self.k = None if k is None else int(k)
+        self.momentum = float(_extra(settings, "cca_momentum", 0.99))
+        self.pairs = list(combinations(sources, 2))
+        d = settings.latent
+        self.running = nn.ModuleList(RunningCCA(d, d, r=self.r, k=self.k, momentum=self.momentum) for _ in self.pairs)
 
-    def __call__(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
-        corr = [cca_correlation(z[a], z[b], r=self.r, k=self.k) for a, b in combinations(list(z), 2)]
+    def forward(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        """z: source -> (B, latent) for every source of the method."""
+        missing = {s for pair in self.pairs for s in pair} - set(z)
+        if missing:
+            raise ValueError(f"CCA term needs the latents of sources {sorted(missing)}")
+        corr = [cca(z[a], z[b]) for cca, (a, b) in zip(self.running, self.pairs)]
         return -self.weight * torch.stack(corr).sum().to(next(iter(z.values())).dtype)
 
 
@@ -174,7 +188,7 @@ class DCCAEMethod(AutoencoderMethod):
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         _need_two_sources("DCCAE", sources)
         super().__init__(sources, settings)
-        self.cca = CCATerm(settings)
+        self.cca = CCATerm(self.sources, settings)
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         z = self.latents(x)
@@ -221,7 +235,7 @@ class LCCAMethod(_RecordsLatents, ContrastiveMethod):
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         _need_two_sources("L-CCA", sources)
         super().__init__(sources, settings, ("L",))
-        self.cca = CCATerm(settings)
+        self.cca = CCATerm(self.sources, settings)
         self._install_latent_hooks()
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
