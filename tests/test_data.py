@@ -142,9 +142,64 @@ def test_too_few_subjects_per_class_is_a_clear_error():
 def test_two_view_store_from_embedded_subset(tmp_path):
     d = embedded_mnist()
     d.images, d.labels, d.pool = d.images[::50], d.labels[::50], d.pool[::50]
-    st = read_store(build_two_view_store(d, tmp_path / "tv", seed=3))
+    st = read_store(build_two_view_store(d, tmp_path / "tv", seed=3, views="fixed"))
     assert st.source_names == ["view1", "view2"] and st.arrays["view1"].shape == (100, 1, 32, 32)
     assert st.index["label"].tolist() == d.labels.tolist()
+    assert st.extra == {} and st.meta == {}  # fixed views: nothing to redraw from
+    redraw = read_store(build_two_view_store(d, tmp_path / "rd", seed=3, views="redraw"))
+    assert redraw.meta["views"] == "redraw" and redraw.extra["digit"].shape == (100, 1, 32, 32)
+    # the stored (validation / test) views are the same draws whichever the mode
+    assert np.array_equal(redraw.arrays["view1"], st.arrays["view1"]) and np.array_equal(redraw.arrays["view2"], st.arrays["view2"])
+
+
+def test_redrawn_views_are_new_at_every_access_and_reproducible():
+    from mmssl.data.two_view import redraw_views, to_unit_32
+
+    images = np.random.default_rng(1).integers(0, 256, (8, 28, 28)).astype(np.uint8)
+    digit = to_unit_32(images)
+    batch = {"view1": torch.zeros(8, 1, 32, 32), "view2": torch.zeros(8, 1, 32, 32), "digit": digit}
+    gen = torch.Generator().manual_seed(5)
+    first, second = redraw_views(batch, gen), redraw_views(batch, gen)
+    assert set(first) == {"view1", "view2"} and "digit" in batch  # the caller's batch is left alone
+    assert not torch.equal(first["view1"], second["view1"]) and not torch.equal(first["view2"], second["view2"])
+    again = redraw_views(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(again["view1"], first["view1"]) and torch.equal(again["view2"], first["view2"])
+    # the same transforms as the stored views: a fresh generator of the view seed gives them back
+    v1, v2, _ = make_views(images, seed=5)
+    assert torch.equal(again["view1"], v1) and torch.equal(again["view2"], v2)
+
+
+def test_training_on_redrawn_views_sees_new_pairs_each_epoch(tmp_path, monkeypatch):
+    from mmssl.train.loop import Trainer, train
+
+    d = embedded_mnist()
+    d.images, d.labels, d.pool = d.images[:96], d.labels[:96], np.array(["train"] * 96)
+    store = build_two_view_store(d, tmp_path / "tv", seed=3, views="redraw")
+    split = tmp_path / "fold0.tsv"
+    ids = read_store(store).index["subject"]
+    pd.DataFrame({"subject": ids, "label": d.labels, "split": ["train"] * 64 + ["val"] * 32}).to_csv(split, sep="\t", index=False)
+    seen = []
+    original = Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        losses = self.model.losses
+
+        def record(xs, y=None):
+            if self.model.training:
+                seen.append(xs["view1"].detach().clone())
+            return losses(xs, y)
+
+        self.model.losses = record
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    status = train(store, split, "S", 0, tmp_path / "m" / "model.pt", tmp_path / "m" / "metrics.tsv",
+                   {"epochs": 2, "batch_size": 32, "balanced": False}, {"width": 4, "latent": 8})
+    assert status == "ok" and len(seen) == 4  # 2 epochs x 2 batches of 32 training rows
+    stored = torch.from_numpy(np.asarray(read_store(store).arrays["view1"][:64]))
+    # no training image is a stored view: every one was drawn anew
+    for batch in seen:
+        assert not any(torch.equal(row, ref) for row in batch for ref in stored)
 
 
 def test_download_verifies_checksums_and_explains_offline(tmp_path):

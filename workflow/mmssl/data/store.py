@@ -5,6 +5,9 @@ A store is a folder::
     index.tsv        one row per sample: row (0..N-1), sample, subject, label, [pool, age, sex, site, ...]
     sources.json     [{"name", "channels", "size", "dims"}, ...] in source order
     {source}.npy     (N, channels, size, size[, size]) float32 or float16, read with mmap
+    meta.json        optional: {"extra": [names], ...}: arrays that are not sources (e.g. the
+                     Two-View digits its training views are redrawn from, ``views: redraw``)
+    extra_{name}.npy (N, ...) each extra array
 
 so the training loader never re-opens image files (NIfTI, IDX, .mat). ``subject`` is
 what splits group by (for MNIST it equals ``sample``); ``label`` is the class used by
@@ -14,7 +17,7 @@ the probe and by class-balanced sampling.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,23 +31,28 @@ INDEX_COLUMNS = ("row", "sample", "subject", "label")
 
 @dataclass
 class Store:
-    """An opened store. arrays: source -> (N, C, *S) array (memory-mapped)."""
+    """An opened store. arrays: source -> (N, C, *S) array (memory-mapped); extra: the
+    arrays that are not sources, by name; meta: meta.json ({} for a store without one)."""
 
     path: Path
     index: pd.DataFrame
     sources: list[SourceSpec]
     arrays: dict[str, np.ndarray]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
 
     @property
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
 
 
-def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndarray], sources: list[SourceSpec]) -> Path:
+def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndarray], sources: list[SourceSpec],
+                extra: dict[str, np.ndarray] | None = None, meta: dict | None = None) -> Path:
     """Write a store atomically (:func:`mmssl.io.atomic_dir`: a temporary sibling folder,
     renamed when complete), so an interrupted job never leaves a folder that looks
     finished. index: one row per sample (sample, subject, label, ...; ``row`` is added);
-    arrays: source -> (N, channels, size, size[, size])."""
+    arrays: source -> (N, channels, size, size[, size]). extra: other (N, ...) arrays;
+    meta: what readers need to know about them (written to meta.json with their names)."""
     path = Path(path)
     missing = [c for c in INDEX_COLUMNS if c != "row" and c not in index.columns]
     if missing:
@@ -63,6 +71,12 @@ def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndar
         (tmp / "sources.json").write_text(json.dumps([asdict(s) for s in sources], indent=1))
         for s in sources:
             np.save(tmp / f"{s.name}.npy", np.ascontiguousarray(arrays[s.name]))
+        for name, array in (extra or {}).items():
+            if len(array) != n:
+                raise ValueError(f"extra array {name!r} has {len(array)} rows, the index {n}")
+            np.save(tmp / f"extra_{name}.npy", np.ascontiguousarray(array))
+        if extra or meta:
+            (tmp / "meta.json").write_text(json.dumps({**(meta or {}), "extra": sorted(extra or {})}, indent=1))
     return path
 
 
@@ -82,4 +96,11 @@ def read_store(path: str | Path, mmap: bool = True) -> Store:
         arrays[s.name] = np.load(f, mmap_mode="r" if mmap else None)
         if len(arrays[s.name]) != len(index):
             raise ValueError(f"{f} has {len(arrays[s.name])} samples but {path / 'index.tsv'} has {len(index)} rows")
-    return Store(path=path, index=index, sources=sources, arrays=arrays)
+    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+    extra = {}
+    for name in meta.get("extra", []):
+        f = path / f"extra_{name}.npy"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found (listed in {path / 'meta.json'})")
+        extra[name] = np.load(f, mmap_mode="r" if mmap else None)
+    return Store(path=path, index=index, sources=sources, arrays=arrays, extra=extra, meta=meta)

@@ -37,6 +37,7 @@ from mmssl.augment import AugmentSettings, augment
 from mmssl.data.prefetch import prefetched
 from mmssl.data.splits import read_split, rows_of
 from mmssl.data.store import Store, read_store
+from mmssl.data.two_view import redraw_views
 from mmssl.io import atomic_path
 from mmssl.objectives import build_method
 from mmssl.objectives.base import Method, ModelSettings
@@ -148,8 +149,10 @@ class BatchLoader:
     1/count(label) (with replacement), as a WeightedRandomSampler would."""
 
     def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, extra: bool = False):
         self.store, self.rows, self.batch_size = store, rows, batch_size
+        # the store's extra arrays (e.g. Two-View's digits) join the batch under their names
+        self.arrays = {**store.arrays, **(store.extra if extra else {})}
         self.pin_memory = pin_memory  # page-locked batches make non_blocking copies to CUDA asynchronous
         self.shuffle, self.balanced = shuffle, balanced
         self.rng = np.random.default_rng(seed)
@@ -177,7 +180,7 @@ class BatchLoader:
             rows = self.rows[pos]
             sort = np.argsort(rows, kind="stable")
             xs = {}
-            for name, arr in self.store.arrays.items():
+            for name, arr in self.arrays.items():
                 gathered = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
                 gathered[sort] = arr[rows[sort]]
                 xs[name] = torch.from_numpy(gathered).pin_memory() if self.pin_memory else torch.from_numpy(gathered)
@@ -237,8 +240,11 @@ class Trainer:
             model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_classes})
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
+        # Two-View with views: redraw: training batches carry the digits their views are drawn from
+        self.redraw = store.meta.get("views") == "redraw"
         self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
-                                        balanced=settings.balanced, seed=seed, pin_memory=self.device.type == "cuda")
+                                        balanced=settings.balanced, seed=seed, pin_memory=self.device.type == "cuda",
+                                        extra=self.redraw)
         self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed)
         self.steps_per_epoch = len(self.train_loader) if not settings.max_batches else min(len(self.train_loader), settings.max_batches)
         self.opt, self.sched = make_optimizer(self.model, settings, settings.epochs * self.steps_per_epoch)
@@ -332,6 +338,8 @@ class Trainer:
             except StopIteration:
                 break
             xs, y = self._to_device(xs, y)
+            if self.redraw:
+                xs = redraw_views(xs, self.gen)
             data_s += time.perf_counter() - t0
             if self.aug.active:
                 xs = augment(xs, self.aug, self.gen)
