@@ -1,5 +1,7 @@
-"""The report's table on tiny synthetic probe / similarity TSVs: best mean per column in
-bold (and what happens on a tie), the "(k diverged)" note, per-method fold counts."""
+"""The report's tables on tiny synthetic probe / similarity TSVs: the floor row, the bold
+rule (a best only when distinguishable), one fold's bootstrap interval, the "(k
+diverged)" note, SVCCA n/a, per-method fold counts, and the paired differences against
+random and S."""
 
 from __future__ import annotations
 
@@ -9,15 +11,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmssl.report.tables import collect, markdown_table, run_of
+from mmssl.report.commands import add_commands
+from mmssl.report.tables import (best_of, collect, comparison_rows, markdown_table, paired_differences, paired_table,
+                                 run_of)
 
+NAN = float("nan")
+SVCCA_NOTE = "svcca n/a: 4 samples < 5 x 3 kept dims"
 # method -> fold -> (x accuracy, y accuracy, x~y cka, x~y svcca); None = the run diverged
 RUNS: dict[str, dict[int, tuple[float, float, float, float] | None]] = {
+    "random": {0: (0.50, 0.6, 0.2, 0.9), 1: (0.55, 0.6, 0.2, 0.9), 2: (0.45, 0.6, 0.2, 0.9)},
+    "S": {0: (0.70, 0.5, 0.5, 0.5), 1: (0.72, 0.5, 0.5, 0.5), 2: (0.74, 0.5, 0.5, 0.5)},
     "A": {0: (0.80, 0.5, 0.6, 0.3), 1: (0.90, 0.5, 0.6, 0.3), 2: (0.85, 0.5, 0.9, 0.3)},
-    "B": {0: (0.95, 0.5, 0.2, 0.8), 1: (0.97, 0.5, 0.4, 0.8), 2: None, 3: None},
-    "C": {0: (0.70, 0.25, 0.1, 0.9)},
+    "B": {0: (0.95, 0.5, 0.2, 0.8), 1: (0.98, 0.5, 0.4, 0.8), 2: None, 3: None},
+    "C": {0: (0.70, 0.25, 0.1, NAN)},  # one fold; its SVCCA was n/a (4 test samples)
     "D": {0: None, 1: None},
 }
+# (method, fold) -> bootstrap intervals of (x accuracy, y accuracy); the probe writes one for every
+# row, the table shows it only for a method with one finished fold
+CI = {("C", 0): ((0.55, 0.85), (0.10, 0.40)), ("A", 0): ((0.70, 0.90), (0.40, 0.60))}
 
 
 def write_runs(root: Path, runs: dict[str, dict[int, tuple[float, float, float, float] | None]]) -> list[Path]:
@@ -26,16 +37,20 @@ def write_runs(root: Path, runs: dict[str, dict[int, tuple[float, float, float, 
     files = []
     for method, folds in runs.items():
         for fold, values in folds.items():
+            epoch = 10 + fold
             if values is None:
-                probe = pd.DataFrame({"source": ["x", "y"], "split": "test", "accuracy": np.nan, "status": "diverged"})
-                sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "cka": np.nan,
-                                    "svcca": np.nan, "status": "diverged"})
+                probe = pd.DataFrame({"source": ["x", "y"], "split": "test", "accuracy": np.nan, "epoch": epoch,
+                                      "status": "diverged"})
+                sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "epoch": epoch,
+                                    "cka": np.nan, "svcca": np.nan, "status": "diverged"})
             else:
                 xa, ya, cka, svcca = values
+                (xl, xh), (yl, yh) = CI.get((method, fold), ((NAN, NAN), (NAN, NAN)))
                 probe = pd.DataFrame({"source": ["x", "y"], "split": "test", "accuracy": [xa, ya], "n": 50,
-                                      "status": "ok"})
-                sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "n": 50, "cka": [cka],
-                                    "svcca": [svcca], "status": "ok"})
+                                      "ci_low": [xl, yl], "ci_high": [xh, yh], "epoch": epoch, "status": "ok"})
+                sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "n": 50, "epoch": epoch,
+                                    "cka": [cka], "svcca": [svcca], "svcca_kept_a": 3, "svcca_kept_b": 3,
+                                    "note": [SVCCA_NOTE if np.isnan(svcca) else ""], "status": "ok"})
             for kind, table in (("probe", probe), ("similarity", sim)):
                 path = root / kind / method / f"fold{fold}.tsv"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,47 +59,144 @@ def write_runs(root: Path, runs: dict[str, dict[int, tuple[float, float, float, 
     return files
 
 
-def test_table_bolds_the_best_mean_notes_diverged_folds_and_counts_folds(tmp_path: Path) -> None:
+METHODS = ["S", "A", "B", "C", "D", "random"]  # random is listed last: the table puts the floor first anyway
+
+
+def test_table_floor_first_bold_only_when_distinguishable(tmp_path: Path) -> None:
     summary = collect("toy", write_runs(tmp_path, RUNS))
-    table = markdown_table(summary, ["A", "B", "C", "D"])
-    assert table.splitlines() == [
-        "| method | folds | x accuracy | y accuracy | x~y cka | x~y svcca |",
+    assert markdown_table(summary, METHODS).splitlines() == [
+        # x accuracy: B's mean - sd (0.944) is above every other method's mean + sd (A: 0.900; C's one
+        # fold: its bootstrap high end 0.850) -> bold. y: S, A, B tie at 0.5 and the floor is above them.
+        # cka: C has one fold and no interval (similarities have none) -> undecidable. svcca: the floor
+        # is on top.
+        "| method | folds | x accuracy | y accuracy (no clear best) | x~y cka (no clear best) "
+        "| x~y svcca (no clear best) |",
         "|---|---|---|---|---|---|",
-        # y accuracy: A and B tie at exactly 0.5; the method listed first is bold
-        "| A | 3 | 0.850 ± 0.050 | **0.500 ± 0.000** | **0.700 ± 0.173** | 0.300 ± 0.000 |",
+        "| random (floor) | 3 | 0.500 ± 0.050 | 0.600 ± 0.000 | 0.200 ± 0.000 | 0.900 ± 0.000 |",
+        "| S | 3 | 0.720 ± 0.020 | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 |",
+        "| A | 3 | 0.850 ± 0.050 | 0.500 ± 0.000 | 0.700 ± 0.173 | 0.300 ± 0.000 |",
         # B's mean is over its 2 finished folds; its 2 diverged folds are noted and counted in "folds"
-        "| B | 4 | **0.960 ± 0.014 (2 diverged)** | 0.500 ± 0.000 (2 diverged) | 0.300 ± 0.141 (2 diverged) "
+        "| B | 4 | **0.965 ± 0.021 (2 diverged)** | 0.500 ± 0.000 (2 diverged) | 0.300 ± 0.141 (2 diverged) "
         "| 0.800 ± 0.000 (2 diverged) |",
-        "| C | 1 | 0.700 | 0.250 | 0.100 | **0.900** |",  # one fold: no sd; it may still be the best
+        # one fold: the value and its 95% bootstrap interval; SVCCA was not reported (too few samples)
+        "| C | 1 | 0.700 [0.550, 0.850] | 0.250 [0.100, 0.400] | 0.100 | n/a |",
         "| D | 2 | diverged | diverged | diverged | diverged |",  # never bold
     ]
 
 
-def test_tie_goes_to_the_method_listed_first(tmp_path: Path) -> None:
-    """The current rule makes no significance test: equal means are not left unmarked,
-    the first of them in the --methods order is bold."""
-    summary = collect("toy", write_runs(tmp_path, {"A": RUNS["A"], "B": RUNS["B"]}))
-    assert "| B | 4 | **0.960 ± 0.014 (2 diverged)** | **0.500 ± 0.000 (2 diverged)** |" in markdown_table(summary, ["B", "A"])
-    assert "| A | 3 | 0.850 ± 0.050 | **0.500 ± 0.000** |" in markdown_table(summary, ["A", "B"])
+def test_the_floor_is_never_bold_and_an_overlap_bolds_nothing(tmp_path: Path) -> None:
+    # without B, A's x accuracy (0.850 ± 0.050: low end 0.800) overlaps C's one fold, whose
+    # bootstrap interval reaches 0.850 -> nothing bold
+    summary = collect("toy", write_runs(tmp_path, {m: RUNS[m] for m in ("random", "S", "A", "C")}))
+    lines = markdown_table(summary, ["random", "S", "A", "C"]).splitlines()
+    assert lines[0].startswith("| method | folds | x accuracy (no clear best) |") and "**" not in "".join(lines)
+    # without C too, A is clearly best in x; in y the floor's 0.600 is the highest mean, yet it is not bold
+    summary = collect("toy", write_runs(tmp_path / "2", {m: RUNS[m] for m in ("random", "S", "A")}))
+    assert markdown_table(summary, ["random", "S", "A"]).splitlines() == [
+        "| method | folds | x accuracy | y accuracy (no clear best) | x~y cka | x~y svcca (no clear best) |",
+        "|---|---|---|---|---|---|",
+        "| random (floor) | 3 | 0.500 ± 0.050 | 0.600 ± 0.000 | 0.200 ± 0.000 | 0.900 ± 0.000 |",
+        "| S | 3 | 0.720 ± 0.020 | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 |",
+        "| A | 3 | **0.850 ± 0.050** | 0.500 ± 0.000 | **0.700 ± 0.173** | 0.300 ± 0.000 |",
+    ]
+
+
+def test_best_of_rule() -> None:
+    # exact tie: never bold, whatever the intervals
+    assert best_of({"A": 0.5, "B": 0.5}, {"A": (0.5, 0.5), "B": (0.5, 0.5)}) == (None, True)
+    # strictly above every other interval, the floor's included
+    assert best_of({"A": 0.9, "B": 0.5, "random": 0.6}, {"A": (0.8, 1.0), "B": (0.4, 0.6), "random": (0.5, 0.7)}) \
+        == ("A", False)
+    assert best_of({"A": 0.9, "random": 0.6}, {"A": (0.7, 1.0), "random": (0.5, 0.7)}) == (None, True)  # touching
+    assert best_of({"A": 0.9, "B": 0.5}, {"A": (0.8, 1.0), "B": None}) == (None, True)  # B's spread unknown
+    assert best_of({"random": 0.9, "B": 0.5}, {"random": (0.9, 0.9), "B": (0.5, 0.5)}) == (None, True)
+    assert best_of({"A": 0.9}, {"A": (0.8, 1.0)}) == (None, False)  # nothing to compare with
 
 
 def test_nothing_is_bold_when_every_run_diverged_and_missing_methods_show_empty(tmp_path: Path) -> None:
     summary = collect("toy", write_runs(tmp_path, {"D": RUNS["D"]}))
     table = markdown_table(summary, ["D", "E"])
-    assert "**" not in table
+    assert "**" not in table and "no clear best" not in table
     assert table.splitlines()[2:] == ["| D | 2 | diverged | diverged | diverged | diverged |",
                                       "| E | 0 |  |  |  |  |"]  # E has no result file at all
 
 
+def test_paired_differences_against_random_and_s(tmp_path: Path) -> None:
+    summary = collect("toy", write_runs(tmp_path, RUNS))
+    paired = paired_differences(summary, METHODS)
+    x = paired[paired["source"] == "x"].set_index(["method", "base"])
+    # A - random on x, folds 0, 1, 2: 0.30, 0.35, 0.40 -> mean 0.35, sd 0.05, t = 0.35 / (0.05 / sqrt 3)
+    a = x.loc[("A", "random")]
+    assert (a["mean"], a["sd"], a["k"], a["folds"]) == (pytest.approx(0.35), pytest.approx(0.05), 3, "0,1,2")
+    assert a["t"] == pytest.approx(0.35 / (0.05 / np.sqrt(3)))
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(0.35 - 4.302653 * 0.05 / np.sqrt(3)),
+                                           pytest.approx(0.35 + 4.302653 * 0.05 / np.sqrt(3)))
+    # B - S: only B's 2 finished folds pair up: 0.25, 0.26
+    b = x.loc[("B", "S")]
+    assert (b["mean"], b["sd"], b["k"], b["folds"]) == (pytest.approx(0.255), pytest.approx(0.01 / np.sqrt(2)), 2, "0,1")
+    # C (one fold) and D (diverged) have no paired differences; every method but the base itself is compared
+    assert sorted(set(x.index)) == sorted({("S", "random"), ("A", "random"), ("B", "random"), ("random", "S"),
+                                           ("A", "S"), ("B", "S")})
+    assert paired_table(paired, METHODS).splitlines() == [
+        "## Paired differences vs random and vs S (per-fold)",
+        "",
+        "| method | vs | x accuracy | y accuracy |",
+        "|---|---|---|---|",
+        "| S | random | +0.220 ± 0.062 (t = 6.10, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
+        "| A | random | +0.350 ± 0.050 (t = 12.12, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
+        "| B | random | +0.440 ± 0.014 (t = 44.00, 2 folds) | -0.100 ± 0.000 (t = -inf, 2 folds) |",
+        "| random (floor) | S | -0.220 ± 0.062 (t = -6.10, 3 folds) | +0.100 ± 0.000 (t = +inf, 3 folds) |",
+        "| A | S | +0.130 ± 0.044 (t = 5.17, 3 folds) | +0.000 ± 0.000 (t = n/a, 3 folds) |",
+        "| B | S | +0.255 ± 0.007 (t = 51.00, 2 folds) | +0.000 ± 0.000 (t = n/a, 2 folds) |",
+    ]
+    rows = comparison_rows(paired, "toy")
+    r = rows[(rows["method"] == "A") & (rows["metric"] == "accuracy_minus_random") & (rows["source"] == "x")].iloc[0]
+    assert r["value"] == pytest.approx(0.35) and np.isnan(r["fold"]) and r["status"] == "ok"
+    assert r["note"] == "paired t over folds 0,1,2: sd=0.05 t=12.1244 df=2"
+    # no fold pairs up: the section says so; no baseline among the methods: no section
+    one = collect("toy", write_runs(tmp_path / "one", {"random": {0: RUNS["random"][0]}, "A": {0: RUNS["A"][0]}}))
+    assert paired_table(paired_differences(one, ["random", "A"]), ["random", "A"]).splitlines()[2] == \
+        "None: they need at least 2 folds in which both the method and random finished."
+    assert paired_table(paired_differences(summary, ["A", "B"]), ["A", "B"]) == ""
+
+
 def test_summary_is_long_with_one_row_per_metric_value(tmp_path: Path) -> None:
-    summary = collect("toy", write_runs(tmp_path, {"A": {0: RUNS["A"][0]}, "D": {1: None}}))
-    assert list(summary.columns) == ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
-    rows = {(r.method, r.fold, r.source, r.metric): (r.value, r.status) for r in summary.itertuples()}
-    assert set(rows) == {("A", 0, "x", "accuracy"), ("A", 0, "y", "accuracy"), ("A", 0, "x~y", "cka"),
-                         ("A", 0, "x~y", "svcca"), ("D", 1, "x", "accuracy"), ("D", 1, "y", "accuracy"),
-                         ("D", 1, "x~y", "cka"), ("D", 1, "x~y", "svcca")}  # "n" is an id column, not a metric
-    assert rows[("A", 0, "x", "accuracy")] == (0.80, "ok") and rows[("A", 0, "x~y", "svcca")] == (0.3, "ok")
-    assert np.isnan(rows[("D", 1, "x~y", "cka")][0]) and rows[("D", 1, "x~y", "cka")][1] == "diverged"
+    summary = collect("toy", write_runs(tmp_path, {"A": {0: RUNS["A"][0]}, "C": RUNS["C"], "D": {1: None}}))
+    assert list(summary.columns) == ["dataset", "method", "fold", "source", "split", "metric", "value", "status", "n",
+                                     "ci_low", "ci_high", "epoch", "note"]
+    rows = {(r.method, r.fold, r.source, r.metric): r for r in summary.itertuples()}
+    assert set(rows) == {(m, f, s, k) for m, f in (("A", 0), ("C", 0), ("D", 1))
+                         for s, k in (("x", "accuracy"), ("y", "accuracy"), ("x~y", "cka"), ("x~y", "svcca"))}
+    a = rows[("A", 0, "x", "accuracy")]  # n, the interval and the epoch are columns, not metrics
+    assert (a.value, a.status, a.n, a.ci_low, a.ci_high, a.epoch, a.note) == (0.80, "ok", 50, 0.70, 0.90, 10, "")
+    assert np.isnan(rows[("A", 0, "x~y", "cka")].ci_low)  # an interval belongs to the probe metric only
+    c = rows[("C", 0, "x~y", "svcca")]
+    assert np.isnan(c.value) and c.note == SVCCA_NOTE and rows[("C", 0, "x~y", "cka")].note == ""
+    d = rows[("D", 1, "x~y", "cka")]
+    assert np.isnan(d.value) and d.status == "diverged" and d.epoch == 11
+
+
+def test_report_command_writes_summary_and_both_tables(tmp_path: Path) -> None:
+    files = write_runs(tmp_path, RUNS)
+    parser = __import__("argparse").ArgumentParser()
+    add_commands(parser.add_subparsers())
+    out = tmp_path / "out"
+    args = parser.parse_args(["report", "--dataset", "toy", "--methods", *METHODS, "--inputs", *map(str, files),
+                              "--summary", str(out / "summary.tsv"), "--table", str(out / "table.md"),
+                              "--figure", str(out / "figure.png")])
+    args.func(args)
+    table = (out / "table.md").read_text()
+    assert "| random (floor) | 3 |" in table and "| B | 4 | **0.965 ± 0.021 (2 diverged)** |" in table
+    assert "Test sets: n = 50 per fold." in table
+    assert "SVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps " \
+           "(here: 4 samples, 3 kept dims)" in table
+    assert "## Paired differences vs random and vs S (per-fold)" in table
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert list(summary.columns)[:8] == ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
+    diff = summary[summary["metric"] == "accuracy_minus_random"].set_index(["method", "source"])
+    assert diff.loc[("A", "x"), "value"] == pytest.approx(0.35) and diff["fold"].isna().all()
+    assert set(summary.loc[summary["metric"] == "svcca", "note"].dropna()) == {SVCCA_NOTE}
+    assert (out / "figure.png").stat().st_size > 1000
 
 
 def test_result_files_must_be_named_after_method_and_fold(tmp_path: Path) -> None:

@@ -73,14 +73,17 @@ def test_tiny_real_run_through_the_report(tmp_path):
     snakemake(tmp_path, config=ROOT / ".test" / "config.yaml")
     res = tmp_path / "results" / "two_view_mnist"
     summary = pd.read_csv(res / "summary.tsv", sep="\t")
-    assert list(summary.columns) == ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
+    assert list(summary.columns) == ["dataset", "method", "fold", "source", "split", "metric", "value", "status",
+                                     "n", "ci_low", "ci_high", "epoch", "note"]
     acc = summary[(summary.metric == "accuracy") & (summary.split == "test")]
     assert set(acc.method) == {"random", "L-S"} and set(acc.source) == {"view1", "view2"}
     assert acc.value.between(0.3, 1.0).all()  # 10 classes: chance is 0.1; real digits are easy
     cka = summary[summary.metric == "cka"]
     assert set(cka.source) == {"view1~view2"} and cka.value.between(0, 1).all()
     table = (res / "table.md").read_text()
-    assert "| L-S | 1 |" in table and "**" in table
+    assert "| L-S | 1 |" in table and "| random (floor) | 1 |" in table  # the floor row comes first
+    assert table.index("| random (floor) |") < table.index("| L-S |")
+    assert acc[["ci_low", "ci_high"]].notna().all().all() and (acc.ci_low <= acc.value).all()
     assert (res / "figure.png").stat().st_size > 10_000
     metrics = pd.read_csv(res / "models" / "L-S" / "fold0" / "metrics.tsv", sep="\t")
     assert metrics["epoch"].tolist() == [1] and metrics["samples_per_s"].iloc[0] > 0

@@ -16,7 +16,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the ``report`` sub-command (``args.func(args)`` runs it)."""
     p = sub.add_parser("report", help="summary.tsv, table.md and figure.png of one dataset")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", nargs="+", required=True, help="methods in the order of the table")
+    p.add_argument("--methods", nargs="+", required=True, help="methods in the order of the table; random, when given, is its first row "
+                   "(the floor, never bold); random and S are the baselines of the paired differences")
     p.add_argument("--inputs", nargs="+", type=Path, required=True,
                    help="probe and similarity TSVs: .../{probe|similarity}/{method}/fold{k}.tsv")
     p.add_argument("--summary", type=Path, required=True, help="output summary.tsv (long format)")

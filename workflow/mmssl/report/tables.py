@@ -1,10 +1,29 @@
 """Aggregation of per-(method, fold) results into the dataset's summary.tsv (long
-format), table.md (mean ± sd per method, best per column in bold) and figure.png (bars
-per method with the spread over folds, like the paper's Figs. 4-6).
+format), table.md (mean ± sd per method, a distinguishable best per column in bold, and
+the paired per-fold differences against ``random`` and ``S``) and figure.png (bars per
+method with the spread over folds, like the paper's Figs. 4-6).
 
 Inputs are the probe and similarity TSVs, ``results/{dataset}/{probe|similarity}/{method}/fold{k}.tsv``:
-one row per (source or source pair, split) with numeric metric columns and a ``status``
-('ok', or 'diverged' with NaN metrics for a run whose training did not recover).
+one row per (source or source pair, split) with numeric metric columns, ``n`` (rows
+evaluated), optionally ``ci_low`` / ``ci_high`` (the probe's 95% bootstrap interval of
+its accuracy or ROC AUC), ``epoch`` (the model's chosen epoch), ``note`` (why a value is
+n/a) and a ``status`` ('ok', or 'diverged' with NaN metrics for a run whose training did
+not recover).
+
+Bold rule (:func:`best_of`), per column: the candidate is the method other than the floor
+``random`` with the highest mean. It is bold only if its interval lies strictly above
+the interval of every other method with a value, the floor included (low end > their
+high ends), where a method's interval is mean ± sd over folds when >= 2 folds finished,
+else the 95% bootstrap interval of its one fold. Otherwise (a tie, an overlap, the floor
+on top, or a value with no interval, e.g. a one-fold similarity) nothing is bold and the
+column title says ``(no clear best)``; a column with fewer than two methods with a value
+has neither.
+
+Paired differences (:func:`paired_differences`): for every method and each baseline
+(``random``, ``S``) in the table, the per-fold differences method - baseline of each
+probe metric over the folds where both finished (at least 2): their mean, sd (ddof 1),
+the number of folds k, the paired t statistic mean / (sd / sqrt(k)) with k - 1 degrees
+of freedom, and the 95% t interval of the mean difference.
 """
 
 from __future__ import annotations
@@ -14,13 +33,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mmssl.io import atomic_path, write_text
 
-SUMMARY_COLUMNS = ["dataset", "method", "fold", "source", "split", "metric", "value", "status"]
+SUMMARY_COLUMNS = ["dataset", "method", "fold", "source", "split", "metric", "value", "status", "n", "ci_low",
+                   "ci_high", "epoch", "note"]
 # metrics shown in the table and the figure, in this order, when present
 HEADLINE = ("accuracy", "roc_auc", "cka", "svcca")
-ID_COLUMNS = {"source", "split", "status", "source_a", "source_b", "hyperparameter", "n"}
+# the probe's headline metrics: what ci_low / ci_high describe, and what is compared per fold
+PROBE_METRICS = ("accuracy", "roc_auc")
+ID_COLUMNS = {"source", "split", "status", "source_a", "source_b", "hyperparameter", "n", "ci_low", "ci_high", "epoch",
+              "note", "svcca_kept_a", "svcca_kept_b"}
+FLOOR = "random"
+BASELINES = ("random", "S")
 FOLD_RE = re.compile(r"fold(\d+)$")
 
 
@@ -37,8 +63,18 @@ def _melt(df: pd.DataFrame, dataset: str, method: str, fold: int) -> pd.DataFram
         df = df.assign(source=df["source_a"].astype(str) + "~" + df["source_b"].astype(str))
     if "status" not in df.columns:
         df = df.assign(status="ok")
+    for column in ("n", "ci_low", "ci_high", "epoch", "note"):
+        if column not in df.columns:
+            df = df.assign(**{column: np.nan})
+    df = df.assign(note=[n if isinstance(n, str) else "" for n in df["note"]])
     metrics = [c for c in df.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
-    long = df.melt(id_vars=["source", "split", "status"], value_vars=metrics, var_name="metric")
+    long = df.melt(id_vars=["source", "split", "status", "n", "ci_low", "ci_high", "epoch", "note"],
+                   value_vars=metrics, var_name="metric")
+    # the interval belongs to the probe's headline metric, a note to the metric it names
+    ci_metric = next((m for m in PROBE_METRICS if m in metrics), None)
+    off = long["metric"] != ci_metric
+    long.loc[off, ["ci_low", "ci_high"]] = np.nan
+    long.loc[long["note"].str.split(" ").str[0] != long["metric"], "note"] = ""
     return long.assign(dataset=dataset, method=method, fold=fold)[SUMMARY_COLUMNS]
 
 
@@ -63,44 +99,169 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _cell(values: pd.Series, statuses: pd.Series) -> tuple[str, float]:
-    """One table cell from a (method, column)'s values over folds and their statuses:
-    (text, mean of the finished folds). "mean ± sd" (sd over folds, ddof 1) or just the
-    mean for one fold; " (k diverged)" appended when k folds are not 'ok' and others
-    are; "diverged" when no 'ok' fold has a value and some fold diverged; else "n/a"."""
-    ok = values[statuses == "ok"].dropna()
-    n_bad = int((statuses != "ok").sum())
+def _columns(rows: pd.DataFrame) -> list[str]:
+    """Headline columns in HEADLINE order, then by source."""
+    order = {m: i for i, m in enumerate(HEADLINE)}
+    return list(dict.fromkeys(rows.sort_values(["metric", "source"], key=lambda s: s.map(order) if s.name == "metric"
+                                               else s)["column"]))
+
+
+def _cell(g: pd.DataFrame) -> tuple[str, float, tuple[float, float] | None]:
+    """One table cell from a (method, column)'s rows over folds: (text, mean of the
+    finished folds, interval or None). Text: "mean ± sd" (sd over folds, ddof 1) for
+    >= 2 finished folds; "value [ci_low, ci_high]" for one fold with a bootstrap interval,
+    else the value alone; " (k diverged)" appended when k folds are not 'ok' and others
+    are; "diverged" when no 'ok' fold has a value and some fold diverged; else "n/a".
+    The interval (for the bold rule) is mean ± sd, or the one fold's bootstrap interval."""
+    ok = g[(g["status"] == "ok") & g["value"].notna()]
+    n_bad = int((g["status"] != "ok").sum())
     if ok.empty:
-        return ("diverged" if n_bad else "n/a"), np.nan
-    text = f"{ok.mean():.3f} ± {ok.std(ddof=1):.3f}" if len(ok) > 1 else f"{ok.mean():.3f}"
+        return ("diverged" if n_bad else "n/a"), np.nan, None
+    mean = float(ok["value"].mean())
+    if len(ok) > 1:
+        sd = float(ok["value"].std(ddof=1))
+        text, interval = f"{mean:.3f} ± {sd:.3f}", (mean - sd, mean + sd)
+    else:
+        low, high = float(ok["ci_low"].iloc[0]), float(ok["ci_high"].iloc[0])
+        if np.isfinite(low) and np.isfinite(high):
+            text, interval = f"{mean:.3f} [{low:.3f}, {high:.3f}]", (low, high)
+        else:
+            text, interval = f"{mean:.3f}", None
     if n_bad:
         text += f" ({n_bad} diverged)"
-    return text, ok.mean()
+    return text, mean, interval
+
+
+def best_of(means: dict[str, float], intervals: dict[str, tuple[float, float] | None],
+            floor: str = FLOOR) -> tuple[str | None, bool]:
+    """(method to bold or None, whether the column has no clear best) under the rule of
+    the module docstring. ``means`` / ``intervals``: the methods with a finite mean, the
+    floor included (it is compared against, never chosen)."""
+    if len(means) < 2:
+        return None, False
+    candidates = [m for m in means if m != floor]
+    if not candidates:
+        return None, True
+    best = max(candidates, key=lambda m: means[m])  # first listed on an exact tie; a tie never passes below
+    others = [m for m in means if m != best]
+    if intervals[best] is None or any(intervals[m] is None for m in others):
+        return None, True
+    if intervals[best][0] > max(intervals[m][1] for m in others):
+        return best, False
+    return None, True
+
+
+def table_methods(methods: list[str]) -> list[str]:
+    """The table's row order: the floor first (when it is one of the methods), then the rest as given."""
+    return ([FLOOR] if FLOOR in methods else []) + [m for m in methods if m != FLOOR]
+
+
+def _label(method: str) -> str:
+    return f"{method} (floor)" if method == FLOOR else method
 
 
 def markdown_table(summary: pd.DataFrame, methods: list[str]) -> str:
-    """Methods × headline columns; mean ± sd over folds; best mean per column in bold.
+    """Methods × headline columns; mean ± sd over folds (one fold: its 95% bootstrap
+    interval); a distinguishable best per column in bold (see the module docstring).
 
-    Rows follow ``methods``; "folds" is the number of folds a method has results for,
-    diverged ones included. Bold marks the highest mean of finished folds (a column of
-    diverged / n/a cells has none); on an exact tie the method listed first is bold, as
-    ``idxmax`` picks it. No significance test is made.
+    Rows: ``random (floor)`` first when ``random`` is a method, then ``methods`` in order;
+    "folds" is the number of folds a method has results for, diverged ones included.
     """
     rows = headline(summary)
-    columns = list(dict.fromkeys(rows.sort_values(["metric", "source"], key=lambda s: s.map(
-        {m: i for i, m in enumerate(HEADLINE)}) if s.name == "metric" else s)["column"]))
-    cells = {m: {} for m in methods}
-    means = pd.DataFrame(index=methods, columns=columns, dtype=float)
-    for (method, column), g in rows.groupby(["method", "column"]):
-        if method in cells:
-            cells[method][column], means.loc[method, column] = _cell(g["value"], g["status"])
-    best = {c: means[c].idxmax() if means[c].notna().any() else None for c in columns}
-    n_folds = rows.groupby("method")["fold"].nunique().reindex(methods).fillna(0).astype(int)
-    lines = ["| method | folds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-    for m in methods:
+    columns = _columns(rows)
+    order = table_methods(methods)
+    cells: dict[str, dict[str, str]] = {m: {} for m in order}
+    means: dict[str, dict[str, float]] = {c: {} for c in columns}
+    intervals: dict[str, dict[str, tuple[float, float] | None]] = {c: {} for c in columns}
+    groups = dict(iter(rows.groupby(["method", "column"])))
+    for method in order:  # in table order, so an exact tie names the method listed first
+        for column in columns:
+            if (method, column) in groups:
+                cells[method][column], mean, interval = _cell(groups[(method, column)])
+                if np.isfinite(mean):
+                    means[column][method], intervals[column][method] = mean, interval
+    best, unclear = {}, {}
+    for c in columns:
+        best[c], unclear[c] = best_of(means[c], intervals[c])
+    n_folds = rows.groupby("method")["fold"].nunique().reindex(order).fillna(0).astype(int)
+    titles = [f"{c} (no clear best)" if unclear[c] else c for c in columns]
+    lines = ["| method | folds | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(columns)]
+    for m in order:
         vals = [(f"**{cells[m][c]}**" if best[c] == m else cells[m].get(c, "")) for c in columns]
-        lines.append(f"| {m} | {n_folds[m]} | " + " | ".join(vals) + " |")
+        lines.append(f"| {_label(m)} | {n_folds[m]} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+PAIRED_COLUMNS = ["method", "base", "source", "split", "metric", "mean", "sd", "k", "t", "ci_low", "ci_high", "folds"]
+
+
+def paired_differences(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """The paired per-fold differences method - baseline of each probe metric (accuracy,
+    roc_auc on test / hold-out), for every method and each baseline in ``methods`` (see
+    the module docstring), where >= 2 folds pair up. Columns PAIRED_COLUMNS: mean and sd
+    (ddof 1) of the differences, k folds, paired t = mean / (sd / sqrt(k)) (±inf when
+    every difference is the same non-zero value, NaN when all are 0), the 95% t interval
+    of the mean difference, and the folds used ("0,1,2")."""
+    rows = summary[summary["metric"].isin(PROBE_METRICS) & summary["split"].isin(["test", "holdout"])
+                   & (summary["status"] == "ok") & summary["value"].notna()]
+    out = []
+    for base in (b for b in BASELINES if b in methods):
+        ref = rows[rows["method"] == base].set_index(["source", "split", "metric", "fold"])["value"]
+        for method in (m for m in table_methods(methods) if m != base):
+            mine = rows[rows["method"] == method].set_index(["source", "split", "metric", "fold"])["value"]
+            diff = (mine - ref.reindex(mine.index)).dropna()
+            for (source, split, metric), d in diff.groupby(level=["source", "split", "metric"], sort=False):
+                k = len(d)
+                if k < 2:
+                    continue
+                mean, sd = float(d.mean()), float(d.std(ddof=1))
+                se = sd / np.sqrt(k)
+                t = mean / se if se > 0 else (float(np.sign(mean)) * np.inf if mean != 0 else np.nan)
+                half = float(stats.t.ppf(0.975, k - 1)) * se
+                folds = ",".join(str(f) for f in sorted(d.index.get_level_values("fold")))
+                out.append([method, base, source, split, metric, mean, sd, k, t, mean - half, mean + half, folds])
+    return pd.DataFrame(out, columns=PAIRED_COLUMNS)
+
+
+def comparison_rows(paired: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """summary.tsv rows of :func:`paired_differences`: metric ``<metric>_minus_<baseline>``,
+    value the mean difference, ci_low / ci_high its 95% t interval, fold, n and epoch
+    empty, note "paired t over folds 0,1,2: sd=… t=… df=…"."""
+    return pd.DataFrame({
+        "dataset": dataset, "method": paired["method"], "fold": np.nan, "source": paired["source"],
+        "split": paired["split"], "metric": paired["metric"] + "_minus_" + paired["base"], "value": paired["mean"],
+        "status": "ok", "n": np.nan, "ci_low": paired["ci_low"], "ci_high": paired["ci_high"], "epoch": np.nan,
+        "note": [f"paired t over folds {r.folds}: sd={r.sd:.6g} t={r.t:.6g} df={r.k - 1}" for r in paired.itertuples()],
+    }, columns=SUMMARY_COLUMNS)
+
+
+def _t_text(t: float) -> str:
+    return "n/a" if np.isnan(t) else ("+inf" if t > 0 else "-inf") if np.isinf(t) else f"{t:.2f}"
+
+
+def paired_table(paired: pd.DataFrame, methods: list[str]) -> str:
+    """Markdown section: one row per (method, baseline) with a comparison, one column per
+    probe column; cell "mean difference ± sd (t = paired t, k folds)". Empty when no
+    baseline is among ``methods``."""
+    bases = [b for b in BASELINES if b in methods]
+    if not bases:
+        return ""
+    title = "## Paired differences vs " + " and vs ".join(bases) + " (per-fold)\n\n"
+    if paired.empty:
+        return title + f"None: they need at least 2 folds in which both the method and {' / '.join(bases)} finished.\n"
+    c = paired.assign(column=paired["source"] + " " + paired["metric"]
+                      + np.where(paired["split"] == "holdout", " (hold-out)", ""))
+    columns = _columns(c)
+    lines = ["| method | vs | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for base in bases:
+        for m in table_methods(methods):
+            mine = c[(c["method"] == m) & (c["base"] == base)].set_index("column")
+            if mine.empty:
+                continue
+            vals = [f"{mine.at[col, 'mean']:+.3f} ± {mine.at[col, 'sd']:.3f} (t = {_t_text(mine.at[col, 't'])}, "
+                    f"{mine.at[col, 'k']} folds)" if col in mine.index else "" for col in columns]
+            lines.append(f"| {_label(m)} | {base} | " + " | ".join(vals) + " |")
+    return title + "\n".join(lines) + "\n"
 
 
 def figure(summary: pd.DataFrame, methods: list[str], path: Path, title: str) -> None:
@@ -152,16 +313,44 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
+def _notes(summary: pd.DataFrame) -> str:
+    """Footnote lines for values shown n/a with a reason (SVCCA on too few samples)."""
+    notes = summary.loc[(summary["status"] == "ok") & (summary["note"] != "") & summary["note"].notna()
+                        & summary["fold"].notna(), "note"]
+    found = [re.match(r"svcca n/a: (\d+) samples < \d+ x (\d+) kept dims", n) for n in notes]
+    found = [m for m in found if m]
+    if not found:
+        return ""
+
+    def span(values: list[int]) -> str:
+        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
+
+    samples, dims = span([int(m.group(1)) for m in found]), span([int(m.group(2)) for m in found])
+    return ("\nSVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps "
+            f"(here: {samples} samples, {dims} kept dims); see `note` in summary.tsv. CKA is unaffected.\n")
+
+
 def write_report(dataset: str, files: list[Path], methods: list[str], summary_path: Path, table_path: Path,
                  figure_path: Path) -> pd.DataFrame:
     """summary.tsv, table.md and figure.png of one dataset from its probe / similarity TSVs."""
     summary = collect(dataset, files)
+    paired = paired_differences(summary, methods)
+    full = pd.concat([summary, comparison_rows(paired, dataset)], ignore_index=True) if len(paired) else summary
     with atomic_path(summary_path) as tmp:  # 6 significant digits, as the tables show 3
-        summary.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        full.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     n_folds = summary.groupby("method")["fold"].nunique()
+    test_n = summary.loc[summary["metric"].isin(PROBE_METRICS) & (summary["split"] == "test"), "n"].dropna()
+    sizes = "" if test_n.empty else (f" Test sets: n = {int(test_n.min())}" + (
+        f"–{int(test_n.max())}" if test_n.max() > test_n.min() else "") + " per fold.")
     header = (f"# {dataset}: linear evaluation and similarity\n\n"
-              f"Mean ± sd over folds ({int(n_folds.max()) if len(n_folds) else 0} at most); best mean per column in bold. "
-              "Columns: `<source> <metric>` on the test split; `a~b` are similarities between sources.\n\n")
-    write_text(header + markdown_table(summary, methods), table_path)
+              f"Mean ± sd over folds ({int(n_folds.max()) if len(n_folds) else 0} at most); with one fold, the value "
+              "and its 95% bootstrap interval [low, high] over the test samples (probe metrics)."
+              f"{sizes} Columns: `<source> <metric>` on the test split; `a~b` are similarities between sources. "
+              f"`{FLOOR} (floor)` is the untrained encoder, the floor, never bold. Bold: the best mean, only when its "
+              "interval (mean ± sd over ≥ 2 folds, else the bootstrap interval) lies above every other method's; "
+              "otherwise the column says `(no clear best)`.\n\n")
+    paired_md = paired_table(paired, methods)
+    write_text(header + markdown_table(summary, methods) + _notes(summary) + ("\n" + paired_md if paired_md else ""),
+               table_path)
     figure(summary, methods, figure_path, dataset)
-    return summary
+    return full
