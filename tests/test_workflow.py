@@ -442,3 +442,14 @@ def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, 
             assert workflow.get_rule(rule).conda_env(wildcards) == env
         assert workflow.get_rule("train").conda_env == "../../envs/mmssl.yaml"
     assert (ROOT / "workflow" / "rules" / env).resolve().is_file()  # where the rule looks for it
+
+
+def test_the_known_answer_mri_kind_plans_a_store_and_a_binary_probe(tmp_path):
+    config = tmp_path / "known.yaml"
+    config.write_text("methods: [random, S]\ndatasets:\n  mri_known:\n    kind: synthetic_mri\n    n_subjects: 100\n"
+                      "    splits: {n_folds: 5, test: fold}\n    folds: [0, 1]\n")
+    proc = snakemake(tmp_path, "-n", "-p", config=config)
+    counts = job_counts(proc.stdout)
+    assert counts["prepare_known_mri"] == 1 and counts["splits"] == 2 and counts["train"] == 4
+    assert "prepare_two_view" not in counts and "discover" not in counts
+    assert "--task binary" in proc.stdout  # ROC AUC of HC vs AD, as for OASIS-3

@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "prepare-two-view": "mmssl.data.commands",
     "prepare-mnist-svhn": "mmssl.data.commands",
+    "prepare-known-mri": "mmssl.data.commands",
     "splits": "mmssl.data.commands",
     "download": "mmssl.data.commands",
     "synthetic-bids": "mmssl.preprocess.commands",

@@ -144,8 +144,8 @@ def run_inputs(wildcards):
 
 
 def probe_task(wildcards):
-    """binary (AD vs HC) for brain MRI, multiclass (digits) otherwise."""
-    return "binary" if dataset_spec(wildcards.dataset)["kind"] == "bids_mri" else "multiclass"
+    """binary (AD vs HC) for brain MRI, real or synthetic; multiclass (digits) otherwise."""
+    return "binary" if dataset_spec(wildcards.dataset)["kind"] in ("bids_mri", "synthetic_mri") else "multiclass"
 
 
 def probe_settings(wildcards):
@@ -221,6 +221,15 @@ def two_view_inputs(wildcards):
 def mnist_svhn_inputs(wildcards):
     spec = dataset_spec(wildcards.dataset)
     return {"mnist": mnist_idx_inputs(spec["mnist_path"]), "svhn": [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]}
+
+
+KNOWN_MRI_KEYS = ("n_subjects", "seed", "size", "atrophy", "falff_drop", "specific", "label_noise", "noise")
+
+
+def known_mri_settings(wildcards):
+    """The generative model's keys of a synthetic_mri dataset, as a JSON argument."""
+    spec = dataset_spec(wildcards.dataset)
+    return json.dumps({key: spec[key] for key in KNOWN_MRI_KEYS})
 
 
 def mnist_svhn_settings(wildcards):

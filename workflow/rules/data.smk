@@ -56,6 +56,25 @@ rule prepare_mnist_svhn:
         "--settings-json {params.settings:q} --out {output} 2> {log}"
 
 
+rule prepare_known_mri:
+    """The known-answer MRI benchmark: synthetic T1w and fALFF volumes on the MNI grid from a
+    stated generative model (shared disease factor, modality-specific factors, nuisance)."""
+    output:
+        directory(res("{dataset}", "store")),
+    log:
+        res("{dataset}", "logs", "prepare.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "prepare.tsv")
+    wildcard_constraints:
+        dataset=datasets_of("synthetic_mri"),
+    params:
+        settings=known_mri_settings,
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "mmssl prepare-known-mri --settings-json {params.settings:q} --out {output} 2> {log}"
+
+
 rule splits:
     """Subject-level train/val/test(/holdout) table of one fold, from the store's subjects."""
     input:
@@ -67,7 +86,7 @@ rule splits:
     benchmark:
         res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
     wildcard_constraints:
-        dataset=datasets_of("two_view_mnist", "mnist_svhn"),
+        dataset=datasets_of("two_view_mnist", "mnist_svhn", "synthetic_mri"),
     params:
         settings=settings_of("splits"),
     conda:

@@ -26,6 +26,12 @@ def prepare_two_view(args: argparse.Namespace) -> None:
     build_two_view_store(digits, args.out, seed=args.seed, views=args.views)
 
 
+def prepare_known_mri(args: argparse.Namespace) -> None:
+    from mmssl.data.known_mri import build_known_mri_store
+
+    build_known_mri_store(args.out, **args.settings_json)
+
+
 def mnist_svhn_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
     """``--settings-json`` of prepare-mnist-svhn -> keyword arguments of
     :func:`mmssl.data.svhn.build_mnist_svhn_store`: per_mnist, seed and limit (the rule
@@ -88,6 +94,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="redraw: training redraws its views at every access (the store keeps the digits); fixed: never")
     p.add_argument("--out", type=Path, required=True, help="store folder to write")
     p.set_defaults(func=prepare_two_view)
+
+    p = sub.add_parser("prepare-known-mri", help="generate the known-answer MRI benchmark (synthetic T1w + fALFF on the MNI grid)")
+    p.add_argument("--settings-json", type=settings_arg, required=True,
+                   help="n_subjects, seed, size, atrophy, falff_drop, specific, label_noise, noise (the dataset's keys)")
+    p.add_argument("--out", type=Path, required=True, help="store folder to write")
+    p.set_defaults(func=prepare_known_mri)
 
     p = sub.add_parser("prepare-mnist-svhn", help="pair MNIST with SVHN digits (Shi et al. 2019) into a store")
     p.add_argument("--mnist-dir", type=Path, required=True, help="folder with the four MNIST IDX(.gz) files")
