@@ -74,13 +74,12 @@ def generate(n_subjects: int, seed: int, size: int, atrophy: float, falff_drop: 
              label_noise: float, noise: float) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """(index, {"T1w": (N, 1, S, S, S), "fALFF": same}) float32 arrays; see the module
     docstring for the model. ``size`` 32 (6 mm) or 64 (3 mm) voxels per side."""
+    # imported here: nilearn's template and SimpleITK load only when a benchmark is generated
     from mmssl.preprocess.registration import apply_affine
-    from mmssl.preprocess.spatial import mni_grid, mni_template
-    from mmssl.schema import schema_defaults
-    from mmssl.preprocess.spatial import GridSettings
+    from mmssl.preprocess.spatial import GridSettings, mni_grid, mni_template
 
     voxel = 192.0 / size  # 64 x 3 mm or 32 x 6 mm: the same field of view
-    grid = mni_grid(GridSettings.from_config({**schema_defaults("grid"), "size": size, "voxel_mm": voxel}))
+    grid = mni_grid(GridSettings(size=size, voxel_mm=voxel))
     template = apply_affine(mni_template(1), np.eye(4), (grid.shape, grid.affine), order=1,
                             antialias_mm=voxel).get_fdata().astype(np.float32)
     template /= template.max()
