@@ -10,14 +10,12 @@ key path. :func:`validate` is the one check of a whole config.
 from __future__ import annotations
 
 import copy
-import functools
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mmssl.schema import ConfigError, load_schema, validate_against
+from mmssl.schema import ConfigError, section_values, validate_against
 
 SECTIONS = ("model", "train", "probe", "similarity")
 
@@ -95,9 +93,7 @@ def dataset_section(config: dict[str, Any], dataset: str, section: str) -> dict[
     if dataset not in config["datasets"]:
         raise ConfigError(f"unknown dataset {dataset!r}; configured: {', '.join(config['datasets'])}")
     merged = deep_merge(config.get(section, {}), config["datasets"][dataset].get(section, {}))
-    schema = load_schema()
-    sub = {"$defs": schema["$defs"], **schema["$defs"][section]}
-    return validate_against(merged, sub, prefix=f"datasets.{dataset}.{section}")
+    return section_values(section, merged, f"datasets.{dataset}.{section}")
 
 
 def dataset_methods(config: dict[str, Any], dataset: str) -> list[str]:

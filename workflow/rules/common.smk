@@ -317,8 +317,14 @@ def scan_outputs(datatype):
 def raw_scans(dataset):
     """(datatype, prefix) -> (raw path, sidecar) of every T1w and BOLD run in discovery's
     pairs; read after the discover checkpoint has run."""
+    return _read_raw_scans(*discovered_pairs(dataset))
+
+
+def discovered_pairs(dataset):
+    """(path, mtime in ns) of discovery's pairs.tsv, once the discover checkpoint has run:
+    the key of the caches below, so a new discovery is read anew."""
     path = checkpoints.discover.get(dataset=dataset).output.pairs
-    return _read_raw_scans(path, os.stat(path).st_mtime_ns)
+    return path, os.stat(path).st_mtime_ns
 
 
 @functools.cache
@@ -360,8 +366,7 @@ def scan_files(anat=(), func=()):
     keys = (tuple(anat), tuple(func))
 
     def files(wildcards):
-        path = checkpoints.discover.get(dataset=wildcards.dataset).output.pairs
-        return _scan_files(res(wildcards.dataset, "preproc"), path, os.stat(path).st_mtime_ns, keys)
+        return _scan_files(res(wildcards.dataset, "preproc"), *discovered_pairs(wildcards.dataset), keys)
 
     return files
 

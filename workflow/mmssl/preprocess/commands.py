@@ -65,7 +65,7 @@ def cmd_preprocess_bold(args: argparse.Namespace) -> int:
     from mmssl.preprocess.settings import MriSettings
 
     settings = MriSettings.from_config(args.settings_json)
-    falff_settings = FalffSettings.from_mapping(args.falff_json)
+    falff_settings = FalffSettings.from_config(args.falff_json)
     out = _outputs(args, "func")
     return excluding_bad_input(args.bold, out, lambda: preprocess_bold_files(args.bold, args.sidecar, out, settings, falff_settings))
 

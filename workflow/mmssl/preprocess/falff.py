@@ -87,7 +87,6 @@ class FalffSettings:
         values["band"] = tuple(float(b) for b in values["band"])
         return cls(**values)
 
-    from_mapping = from_config  # the name mmssl.preprocess.commands still uses
 
 
 def spectrum_slices(n_volumes: int, tr: float, settings: FalffSettings) -> tuple[slice, slice]:
