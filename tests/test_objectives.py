@@ -107,7 +107,7 @@ def test_local_objective_trains_each_encoder_on_its_own():
     from mmssl.objectives.infonce import nce_pooled as nce
 
     proj = m.project(x)
-    nce(proj["a"][0], proj["a"][1], m.critic).loss.backward()
+    nce(proj["a"].u_z, proj["a"].u_c, m.critic).loss.backward()
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in m.encoders["b"].parameters())
     assert sum(float(p.grad.abs().sum()) for p in m.encoders["a"].parameters() if p.grad is not None) > 0
     assert set(terms) == {"L"}
@@ -130,7 +130,7 @@ def test_cross_source_term_sums_both_directions():
     x = {"a": torch.randn(8, 1, 32, 32), "b": torch.randn(8, 1, 32, 32)}
     m = build_method("S", two_sources(), {"penalty": 0.0}).eval()
     proj = m.project(x)
-    expected = nce_pooled(proj["a"][0], proj["b"][0], m.critic).loss + nce_pooled(proj["b"][0], proj["a"][0], m.critic).loss
+    expected = nce_pooled(proj["a"].u_z, proj["b"].u_z, m.critic).loss + nce_pooled(proj["b"].u_z, proj["a"].u_z, m.critic).loss
     assert float(m.losses(x)["S"]) == pytest.approx(float(expected), rel=1e-5)
 
 

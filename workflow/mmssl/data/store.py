@@ -2,7 +2,7 @@
 
 A store is a folder::
 
-    index.tsv        one row per sample: row (0..N-1), sample, subject, label, [pool, age, sex, site, ...]
+    index.tsv        one row per sample: row (0..N-1), sample, subject, label, [has_{source}, pool, age, ...]
     sources.json     [{"name", "channels", "size", "dims"}, ...] in source order
     {source}.npy     (N, channels, size, size[, size]) float32 or float16, read with mmap
     meta.json        optional: {"extra": [names], ...}: arrays that are not sources (e.g. the
@@ -12,6 +12,12 @@ A store is a folder::
 so the training loader never re-opens image files (NIfTI, IDX, .mat). ``subject`` is
 what splits group by (for MNIST it equals ``sample``); ``label`` is the class used by
 the probe and by class-balanced sampling.
+
+Missing sources: a sample is one subject-visit's set of available sources. A store where
+some sample lacks a source has a column ``has_{source}`` (0/1) per source; the array rows
+of an absent source are zeros and must never be read as data (:meth:`Store.present`).
+A store without these columns has every source for every sample. A sample with no source
+at all is not a sample (``write_store`` refuses it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,20 @@ from mmssl.io import atomic_dir
 from mmssl.types import SourceSpec
 
 INDEX_COLUMNS = ("row", "sample", "subject", "label")
+PRESENT_PREFIX = "has_"
+
+
+def present_column(source: str) -> str:
+    """Index column that marks the samples having ``source``: ``has_{source}``."""
+    return f"{PRESENT_PREFIX}{source}"
+
+
+def presence(index: pd.DataFrame, sources: list[str]) -> dict[str, np.ndarray]:
+    """source -> (N,) bool: which samples of ``index`` have that source (all True for a
+    source without a ``has_`` column)."""
+    n = len(index)
+    return {s: (index[present_column(s)].to_numpy().astype(bool) if present_column(s) in index.columns
+                else np.ones(n, dtype=bool)) for s in sources}
 
 
 @dataclass
@@ -44,6 +64,20 @@ class Store:
     @property
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
+
+    def present(self, source: str) -> np.ndarray:
+        """(N,) bool: the samples that have ``source`` (see the module docstring)."""
+        return presence(self.index, [source])[source]
+
+    @property
+    def complete(self) -> np.ndarray:
+        """(N,) bool: the samples that have every source."""
+        return np.logical_and.reduce([self.present(s) for s in self.source_names])
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether some sample lacks some source."""
+        return not bool(self.complete.all())
 
 
 def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndarray], sources: list[SourceSpec],
@@ -64,6 +98,14 @@ def write_store(path: str | Path, index: pd.DataFrame, arrays: dict[str, np.ndar
         if a.shape != expected:
             raise ValueError(f"source {s.name!r}: array shape {a.shape}, expected {expected}")
     index = index.reset_index(drop=True).copy()
+    marks = presence(index, [s.name for s in sources])
+    empty = ~np.logical_or.reduce(list(marks.values()))
+    if empty.any():
+        raise ValueError(f"{int(empty.sum())} samples have no source (has_* all 0), e.g. "
+                         f"{index.loc[empty, 'sample'].astype(str).tolist()[:5]}: leave them out of the store")
+    for name, mark in marks.items():
+        if not mark.all() and np.any(arrays[name][~mark]):
+            raise ValueError(f"source {name!r}: rows of samples without it (has_{name} = 0) must be zeros")
     if "row" not in index.columns:
         index.insert(0, "row", np.arange(n))
     with atomic_dir(path) as tmp:

@@ -1,4 +1,12 @@
-"""The interface every method (contrastive combination or baseline) implements."""
+"""The interface every method (contrastive combination or baseline) implements, and the
+helpers that select the samples of a batch having given sources (missing sources).
+
+Presence: ``present`` maps each source to a (B,) bool tensor, True where the sample has
+that source; ``None`` means every sample has every source (and the methods then run the
+exact code path of a complete dataset). Rows of an absent source hold zeros that no
+method may encode: an encoder sees only the samples that have its source, so no gradient
+reaches it from a sample that lacks it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,43 @@ from mmssl.models.encoders import DCGANEncoder
 from mmssl.schema import schema_defaults
 from mmssl.settings import schema_settings
 from mmssl.types import SourceSpec
+
+Presence = dict[str, torch.Tensor] | None
+
+# a batch part with fewer samples than this is left out: InfoNCE needs a negative and
+# BatchNorm in training more than one value per channel
+MIN_SAMPLES = 2
+
+
+def rows_with(present: Presence, sources: tuple[str, ...] | list[str]) -> torch.Tensor | None:
+    """(n,) indices of the batch samples that have every one of ``sources``, or None when
+    all of them do (so callers keep the full-batch path)."""
+    if present is None:
+        return None
+    mask = torch.stack([present[s] for s in sources]).all(0)
+    return None if bool(mask.all()) else mask.nonzero().squeeze(1)
+
+
+def positions(present: Presence, source: str, rows: torch.Tensor | None,
+              encoded: torch.Tensor | None) -> torch.Tensor | None:
+    """Where the batch samples ``rows`` sit among the samples ``encoded`` for ``source``.
+
+    rows: (n,) batch indices (None = all B); encoded: (m,) batch indices the source was
+    encoded on (None = all B). Returns (n,) indices into the encoded subset, or None when
+    the subset is the batch itself and rows is None."""
+    if encoded is None:
+        return rows
+    lookup = torch.full((len(present[source]),), -1, dtype=torch.long, device=encoded.device)
+    lookup[encoded] = torch.arange(len(encoded), device=encoded.device)
+    pos = lookup if rows is None else lookup[rows]
+    if bool((pos < 0).any()):
+        raise RuntimeError(f"source {source!r}: samples needed by a term were not encoded")
+    return pos
+
+
+def take(t: torch.Tensor | None, idx: torch.Tensor | None) -> torch.Tensor | None:
+    """t[idx] along the batch dimension; t itself when idx is None."""
+    return t if t is None or idx is None else t[idx]
 
 
 @schema_settings("model")
@@ -59,6 +104,9 @@ class Method(nn.Module):
 
     uses_labels: bool = False
     trainable: bool = True
+    # whether ``losses`` accepts batches where some samples lack a source (train.missing: use);
+    # a method that does not trains on complete samples only
+    supports_missing: bool = True
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__()
@@ -71,9 +119,12 @@ class Method(nn.Module):
             {s.name: DCGANEncoder(s, latent=settings.latent, width=settings.width) for s in sources}
         )
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """x: source -> (B, C, *S) batch; y: (B,) integer labels. Returns named scalar
-        terms; training minimises their sum."""
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        """x: source -> (B, C, *S) batch; y: (B,) integer labels; present: source -> (B,)
+        bool, None when every sample has every source (see the module docstring). Returns
+        named scalar terms; training minimises their sum. A term no sample of the batch can
+        take part in is left out (so the dict may be empty)."""
         raise NotImplementedError
 
     @torch.no_grad()

@@ -27,8 +27,6 @@ Settings read from ``ModelSettings.extra`` (config ``model.extra.<key>``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import combinations, permutations
 from typing import Any
 
@@ -40,7 +38,7 @@ from torch.nn import functional as F
 from mmssl.models.decoders import DCGANDecoder
 from mmssl.models.encoders import DCGANEncoder, init_weights
 from mmssl.types import SourceSpec
-from mmssl.objectives.base import Method, ModelSettings
+from mmssl.objectives.base import MIN_SAMPLES, Method, ModelSettings, Presence, positions, rows_with, take
 from mmssl.objectives.cca import RunningCCA
 from mmssl.objectives.contrastive import ContrastiveMethod
 from mmssl.objectives.registry import register
@@ -143,9 +141,21 @@ class CCATerm(nn.Module):
 
 
 # ---------------------------------------------------------------- Supervised, AE, DCCAE
+def present_batches(x: dict[str, torch.Tensor], present: Presence) -> dict[str, tuple[torch.Tensor | None, torch.Tensor]]:
+    """source -> (rows, x over those rows) for each source at least MIN_SAMPLES samples
+    have; rows is None when every sample has it."""
+    out = {}
+    for s, xs in x.items():
+        rows = rows_with(present, (s,))
+        if rows is None or len(rows) >= MIN_SAMPLES:
+            out[s] = (rows, take(xs, rows))
+    return out
+
+
 class SupervisedMethod(Method):
     """Each encoder with its own linear head on z, trained with cross-entropy on the
-    labels (uni-source; the discriminative bound). Term ``ce``: summed over sources."""
+    labels (uni-source; the discriminative bound). Term ``ce``: summed over sources, each
+    over the samples that have it."""
 
     uses_labels = True
 
@@ -161,103 +171,100 @@ class SupervisedMethod(Method):
         """x: (B, C, *S) -> (B, n_classes)."""
         return self.classifiers[source](self.encoders[source](x).z)
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
         if y is None:
             raise ValueError("method 'supervised' trains on labels: losses(x, y) needs y (B,) class indices")
-        return {"ce": sum(F.cross_entropy(self.logits(x[s], s), y) for s in self.sources)}
+        parts = [F.cross_entropy(self.logits(xs, s), take(y, rows)) for s, (rows, xs) in present_batches(x, present).items()]
+        return {"ce": sum(parts[1:], parts[0])} if parts else {}
 
 
 class AutoencoderMethod(Method):
-    """One autoencoder per source (uni-source). Term ``recon``."""
+    """One autoencoder per source (uni-source). Term ``recon``, each source over the
+    samples that have it."""
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__(sources, settings)
         self.reconstruction = Reconstruction(sources, settings)
 
     def latents(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {s: self.encoders[s](x[s]).z for s in self.sources}
+        return {s: self.encoders[s](xs).z for s, xs in x.items()}
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return {"recon": self.reconstruction(self.latents(x), x)}
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        xs = {s: xs for s, (_, xs) in present_batches(x, present).items()}
+        return {"recon": self.reconstruction(self.latents(xs), xs)} if xs else {}
+
+
+def require_complete(name: str, present: Presence) -> None:
+    """Methods without ``supports_missing`` are given complete samples by the trainer; a
+    partial batch reaching them is a bug, not data to train on."""
+    if rows_with(present, list(present or {})) is not None:
+        raise ValueError(f"method {name} trains on complete samples only (train.missing has no effect on it), "
+                         "but was given a batch where some samples lack a source")
 
 
 class DCCAEMethod(AutoencoderMethod):
     """Autoencoders plus deep CCA between the sources' z (Wang et al. 2015). Terms
-    ``recon``, ``cca``."""
+    ``recon``, ``cca``. CCA needs every source of a sample: complete samples only."""
+
+    supports_missing = False
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         _need_two_sources("DCCAE", sources)
         super().__init__(sources, settings)
         self.cca = CCATerm(self.sources, settings)
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        require_complete("DCCAE", present)
         z = self.latents(x)
         return {"recon": self.reconstruction(z, x), "cca": self.cca(z)}
 
 
 # ---------------------------------------------------------------- contrastive + extra term
-class _RecordsLatents:
-    """Mixin for ContrastiveMethod subclasses: the raw z of the encoder pass made inside
-    ``ContrastiveMethod.losses``.
-
-    That pass runs in ``project``, which returns only head outputs; a forward hook lets
-    L-CCA and S-AE reuse it for their CCA / reconstruction term instead of encoding (and
-    updating BatchNorm statistics) twice. The hook is a bound method and records only
-    inside ``_recording()``, so a deep copy of the model stays self-contained and
-    ``embed`` keeps nothing.
-    """
-
-    encoders: nn.ModuleDict
-    _recorded: dict[str, torch.Tensor] | None = None
-
-    def _install_latent_hooks(self) -> None:
-        for enc in self.encoders.values():
-            enc.register_forward_hook(self._record_latent)
-
-    def _record_latent(self, module: nn.Module, _inputs: Any, output: Any) -> None:
-        if self._recorded is not None:
-            name = next(n for n, e in self.encoders.items() if e is module)
-            self._recorded[name] = output.z
-
-    @contextmanager
-    def _recording(self) -> Iterator[dict[str, torch.Tensor]]:
-        self._recorded = {}
-        try:
-            yield self._recorded
-        finally:
-            self._recorded = None
-
-
-class LCCAMethod(_RecordsLatents, ContrastiveMethod):
+# L-CCA and S-AE reuse the raw z of the contrastive encoder pass (``Projected.z``) for
+# their CCA / reconstruction term instead of encoding (and updating BatchNorm) twice.
+class LCCAMethod(ContrastiveMethod):
     """The L objective (z_i vs locations of its own c_i) plus deep CCA between sources.
-    Terms ``L``, ``penalty`` (when on), ``cca``."""
+    Terms ``L``, ``penalty`` (when on), ``cca``. Complete samples only (CCA)."""
+
+    supports_missing = False
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         _need_two_sources("L-CCA", sources)
         super().__init__(sources, settings, ("L",))
         self.cca = CCATerm(self.sources, settings)
-        self._install_latent_hooks()
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        with self._recording() as z:
-            terms = super().losses(x, y)
-        terms["cca"] = self.cca(z)
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        require_complete("L-CCA", present)
+        proj = self.project(x)
+        terms = self.contrastive_terms(proj, None)
+        terms["cca"] = self.cca({s: p.z for s, p in proj.items()})
         return terms
 
 
-class SAEMethod(_RecordsLatents, ContrastiveMethod):
+class SAEMethod(ContrastiveMethod):
     """The S objective (z_i vs z_j) plus one autoencoder per source. Terms ``S``,
-    ``penalty`` (when on), ``recon``."""
+    ``penalty`` (when on), ``recon``. With missing sources, S runs over the samples that
+    share a pair of sources and each autoencoder over every sample that has its source."""
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__(sources, settings, ("S",))  # ContrastiveMethod checks for two sources
         self.reconstruction = Reconstruction(sources, settings)
-        self._install_latent_hooks()
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        with self._recording() as z:
-            terms = super().losses(x, y)
-        terms["recon"] = self.reconstruction(z, x)
+    def needed_rows(self, present: Presence) -> dict[str, torch.Tensor | None]:
+        # every sample with a source feeds its autoencoder, not only those S pairs up
+        return {s: rows_with(present, (s,)) for s in self.sources}
+
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        proj = self.project(x, present)
+        terms = self.contrastive_terms(proj, present)
+        if proj:
+            terms["recon"] = self.reconstruction({s: p.z for s, p in proj.items()},
+                                                 {s: take(x[s], p.rows) for s, p in proj.items()})
         return terms
 
 
@@ -330,25 +337,57 @@ class MMVAEMethod(Method):
 
     def bound(self, x: dict[str, torch.Tensor], k: int | None = None) -> torch.Tensor:
         """The stratified IWAE bound L(X) per sample: (B,). See the class docstring."""
+        return self.subset_bound({s: self.posterior(x[s], s) for s in self.sources}, x, k)
+
+    def subset_bound(self, qs: dict[str, Laplace], x: dict[str, torch.Tensor], k: int | None = None) -> torch.Tensor:
+        """L(X) over the sources in ``qs`` only: the mixture of their posteriors, each of
+        whose samples reconstructs each of them (MultiVae's subset posterior for the MoE
+        model). qs: source -> q(z | x_s), batch shape (n, latent); x: source -> (n, C, *S)."""
         k = self.k if k is None else k
-        qs = {s: self.posterior(x[s], s) for s in self.sources}
-        prior = Laplace(torch.zeros_like(qs[self.sources[0]].loc), torch.ones_like(qs[self.sources[0]].scale))
+        first = next(iter(qs.values()))
+        prior = Laplace(torch.zeros_like(first.loc), torch.ones_like(first.scale))
         per_expert = []
-        for m in self.sources:
-            z = qs[m].rsample((k,))  # (K, B, latent)
+        for m in qs:
+            z = qs[m].rsample((k,))  # (K, n, latent)
             log_pz = prior.log_prob(z).sum(-1)
             log_qz = torch.logsumexp(torch.stack([q.log_prob(z).sum(-1) for q in qs.values()]), 0) - math.log(len(qs))
-            log_px = sum(self._log_likelihood(z, x[d], d) for d in self.sources)
-            log_w = log_pz + log_px - log_qz  # (K, B)
+            log_px = sum(self._log_likelihood(z, x[d], d) for d in qs)
+            log_w = log_pz + log_px - log_qz  # (K, n)
             per_expert.append(torch.logsumexp(log_w, 0) - math.log(k))
         return torch.stack(per_expert).mean(0)
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
         """``iwae``: -L(X) averaged over the batch, in nats per data element (divided by
         the summed element count of the sources). Same optimum; but RAdam's first steps
         are un-normalised momentum-SGD steps, and the raw per-sample bound (~10^5 nats
-        for two 64^3 volumes) makes them diverge at once."""
-        return {"iwae": -self.bound(x).mean() / self.n_elements}
+        for two 64^3 volumes) makes them diverge at once.
+
+        With missing sources each sample's bound is over the sources it has (the subset
+        posterior), divided by their element count; each encoder runs once, on the
+        samples that have its source, and the samples are grouped by which sources they
+        have."""
+        if present is None or rows_with(present, self.sources) is None:
+            return {"iwae": -self.bound(x).mean() / self.n_elements}
+        passes = present_batches(x, present)
+        posts = {s: self.posterior(xs, s) for s, (_, xs) in passes.items()}
+        patterns = torch.stack([present[s] for s in self.sources], 1)  # (B, M)
+        total, count = None, 0
+        for pattern in torch.unique(patterns, dim=0):
+            names = [s for s, on in zip(self.sources, pattern.tolist()) if on and s in posts]
+            rows = (patterns == pattern).all(1).nonzero().squeeze(1)
+            if not names:
+                continue
+            qs = {}
+            for s in names:
+                pos = positions(present, s, rows, passes[s][0])
+                qs[s] = Laplace(take(posts[s].loc, pos), take(posts[s].scale, pos))
+            xs = {s: x[s][rows] for s in names}
+            elements = sum(self.specs[s].channels * self.specs[s].size ** self.specs[s].dims for s in names)
+            part = -self.subset_bound(qs, xs).sum() / elements
+            total = part if total is None else total + part
+            count += len(rows)
+        return {"iwae": total / count} if total is not None else {}
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, source: str) -> torch.Tensor:

@@ -8,10 +8,17 @@ combination of them.
 
 Cross-source terms are summed over ordered pairs (i, j), i != j, as in the paper's eq. 1;
 each part is weighted by alpha (``ModelSettings.weights``), and so is its penalty.
+
+Missing sources (``present``, see :mod:`mmssl.objectives.base`): each term of a pair
+(i, j) is computed over the samples that have both i and j (L: those that have i), with
+its negatives drawn from those samples only, and is their mean: the same value as on a
+batch of just those samples. A pair fewer than two samples share contributes nothing.
+Each encoder runs only on the samples some term needs it for.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import permutations
 
 import torch
@@ -19,13 +26,23 @@ from torch import nn
 
 from mmssl.types import SourceSpec
 from mmssl.models.heads import build_latent_head, build_local_head
-from mmssl.objectives.base import Method, ModelSettings
+from mmssl.objectives.base import MIN_SAMPLES, Method, ModelSettings, Presence, positions, rows_with, take
 from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_same_location
 
 PARTS = ("L", "CL", "CS", "S")
 CROSS_SOURCE = {"CL", "CS", "S"}
 LOCAL_PARTS = {"L", "CL", "CS"}  # the parts that use the locations c (all but S)
 
+
+@dataclass
+class Projected:
+    """One source's encoder pass. rows: (n,) batch indices it ran on (None = all B);
+    z: (n, latent) raw latent; u_z: (n, D, 1); u_c: (n, D, M), None without local parts."""
+
+    rows: torch.Tensor | None
+    z: torch.Tensor
+    u_z: torch.Tensor
+    u_c: torch.Tensor | None
 
 
 class ContrastiveMethod(Method):
@@ -53,14 +70,31 @@ class ContrastiveMethod(Method):
         )
         self.latent_heads = nn.ModuleDict({s.name: build_latent_head(settings.heads, settings.latent) for s in sources})
 
-    def project(self, x: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """source -> (u_z (B, D, 1), u_c (B, D, M), or None for a method without local parts)."""
+    def needed_rows(self, present: Presence) -> dict[str, torch.Tensor | None]:
+        """source -> (n,) batch indices some term needs its encoder on (None = all B):
+        for each part, the samples that have both sources of a pair (L: the source)."""
+        if present is None:
+            return {s: None for s in self.sources}
+        need = {s: torch.zeros_like(present[s]) for s in self.sources}
+        for part in self.parts:
+            for a, b in self._pairs(part):
+                both = present[a] & present[b]
+                need[a] |= both
+                need[b] |= both
+        return {s: (None if bool(m.all()) else m.nonzero().squeeze(1)) for s, m in need.items()}
+
+    def project(self, x: dict[str, torch.Tensor], present: Presence = None) -> dict[str, Projected]:
+        """source -> its :class:`Projected` pass over the samples it is needed for; a source
+        needed by fewer than two samples is left out."""
         out = {}
-        for s in self.sources:
-            z, c = self.encoders[s](x[s])
+        for s, rows in self.needed_rows(present).items():
+            xs = take(x[s], rows)
+            if len(xs) < MIN_SAMPLES:
+                continue
+            z, c = self.encoders[s](xs)
             u_z = self.latent_heads[s](z).unsqueeze(2)
             u_c = self.local_heads[s](c).flatten(2) if self.uses_locations else None
-            out[s] = (u_z, u_c)
+            out[s] = Projected(rows, z, u_z, u_c)
         return out
 
     def _pairs(self, part: str) -> list[tuple[str, str]]:
@@ -68,27 +102,48 @@ class ContrastiveMethod(Method):
             return [(s, s) for s in self.sources]
         return list(permutations(self.sources, 2))
 
-    def _term(self, part: str, a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> NCEResult:
-        (za, ca), (zb, cb) = a, b
+    def _aligned(self, proj: dict[str, Projected], present: Presence, a: str,
+                 b: str) -> tuple[Projected, Projected] | None:
+        """The passes of a and b restricted to the samples that have both, row for row;
+        None when fewer than two samples do."""
+        if a not in proj or b not in proj:
+            return None
+        rows = rows_with(present, (a, b))
+        if rows is not None and len(rows) < MIN_SAMPLES:
+            return None
+        pa, pb = (positions(present, s, rows, proj[s].rows) for s in (a, b))
+        return tuple(Projected(rows, take(p.z, i), take(p.u_z, i), take(p.u_c, i))  # type: ignore[return-value]
+                     for p, i in ((proj[a], pa), (proj[b], pb)))
+
+    def _term(self, part: str, a: Projected, b: Projected) -> NCEResult:
         if part in ("L", "CL"):
-            return nce_pooled(za, cb, self.critic)
+            return nce_pooled(a.u_z, b.u_c, self.critic)
         if part == "S":
-            return nce_pooled(za, zb, self.critic)
+            return nce_pooled(a.u_z, b.u_z, self.critic)
+        ca, cb = a.u_c, b.u_c
         if self.settings.cs_mode == "same_location":
             return nce_same_location(ca, cb, self.critic)
         idx = torch.randint(ca.shape[2], (ca.shape[0],), device=ca.device)
         anchor = ca[torch.arange(ca.shape[0], device=ca.device), :, idx].unsqueeze(2)
         return nce_pooled(anchor, cb, self.critic)
 
-    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        proj = self.project(x)
+    def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
+               present: Presence = None) -> dict[str, torch.Tensor]:
+        return self.contrastive_terms(self.project(x, present), present)
+
+    def contrastive_terms(self, proj: dict[str, Projected], present: Presence) -> dict[str, torch.Tensor]:
+        """Each part summed over its source pairs, weighted by alpha; ``penalty`` beside
+        them when on. A part no pair of the batch can take part in is left out."""
         terms: dict[str, torch.Tensor] = {}
-        penalty = torch.zeros((), device=next(self.parameters()).device)
+        penalties = []
         for part in self.parts:
             alpha = float(self.settings.weights.get(part, 1.0))
-            results = [self._term(part, proj[a], proj[b]) for a, b in self._pairs(part)]
+            pairs = [self._aligned(proj, present, a, b) for a, b in self._pairs(part)]
+            results = [self._term(part, *pair) for pair in pairs if pair is not None]
+            if not results:
+                continue
             terms[part] = alpha * torch.stack([r.loss for r in results]).sum()
-            penalty = penalty + alpha * torch.stack([r.penalty for r in results]).sum()
-        if self.critic.penalty > 0:
-            terms["penalty"] = penalty
+            penalties.append(alpha * torch.stack([r.penalty for r in results]).sum())
+        if self.critic.penalty > 0 and penalties:
+            terms["penalty"] = sum(penalties[1:], penalties[0])
         return terms

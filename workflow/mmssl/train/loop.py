@@ -66,6 +66,8 @@ class TrainSettings:
     prefetch: batches a background thread prepares ahead of the step (0 = none; see
     :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough.
     augment: the ``train.augment`` mapping (see :class:`mmssl.augment.AugmentSettings`).
+    missing: 'use' (samples lacking a source take part in the terms they can) or 'drop'
+    (complete samples only); see :meth:`Trainer.training_rows`.
 
     Every default is the config schema's (``train`` section), read when a field is left
     out; the rule always passes the full validated section."""
@@ -87,6 +89,7 @@ class TrainSettings:
     on_divergence: str
     max_batches: int
     select: str
+    missing: str
 
     def __post_init__(self):
         amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
@@ -140,8 +143,9 @@ def autocast_enabled(amp: str, device: torch.device) -> bool:
 
 
 class BatchLoader:
-    """Yields batches {source: (B, C, *S) in the store's dtype} and labels (B,) from the
-    store rows. float16 stores stay float16 here: the cast to float32 costs ten times the
+    """Yields batches ({source: (B, C, *S) in the store's dtype}, labels (B,), presence)
+    from the store rows; presence is {source: (B,) bool} when some of the loader's rows
+    lack a source, else None (see :mod:`mmssl.objectives.base`). float16 stores stay float16 here: the cast to float32 costs ten times the
     gather on a CPU core, so it is left to the training device (``Trainer._to_device``).
 
     Gathers from the (memory-mapped) store arrays with sorted fancy indexing, which reads
@@ -159,6 +163,8 @@ class BatchLoader:
         # class indices over the whole store, so every split and fold agrees on them
         codes = pd.factorize(store.index["label"].to_numpy(), sort=True)[0]
         self.labels = codes[rows]
+        present = {s: store.present(s)[rows] for s in store.source_names}
+        self.present = None if all(m.all() for m in present.values()) else present
         if balanced:
             counts = np.bincount(self.labels)
             weights = 1.0 / counts[self.labels]
@@ -184,7 +190,8 @@ class BatchLoader:
                 gathered = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
                 gathered[sort] = arr[rows[sort]]
                 xs[name] = torch.from_numpy(gathered).pin_memory() if self.pin_memory else torch.from_numpy(gathered)
-            yield xs, torch.from_numpy(self.labels[pos].astype(np.int64))
+            present = None if self.present is None else {s: torch.from_numpy(m[pos]) for s, m in self.present.items()}
+            yield xs, torch.from_numpy(self.labels[pos].astype(np.int64)), present
 
 
 def fingerprint(*parts: Any) -> str:
@@ -240,6 +247,10 @@ class Trainer:
             model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_classes})
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
+        self.train_rows, self.val_rows = self.training_rows(self.train_rows), self.training_rows(self.val_rows)
+        if len(self.train_rows) < settings.batch_size:
+            raise ValueError(f"{self.label}: {len(self.train_rows)} complete training samples, fewer than one batch "
+                             f"of {settings.batch_size}")
         # Two-View with views: redraw: training batches carry the digits their views are drawn from
         self.redraw = store.meta.get("views") == "redraw"
         self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
@@ -261,6 +272,22 @@ class Trainer:
         self.fp = fingerprint(method, fold, shaping, asdict(model_settings), [asdict(s) for s in store.sources],
                               len(self.train_rows))
         self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def training_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The store rows this run trains (or validates) on: all of ``rows`` under
+        train.missing 'use' when the method supports partial samples, else the complete
+        samples only; the choice and the counts are logged."""
+        if not self.store.has_missing:
+            return rows
+        complete = self.store.complete[rows]
+        use = self.settings.missing == "use" and self.model.supports_missing
+        if self.settings.missing == "use" and not self.model.supports_missing:
+            log.warning("%s: %s trains on complete samples only (train.missing 'use' does not apply to it): "
+                        "%d of %d samples", self.label, self.method_name, int(complete.sum()), len(rows))
+        counts = ", ".join(f"{s} {int(self.store.present(s)[rows].sum())}" for s in self.store.source_names)
+        log.info("%s: %d of %d samples complete (samples with each source: %s); %s", self.label, int(complete.sum()),
+                 len(rows), counts, "all used" if use else "complete samples only")
+        return rows if use else rows[complete]
 
     # --- checkpoints -------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -304,10 +331,11 @@ class Trainer:
         log.info("%s: resumed from %s at epoch %d", self.label, self.ckpt_path, self.epoch)
 
     # --- epochs ------------------------------------------------------------------
-    def _to_device(self, xs: dict[str, torch.Tensor], y: torch.Tensor):
+    def _to_device(self, xs: dict[str, torch.Tensor], y: torch.Tensor, present: dict[str, torch.Tensor] | None):
         nb = self.device.type == "cuda"
         # half the bytes over PCIe, and the float16 -> float32 cast runs on the device
-        return {k: v.to(self.device, non_blocking=nb).float() for k, v in xs.items()}, y.to(self.device, non_blocking=nb)
+        return ({k: v.to(self.device, non_blocking=nb).float() for k, v in xs.items()}, y.to(self.device, non_blocking=nb),
+                None if present is None else {k: v.to(self.device, non_blocking=nb) for k, v in present.items()})
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
@@ -329,22 +357,27 @@ class Trainer:
 
     def _run_batches(self, batches, bar) -> dict[str, float] | None:
         sums: dict[str, float] = {}
-        n_batches = n_samples = 0
+        n_batches = n_samples = skipped = 0
         data_s = 0.0
         for i in range(self.steps_per_epoch):
             t0 = time.perf_counter()
             try:
-                xs, y = next(batches)
+                xs, y, present = next(batches)
             except StopIteration:
                 break
-            xs, y = self._to_device(xs, y)
+            xs, y, present = self._to_device(xs, y, present)
             if self.redraw:
                 xs = redraw_views(xs, self.gen)
             data_s += time.perf_counter() - t0
             if self.aug.active:
                 xs = augment(xs, self.aug, self.gen)
             with self._autocast():
-                terms = self.model.losses(xs, y)
+                terms = self.model.losses(xs, y, present)
+            if not terms:
+                # a batch whose samples share no source any term needs (possible only with
+                # missing sources): no loss to step on
+                skipped += 1
+                continue
             total = sum(terms.values())
             if not torch.isfinite(total):
                 self.divergence = "loss became NaN/inf"
@@ -368,6 +401,9 @@ class Trainer:
             n_samples += len(y)
             bar.update(1)
             bar.set_postfix(loss=f"{float(total.detach()):.3f}")
+        if skipped:
+            log.warning("%s: %d batches of epoch %d had no samples any loss term could use", self.label, skipped,
+                        self.epoch + 1)
         out = {k: v / max(n_batches, 1) for k, v in sums.items()}
         out["train_loss"] = sum(out.values())
         out["samples"] = n_samples
@@ -380,13 +416,15 @@ class Trainer:
             return float("nan")
         self.model.eval()
         total, n = 0.0, 0
-        for xs, y in self.val_loader:
+        for xs, y, present in self.val_loader:
             if len(y) < 2:
                 continue
-            xs, y = self._to_device(xs, y)
+            xs, y, present = self._to_device(xs, y, present)
             with self._autocast():
-                total += float(sum(self.model.losses(xs, y).values())) * len(y)
-            n += len(y)
+                terms = self.model.losses(xs, y, present)
+            if terms:
+                total += float(sum(terms.values())) * len(y)
+                n += len(y)
         return total / max(n, 1)
 
     def handle_divergence(self) -> bool:
