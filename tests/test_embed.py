@@ -75,12 +75,24 @@ def test_one_pair_per_subject_is_each_subjects_first_pair(toy: Path) -> None:
     assert read_latents(toy / "all.npz")["sample"].tolist() == ["p0", "p1", "p2", "p3", "p4", "p6"]
 
 
-def test_the_choice_does_not_depend_on_the_index_order() -> None:
+@pytest.mark.parametrize("has_b", [None, [1, 1, 1, 0, 1, 1, 1]], ids=["complete", "p3-lacks-b"])
+def test_the_choice_does_not_depend_on_the_index_order(has_b: list[int] | None) -> None:
     index = pd.DataFrame(ROWS, columns=["sample", "subject", "label"]).rename_axis("row").reset_index()
+    if has_b is not None:
+        index["has_b"] = has_b
     shuffled = index.sample(frac=1.0, random_state=3)
     for one in (True, False):
-        pd.testing.assert_frame_equal(evaluation_rows(shuffled, SPLIT, one), evaluation_rows(index, SPLIT, one))
-    assert evaluation_rows(shuffled, SPLIT, True)["row"].tolist() == [0, 1, 3]
+        pd.testing.assert_frame_equal(evaluation_rows(shuffled, SPLIT, one, ["a", "b"]),
+                                      evaluation_rows(index, SPLIT, one, ["a", "b"]))
+    rows = evaluation_rows(shuffled, SPLIT, True, ["a", "b"])
+    if has_b is None:
+        assert rows["row"].tolist() == [0, 1, 3]
+        assert rows[["use__a", "use__b", "use__a~b"]].all().all()
+    else:  # s3's first pair p3 lacks b: a's probe takes p3, b's probe and the a~b pair take p6
+        assert rows["row"].tolist() == [0, 1, 3, 6]
+        assert rows["use__a"].tolist() == [True, True, True, False]
+        assert rows["use__b"].tolist() == rows["use__a~b"].tolist() == [True, True, False, True]
+        assert rows["present__b"].tolist() == [True, True, False, True] and rows["present__a"].all()
 
 
 def test_a_diverged_run_has_empty_latents_and_later_steps_say_diverged(toy: Path) -> None:

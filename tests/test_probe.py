@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from mmssl.evaluate.commands import add_commands, run_probe
-from mmssl.evaluate.probe import LinearProbeSettings, TunedProbeSettings, linear_probe, tuned_logistic_probe
+from mmssl.evaluate.probe import (LINEAR_PROBE_KEYS, TUNED_PROBE_KEYS, LinearProbeSettings, TunedProbeSettings,
+                                  linear_probe, probe_shortfalls, tuned_logistic_probe)
 
 D = 64
 
@@ -246,3 +247,35 @@ def test_run_probe_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"probe\.multiclass: .*'epoch' was unexpected.*allowed keys: .*epochs"):
         run_probe(lat, tmp_path / "x.tsv", {"epoch": 3}, task="multiclass")
     assert not (tmp_path / "x.tsv").exists()
+
+
+# ------------------------------------------------------------------ what a probe cannot score
+
+
+def test_probe_rows_have_the_declared_keys() -> None:
+    """The keys an n/a row is given (a source too few samples have) are the probes' own."""
+    rng = np.random.default_rng(11)
+    (ztr, ytr), (zva, yva), (zte, yte) = (_binary(rng, n) for n in (60, 40, 40))
+    assert tuple(linear_probe(ztr, ytr, zva, yva, {"test": (zte, yte)}, LinearProbeSettings(epochs=1))[0]) \
+        == LINEAR_PROBE_KEYS
+    assert tuple(tuned_logistic_probe(ztr, ytr, zva, yva, {"test": (zte, yte)}, TunedProbeSettings(n_trials=1))[0]) \
+        == TUNED_PROBE_KEYS
+
+
+@pytest.mark.parametrize(("train", "val", "evals", "binary", "expected"), [
+    ([0, 1, 2], [0, 1], {"test": [2], "holdout": [0, 1]}, False, {}),
+    ([], [0, 1], {"test": [0]}, False, {"test": "no train samples"}),
+    ([1, 1], [0, 1], {"test": [0], "holdout": [1]}, False,
+     {"test": "the train samples hold one class {1: 2}", "holdout": "the train samples hold one class {1: 2}"}),
+    ([0, 1], [], {"test": [0]}, True, {"test": "no val samples"}),
+    ([0, 1], [2, 0], {"test": [0]}, False, {"test": "val labels [2] are in no train sample"}),
+    ([0, 1], [0, 0], {"test": [0, 1]}, False, {}),  # one val class is fine for accuracy...
+    ([0, 1], [0, 0], {"test": [0, 1]}, True, {"test": "the val samples hold one class {0: 2}"}),  # ...not for ROC AUC
+    ([0, 1], [0, 1], {"test": [], "holdout": [0, 1]}, True, {"test": "no test samples"}),
+    ([0, 1], [0, 1], {"test": [1, 1, 1]}, True, {"test": "the test samples hold one class {1: 3}"}),
+    ([0, 1], [0, 1], {"test": [0, 3]}, False, {"test": "test labels [3] are in no train sample"}),
+])
+def test_probe_shortfalls(train: list, val: list, evals: dict, binary: bool, expected: dict) -> None:
+    got = probe_shortfalls(np.array(train, int), np.array(val, int), {k: np.array(v, int) for k, v in evals.items()},
+                           binary)
+    assert got == expected

@@ -13,7 +13,7 @@ import pytest
 
 from mmssl.report.commands import add_commands
 from mmssl.report.tables import (best_of, collect, comparison_rows, markdown_table, paired_differences, paired_table,
-                                 run_of)
+                                 run_of, write_report)
 
 NAN = float("nan")
 SVCCA_NOTE = "svcca n/a: 4 samples < 5 x 3 kept dims"
@@ -203,3 +203,56 @@ def test_result_files_must_be_named_after_method_and_fold(tmp_path: Path) -> Non
     assert run_of(tmp_path / "probe" / "L-CL-S" / "fold12.tsv") == ("L-CL-S", 12)
     with pytest.raises(ValueError, match=r"results.tsv: expected a file named fold<k>.tsv"):
         run_of(tmp_path / "probe" / "S" / "results.tsv")
+
+
+def write_missing_runs(root: Path) -> list[Path]:
+    """Two methods, two folds of a dataset where some samples lack source y: x is probed
+    on 50 test samples, y on 30 (31 in fold 1), the pair on 28; in fold 1 y's probe was n/a
+    (no val sample had y), the same for both methods, as it depends on the data only."""
+    files = []
+    for method, shift in (("random", 0.0), ("A", 0.3)):
+        for fold in (0, 1):
+            y_na = fold == 1
+            probe = pd.DataFrame({"source": ["x", "y"], "split": "test", "accuracy": [0.5 + shift + 0.01 * fold,
+                                                                                     NAN if y_na else 0.4 + shift],
+                                  "n": [50, 31 if fold else 30], "ci_low": NAN, "ci_high": NAN,
+                                  "note": ["", "accuracy n/a: y: no val samples" if y_na else ""], "epoch": 3,
+                                  "status": "ok"})
+            sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "n": 28, "epoch": 3,
+                                "cka": [0.2 + shift + 0.01 * fold], "svcca": [0.1 + shift], "svcca_kept_a": 3,
+                                "svcca_kept_b": 3, "note": "", "status": "ok"})
+            for kind, table in (("probe", probe), ("similarity", sim)):
+                path = root / kind / method / f"fold{fold}.tsv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.to_csv(path, sep="\t", index=False)
+                files.append(path)
+    return files
+
+
+def test_n_per_column_when_sources_differ_and_na_folds_are_counted(tmp_path: Path) -> None:
+    files = write_missing_runs(tmp_path)
+    summary = collect("toy", files)
+    assert markdown_table(summary, ["A", "random"]).splitlines() == [
+        "| method | folds | x accuracy (n = 50) | y accuracy (n = 30; no clear best) | x~y cka (n = 28) "
+        "| x~y svcca (n = 28) |",
+        "|---|---|---|---|---|---|",
+        "| random (floor) | 2 | 0.505 ± 0.007 | 0.400 (1 n/a) | 0.205 ± 0.007 | 0.100 ± 0.000 |",
+        # y: one finished fold (n = 30; the n/a fold's 31 is not what the value stands on) and no
+        # bootstrap interval -> not decidable; the n/a fold is said
+        "| A | 2 | **0.805 ± 0.007** | 0.700 (1 n/a) | **0.505 ± 0.007** | **0.400 ± 0.000** |",
+    ]
+    out = tmp_path / "out"
+    full = write_report("toy", files, ["random", "A"], out / "summary.tsv", out / "table.md", out / "figure.png")
+    table = (out / "table.md").read_text()
+    assert "Test sets: n = 30–50 per fold. Each source is probed on the samples having it" in table
+    assert "\nNot computed (n/a) for lack of samples; see `note` in summary.tsv:\n\n" \
+           "- `y accuracy`, fold 1: y: no val samples\n" in table
+    # summary.tsv: machine-readable n per (method, fold, source, metric), the n/a row's note kept
+    back = pd.read_csv(out / "summary.tsv", sep="\t")
+    acc = back[(back["metric"] == "accuracy") & back["fold"].notna()].set_index(["method", "fold", "source"])
+    assert acc["n"].to_dict() == {(m, f, s): n for m in ("random", "A") for f, s, n in
+                                  ((0.0, "x", 50), (0.0, "y", 30), (1.0, "x", 50), (1.0, "y", 31))}
+    assert acc.loc[("A", 1.0, "y"), "note"] == "accuracy n/a: y: no val samples" and np.isnan(acc.loc[("A", 1.0, "y"), "value"])
+    assert len(full) == len(back)
+    # where n does not differ between sources the titles carry no n (the tables above: n = 50 everywhere)
+    assert "(n = " not in markdown_table(collect("toy", write_runs(tmp_path / "same", RUNS)), METHODS)

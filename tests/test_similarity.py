@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from mmssl.evaluate.commands import load_latents, run_similarity
+from mmssl.evaluate.commands import run_similarity
+from mmssl.evaluate.latents import load_latents
 from mmssl.evaluate.similarity import SVCCAResult, linear_cka, svcca, svcca_shortfall
 
 

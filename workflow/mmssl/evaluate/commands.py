@@ -1,20 +1,20 @@
 """The evaluation stage's sub-commands (``mmssl embed``, ``mmssl probe``, ``mmssl
 similarity``) and their file-in / file-out entry points.
 
-Latents file (.npz, written by ``embed``; see :mod:`mmssl.evaluate.embed`)::
+The latents file (:mod:`mmssl.evaluate.latents`, written by ``embed``) marks the rows
+each analysis uses: the probe of a source takes exactly its ``use__<source>`` rows and
+the similarity of a pair exactly its ``use__<a>~<b>`` rows (which samples of a subject
+take part, and that a sample lacking a source takes no part in its analyses, is
+``embed``'s choice alone). Every output row carries its ``n`` and the latents' ``epoch``
+(empty when unknown), so the report can say on how many samples and from which
+checkpoint a number comes.
 
-    sources   (S,) str            source names, in order
-    z__<src>  (N, D) float32      raw latent z of each source
-    split     (N,) str            train | val | test | holdout
-    label     (N,) int or str     class label
-    subject   (N,) str            subject id
-    status    () str              'ok' or 'diverged' (then N = 0)
-    epoch     () int              the model's chosen epoch (optional; absent when unknown)
-
-The probe and the similarity analysis use every row they are given: which samples of a
-subject take part (one pair per subject for brain MRI) is ``embed``'s choice alone.
-Every output row carries the latents' ``epoch`` (empty when unknown), so the report can
-say which checkpoint a number comes from. Outputs are TSV tables written atomically (:mod:`mmssl.io`), so a crashed job never
+A source too few samples have in a fold for its probe to be computed (an empty split,
+one class in train; :func:`mmssl.evaluate.probe.probe_shortfalls`) gives its rows NaN
+metrics and a ``note`` "<metric> n/a: <source>: <reason>"; a pair with fewer than 2
+samples having both gives NaN CKA and SVCCA and a ``note`` "cka n/a: ...". Their status
+stays 'ok' (the run finished; 'diverged' is for a run whose training did not recover).
+Outputs are TSV tables written atomically (:mod:`mmssl.io`), so a crashed job never
 leaves a finished-looking file for Snakemake to trust.
 """
 
@@ -22,76 +22,31 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mmssl.evaluate.latents import latents_epoch, latents_sources, latents_status, load_latents, pair_name, source_pairs
 from mmssl.io import write_tsv
 from mmssl.settings import settings_arg
 
-SPLITS = ("train", "val", "test", "holdout")
 EVAL_SPLITS = ("test", "holdout")
 TASKS = ("multiclass", "binary")
+# the probe's headline metric per task: the one its n/a note names
+HEADLINE_METRIC = {"multiclass": "accuracy", "binary": "roc_auc"}
 SIMILARITY_COLUMNS = ["source_a", "source_b", "split", "n", "epoch", "cka", "svcca", "svcca_kept_a", "svcca_kept_b",
                       "note", "status"]
-
-
-def load_latents(path: Path) -> dict[str, Any]:
-    """Read and validate a latents .npz. Returns sources (list[str]), z (source -> (N, D)
-    float array), split, label, subject ((N,) arrays)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"latents file {path} not found")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except ValueError as err:  # object arrays need pickle, which we refuse for safety
-        raise ValueError(f"{path}: cannot read without pickle ({err}); store strings as unicode arrays") from err
-    missing = [k for k in ("sources", "split", "label", "subject") if k not in data]
-    if missing:
-        raise ValueError(f"{path} lacks key(s) {missing}; has {sorted(data)}")
-    sources = [str(s) for s in np.atleast_1d(data["sources"])]
-    n = len(data["split"])
-    z = {}
-    for s in sources:
-        key = f"z__{s}"
-        if key not in data:
-            raise ValueError(f"{path} lists source {s!r} but has no key {key!r}; keys: {sorted(data)}")
-        if data[key].ndim != 2 or len(data[key]) != n:
-            raise ValueError(f"{path}: {key} has shape {data[key].shape}, expected ({n}, D)")
-        z[s] = data[key]
-    for key in ("label", "subject"):
-        if len(data[key]) != n:
-            raise ValueError(f"{path}: {key} has {len(data[key])} entries, split has {n}")
-    split = data["split"].astype(str)
-    bad = sorted(set(split.tolist()) - set(SPLITS))
-    if bad:
-        raise ValueError(f"{path}: unknown split name(s) {bad}; expected a subset of {list(SPLITS)}")
-    return {"sources": sources, "z": z, "split": split, "label": data["label"], "subject": data["subject"].astype(str)}
-
-
-def latents_status(path: Path) -> str:
-    """'ok', or 'diverged' for the latents of a run whose training did not recover."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        return str(f["status"]) if "status" in f.files else "ok"
-
-
-def latents_epoch(path: Path) -> int | None:
-    """The model's chosen epoch as ``embed`` recorded it in the latents, or None."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        return int(f["epoch"]) if "epoch" in f.files else None
+# CKA and SVCCA need at least this many samples having both sources (column-centred data)
+MIN_SIMILARITY_SAMPLES = 2
 
 
 def diverged_rows(path: Path, out_tsv: Path, rows: Callable[[list[str]], list[dict[str, Any]]]) -> pd.DataFrame:
     """Rows marked 'diverged' with NaN in place of the metrics, so the report shows the
     run as diverged instead of silently dropping it, and the rest of the grid goes on."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        sources = [str(s) for s in np.atleast_1d(f["sources"])]
     epoch = latents_epoch(path)
-    df = pd.DataFrame([{**r, "epoch": epoch, "status": "diverged"} for r in rows(sources)])
+    df = pd.DataFrame([{**r, "epoch": epoch, "status": "diverged"} for r in rows(latents_sources(path))])
     write_tsv(df, out_tsv)
     return df
 
@@ -124,28 +79,38 @@ def _binary_labels(labels: np.ndarray, classes: list[Any] | None, latents: Path)
     return (labels == str(classes[1])).astype(int)
 
 
-def _probe_one_source(
-    z: np.ndarray, y: np.ndarray, split: np.ndarray, task: str, settings: dict[str, Any], storage: str | None, source: str
-) -> list[dict[str, Any]]:
-    """z (N, D), y (N,), split (N,) of one source -> the probe's rows for its eval splits."""
+def _probe_one_source(z: np.ndarray, y: np.ndarray, split: np.ndarray, evals: tuple[str, ...], task: str,
+                      settings: dict[str, Any], storage: str | None, source: str) -> list[dict[str, Any]]:
+    """The probe of one source on its rows: z (N, D), y (N,), split (N,) -> one row per
+    eval split in ``evals`` (the probe's keys, plus ``note``). A split the probe cannot
+    score (:func:`mmssl.evaluate.probe.probe_shortfalls`) gets NaN metrics, its n, and a
+    note saying why; the others are scored as usual."""
     # heavy imports (torch, sklearn, optuna) only when a probe actually runs: keeps `mmssl --help` fast
-    from mmssl.evaluate.probe import LinearProbeSettings, TunedProbeSettings, linear_probe, tuned_logistic_probe
+    from mmssl.evaluate.probe import (LINEAR_PROBE_KEYS, TUNED_PROBE_KEYS, LinearProbeSettings, TunedProbeSettings,
+                                      linear_probe, probe_shortfalls, tuned_logistic_probe)
 
-    parts = {s: (z[split == s], y[split == s]) for s in SPLITS if np.any(split == s)}
-    for needed in ("train", "val"):
-        if needed not in parts:
-            raise ValueError(f"source {source!r}: no {needed!r} rows in the latents (splits present: {sorted(parts)})")
-    evals = {s: parts[s] for s in EVAL_SPLITS if s in parts}
-    if not evals:
-        raise ValueError(f"source {source!r}: no eval split ({' or '.join(EVAL_SPLITS)}) in the latents")
-    (ztr, ytr), (zva, yva) = parts["train"], parts["val"]
-    if task == "multiclass":
-        return linear_probe(ztr, ytr, zva, yva, evals, LinearProbeSettings.from_config(settings))
-    return tuned_logistic_probe(ztr, ytr, zva, yva, evals, TunedProbeSettings.from_config(settings), storage, study_prefix=source)
+    parts = {s: (z[split == s], y[split == s]) for s in ("train", "val", *evals)}
+    gaps = probe_shortfalls(parts["train"][1], parts["val"][1], {s: parts[s][1] for s in evals}, task == "binary")
+    scored = {s: parts[s] for s in evals if s not in gaps}
+    rows = {}
+    if scored:
+        (ztr, ytr), (zva, yva) = parts["train"], parts["val"]
+        if task == "multiclass":
+            found = linear_probe(ztr, ytr, zva, yva, scored, LinearProbeSettings.from_config(settings))
+        else:
+            found = tuned_logistic_probe(ztr, ytr, zva, yva, scored, TunedProbeSettings.from_config(settings), storage,
+                                         study_prefix=source)
+        rows = {r["split"]: {**r, "note": ""} for r in found}
+    keys = LINEAR_PROBE_KEYS if task == "multiclass" else TUNED_PROBE_KEYS
+    for s, why in gaps.items():
+        rows[s] = {**{k: np.nan for k in keys}, "split": s, "n": len(parts[s][1]),
+                   "note": f"{HEADLINE_METRIC[task]} n/a: {source}: {why}"}
+    return [rows[s] for s in evals]
 
 
 def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, task: str) -> pd.DataFrame:
-    """Probe every source of ``latents``; one row per (source, eval split).
+    """Probe every source of ``latents`` on its own rows (``use__<source>``); one row per
+    (source, eval split).
 
     task: ``multiclass`` (linear_probe; settings = LinearProbeSettings keys) or ``binary``
     (tuned_logistic_probe; settings = TunedProbeSettings keys). Both accept ``classes``:
@@ -155,14 +120,16 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     is written (resume state, not a declared output: Snakemake deletes a failed job's
     outputs, which would leave nothing to resume from).
 
-    Rows: source, split, the probe's metrics, n (eval rows), ci_low / ci_high (95%
-    bootstrap interval of accuracy or ROC AUC), its settings, epoch, status.
+    The eval splits are those of the latents (test, and holdout when it has one), the same
+    for every source. Rows: source, split, the probe's metrics, n (the source's eval rows),
+    ci_low / ci_high (95% bootstrap interval of accuracy or ROC AUC), its settings, note
+    (why a source's split is n/a, see the module docstring; else empty), epoch, status.
     """
     if task not in TASKS:
         raise ValueError(f"probe task must be one of {list(TASKS)}; got {task!r}")
     latents, out_tsv = Path(latents), Path(out_tsv)
     if latents_status(latents) == "diverged":
-        metric = "accuracy" if task == "multiclass" else "roc_auc"
+        metric = HEADLINE_METRIC[task]
         return diverged_rows(latents, out_tsv, lambda srcs: [{"source": s, "split": "test", metric: np.nan} for s in srcs])
     settings = dict(settings or {})
     classes = settings.pop("classes", None)  # probe.classes: null (all labels) in the schema
@@ -170,6 +137,13 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     keep = _select_classes(data, classes, latents)
     labels = data["label"][keep]
     y = _binary_labels(labels, classes, latents) if task == "binary" else labels
+    split = data["split"][keep]
+    for needed in ("train", "val"):  # a split table without them is broken, whatever the sources
+        if not np.any(split == needed):
+            raise ValueError(f"{latents}: no {needed!r} rows in the latents (splits present: {sorted(set(split.tolist()))})")
+    evals = tuple(s for s in EVAL_SPLITS if np.any(split == s))
+    if not evals:
+        raise ValueError(f"{latents}: no eval split ({' or '.join(EVAL_SPLITS)}) in the latents")
     storage, study = None, out_tsv.parent / (out_tsv.stem + ".optuna.db")
     if task == "binary":
         out_tsv.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +151,9 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     epoch = latents_epoch(latents)
     rows = []
     for source in data["sources"]:
-        for row in _probe_one_source(data["z"][source][keep], y, data["split"][keep], task, settings, storage, source):
+        mine = data["use"][source][keep]
+        for row in _probe_one_source(data["z"][source][keep][mine], y[mine], split[mine], evals, task, settings, storage,
+                                     source):
             rows.append({"source": source, **row, "epoch": epoch, "status": "ok"})
     df = pd.DataFrame(rows)
     write_tsv(df, out_tsv)
@@ -186,14 +162,16 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
 
 
 def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None = None) -> pd.DataFrame:
-    """CKA and SVCCA for every unordered pair of sources on one split.
+    """CKA and SVCCA for every unordered pair of sources on one split, each pair on its own
+    rows (``use__<a>~<b>``: samples having both).
 
     settings: the ``similarity`` section (:class:`mmssl.evaluate.similarity.SimilaritySettings`:
     ``split``, ``svcca_keep``; keys left out take the schema's defaults).
-    Rows: source_a, source_b, split, n, epoch, cka, svcca, svcca_kept_a, svcca_kept_b
-    (dimensions SVCCA kept of each), note, status. No pairs (one source) -> header only.
-    SVCCA is NaN, and ``note`` says why, unless n >= 5 x the larger kept dimension
-    (:func:`mmssl.evaluate.similarity.svcca_shortfall`); CKA is always reported.
+    Rows: source_a, source_b, split, n (the pair's rows in the split), epoch, cka, svcca,
+    svcca_kept_a, svcca_kept_b (dimensions SVCCA kept of each), note, status. No pairs (one
+    source) -> header only. SVCCA is NaN, and ``note`` says why, unless n >= 5 x the
+    larger kept dimension (:func:`mmssl.evaluate.similarity.svcca_shortfall`); CKA is
+    reported whenever n >= MIN_SIMILARITY_SAMPLES, else both are NaN with a note.
     """
     from threadpoolctl import threadpool_limits
 
@@ -204,37 +182,33 @@ def run_similarity(latents: Path, out_tsv: Path, settings: dict[str, Any] | None
     if latents_status(latents) == "diverged":
         return diverged_rows(latents, out_tsv, lambda srcs: [
             {"source_a": a, "source_b": b, "split": split_name, "cka": np.nan, "svcca": np.nan}
-            for a, b in combinations(srcs, 2)])
+            for a, b in source_pairs(srcs)])
     keep_var = float(s.svcca_keep)
     data = load_latents(Path(latents))
-    rows_mask = data["split"] == split_name
-    if not rows_mask.any():
+    in_split = data["split"] == split_name
+    if not in_split.any():
         raise ValueError(f"{latents}: no rows in split {split_name!r}; splits present: {sorted(set(data['split'].tolist()))}")
-    epoch, n = latents_epoch(latents), int(rows_mask.sum())
+    epoch = latents_epoch(latents)
     rows = []
-    for a, b in combinations(data["sources"], 2):
-        za, zb = data["z"][a][rows_mask], data["z"][b][rows_mask]
+    for a, b in source_pairs(data["sources"]):
+        mine = in_split & data["use"][pair_name(a, b)]
+        n = int(mine.sum())
+        row = {"source_a": a, "source_b": b, "split": split_name, "n": n, "epoch": epoch, "status": "ok"}
+        if n < MIN_SIMILARITY_SAMPLES:
+            rows.append({**row, "cka": np.nan, "svcca": np.nan, "svcca_kept_a": pd.NA, "svcca_kept_b": pd.NA,
+                         "note": f"cka n/a: {n} {split_name} samples have both {a} and {b} "
+                                 f"(need {MIN_SIMILARITY_SAMPLES})"})
+            continue
+        za, zb = data["z"][a][mine], data["z"][b][mine]
         # one BLAS thread: (N, 64) products are tiny, and on a busy node threaded BLAS
         # spin-waits (measured 10000 x 64: 0.25 s on one thread, 3-6 s with two under load)
         with threadpool_limits(limits=1):
             cka, cca = linear_cka(za, zb), svcca(za, zb, keep_var)
         note = svcca_shortfall(n, cca)
-        rows.append(
-            {
-                "source_a": a,
-                "source_b": b,
-                "split": split_name,
-                "n": n,
-                "epoch": epoch,
-                "cka": cka,
-                "svcca": np.nan if note else cca.mean,
-                "svcca_kept_a": cca.kept_x,
-                "svcca_kept_b": cca.kept_y,
-                "note": note or "",
-                "status": "ok",
-            }
-        )
-    df = pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
+        rows.append({**row, "cka": cka, "svcca": np.nan if note else cca.mean, "svcca_kept_a": cca.kept_x,
+                     "svcca_kept_b": cca.kept_y, "note": note or ""})
+    # nullable integers: a pair without enough samples leaves its kept dims empty, not 3.0
+    df = pd.DataFrame(rows, columns=SIMILARITY_COLUMNS).astype({"svcca_kept_a": "Int64", "svcca_kept_b": "Int64"})
     write_tsv(df, out_tsv)
     return df
 
@@ -261,11 +235,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model", type=Path, required=True, help="model.pt written by `mmssl train`")
     e.add_argument("--out", type=Path, required=True, help="output latents .npz")
     e.add_argument("--one-per-subject", action="store_true",
-                   help="keep each subject's first sample only (the paper's protocol for brain MRI)")
+                   help="per source (and per pair of sources), keep each subject's first sample having it "
+                   "(the paper's protocol for brain MRI)")
     e.add_argument("--device", default="auto", help="auto (CUDA when usable), cpu, cuda or cuda:N")
     e.set_defaults(func=_embed_cmd)
     p = sub.add_parser("probe", help="linear / tuned logistic probe of frozen latents -> TSV")
-    p.add_argument("--latents", type=Path, required=True, help="latents .npz (z__<source>, sources, split, label, subject)")
+    p.add_argument("--latents", type=Path, required=True, help="latents .npz written by `mmssl embed` (mmssl.evaluate.latents)")
     p.add_argument("--out", type=Path, required=True, help="output TSV; binary task also writes <stem>.optuna.db beside it")
     p.add_argument("--task", choices=TASKS, required=True, help="multiclass (linear layer) or binary (Optuna-tuned logistic)")
     p.add_argument("--settings-json", type=settings_arg,

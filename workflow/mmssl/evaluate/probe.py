@@ -35,6 +35,10 @@ from mmssl.evaluate.uncertainty import bootstrap_ci
 from mmssl.settings import schema_settings
 
 EvalSets = dict[str, tuple[np.ndarray, np.ndarray]]
+# the keys of one row of each probe, in order (a row the probe cannot compute has them too)
+LINEAR_PROBE_KEYS = ("split", "accuracy", "balanced_accuracy", "n", "ci_low", "ci_high", "val_accuracy", "hyperparameter")
+TUNED_PROBE_KEYS = ("split", "roc_auc", "balanced_accuracy", "brier", "n", "ci_low", "ci_high", "C", "l1_ratio",
+                    "val_roc_auc")
 # (predict: standardised z (N, D) -> class indices (N,), validation accuracy, description)
 Fitted = tuple[Callable[[np.ndarray], np.ndarray], float, str]
 
@@ -141,6 +145,37 @@ def _check_all(z_train: np.ndarray, y_train: np.ndarray, z_val: np.ndarray, y_va
 def _class_counts(y: np.ndarray) -> dict[Any, int]:
     values, counts = np.unique(y, return_counts=True)
     return {v.item() if hasattr(v, "item") else v: int(c) for v, c in zip(values, counts)}
+
+
+def probe_shortfalls(y_train: np.ndarray, y_val: np.ndarray, y_eval: dict[str, np.ndarray], binary: bool) -> dict[str, str]:
+    """Why a probe cannot score some eval split: eval split name -> reason (empty: it can
+    score every one). y_*: (N,) labels of each split (binary: 0/1); y_eval: split -> (N,).
+
+    The conditions under which :func:`linear_probe` (``binary`` False) or
+    :func:`tuned_logistic_probe` would raise on the data itself: an empty split; train with
+    one class; for the binary probe, a val or eval split with one class (no ROC AUC); for
+    the multi-class one, val or eval labels absent from train. A train or val shortfall
+    stops every eval split. Callers with a source that few samples have ask first, and
+    report the split as n/a instead of failing the whole run.
+    """
+    def lacking(name: str, y: np.ndarray, classes: np.ndarray | None) -> str | None:
+        y = np.asarray(y)
+        if len(y) == 0:
+            return f"no {name} samples"
+        if (name == "train" or binary) and len(np.unique(y)) < 2:
+            return f"the {name} samples hold one class {_class_counts(y)}"
+        if classes is not None and not binary:
+            unseen = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
+            if unseen:
+                return f"{name} labels {unseen} are in no train sample"
+        return None
+
+    train = lacking("train", y_train, None)
+    first = train or lacking("val", y_val, np.unique(y_train))
+    if first:
+        return {name: first for name in y_eval}
+    found = {name: lacking(name, y, np.unique(y_train)) for name, y in y_eval.items()}
+    return {name: why for name, why in found.items() if why}
 
 
 # ---------------------------------------------------------------- multi-class probe

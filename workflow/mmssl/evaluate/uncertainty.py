@@ -1,13 +1,14 @@
 """Uncertainty of a probe's score on its evaluation set: a percentile bootstrap over the
-evaluation rows (subjects for brain MRI, where ``embed`` keeps one pair per subject;
-samples otherwise).
+evaluation rows of the probed source (subjects for brain MRI, where ``embed`` keeps one
+sample per subject; samples otherwise; only those having the source, so N may differ
+between the sources of a run).
 
 Each of ``N_RESAMPLES`` resamples draws the N evaluation rows with replacement and
 recomputes the metric (accuracy, or ROC AUC; a ROC AUC resample holding a single class
 has no AUC and is skipped). The interval is the 2.5th and 97.5th percentiles of the
 resampled metrics (numpy's default linear interpolation). The generator is seeded with
-``SEED``, so the interval is reproducible, and every source of a run gets the same
-resamples of the same rows.
+``SEED``, so the interval is reproducible, and the sources of a run that share their
+rows (every source, when every sample has every source) get the same resamples of them.
 """
 
 from __future__ import annotations

@@ -10,6 +10,16 @@ its accuracy or ROC AUC), ``epoch`` (the model's chosen epoch), ``note`` (why a 
 n/a) and a ``status`` ('ok', or 'diverged' with NaN metrics for a run whose training did
 not recover).
 
+Samples lacking a source: each source is probed on the samples having it, and each pair
+compared on the samples having both, so n may differ between the columns of one fold.
+summary.tsv keeps its ``n`` per (method, fold, source or pair, split, metric) row. In
+table.md, when n differs between the sources of some fold, every column title carries its
+n (``fmri accuracy (n = 80–82)``: the range over folds and methods; the same for every
+method, as the rows depend on the store and the split only) and the header says so; else
+the header's single "Test sets: n = …" stands, as before. A fold whose value is n/a (a
+source with too few samples for its probe, SVCCA on too few samples, …) is left out of
+the cell's mean, which then says ``(k n/a)``; the notes under the table give the reasons.
+
 Bold rule (:func:`best_of`), per column: the candidate is the method other than the floor
 ``random`` with the highest mean. It is bold only if its interval lies strictly above
 the interval of every other method with a value, the floor included (low end > their
@@ -106,15 +116,42 @@ def _columns(rows: pd.DataFrame) -> list[str]:
                                                else s)["column"]))
 
 
+def span(values: pd.Series | list[float]) -> str:
+    """"12" or "12–15": the range of integer counts."""
+    low, high = int(min(values)), int(max(values))
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def column_sizes(rows: pd.DataFrame) -> dict[str, str]:
+    """column -> "n = 80–82" for every headline column, when n differs between the sources
+    (or pairs) of some (method, fold, split) among the probe columns or among the
+    similarity columns; {} when it never does (every sample has every source), so the table
+    then reads as it always did. The range is over the folds and methods with a value (over
+    all, when no fold has one). rows: :func:`headline`'s."""
+    have = rows[(rows["status"] == "ok") & rows["n"].notna()]
+    kind = np.where(have["metric"].isin(PROBE_METRICS), "probe", "similarity")
+    per_group = have.assign(kind=kind).groupby(["kind", "method", "fold", "split"])["n"].nunique()
+    if not (per_group > 1).any():
+        return {}
+    sizes = {}
+    for column, g in have.groupby("column"):
+        valued = g[g["value"].notna()]
+        sizes[column] = f"n = {span((valued if len(valued) else g)['n'])}"
+    return sizes
+
+
 def _cell(g: pd.DataFrame) -> tuple[str, float, tuple[float, float] | None]:
     """One table cell from a (method, column)'s rows over folds: (text, mean of the
     finished folds, interval or None). Text: "mean ± sd" (sd over folds, ddof 1) for
     >= 2 finished folds; "value [ci_low, ci_high]" for one fold with a bootstrap interval,
-    else the value alone; " (k diverged)" appended when k folds are not 'ok' and others
-    are; "diverged" when no 'ok' fold has a value and some fold diverged; else "n/a".
-    The interval (for the bold rule) is mean ± sd, or the one fold's bootstrap interval."""
+    else the value alone; " (k n/a, j diverged)" appended when k 'ok' folds have no value
+    (a note says why) and j folds are not 'ok', and other folds have a value (each part
+    only when not 0); "diverged" when no 'ok' fold has a value and some fold diverged;
+    else "n/a". The interval (for the bold rule) is mean ± sd, or the one fold's
+    bootstrap interval."""
     ok = g[(g["status"] == "ok") & g["value"].notna()]
     n_bad = int((g["status"] != "ok").sum())
+    n_na = int(((g["status"] == "ok") & g["value"].isna()).sum())
     if ok.empty:
         return ("diverged" if n_bad else "n/a"), np.nan, None
     mean = float(ok["value"].mean())
@@ -127,8 +164,9 @@ def _cell(g: pd.DataFrame) -> tuple[str, float, tuple[float, float] | None]:
             text, interval = f"{mean:.3f} [{low:.3f}, {high:.3f}]", (low, high)
         else:
             text, interval = f"{mean:.3f}", None
-    if n_bad:
-        text += f" ({n_bad} diverged)"
+    missing = ([f"{n_na} n/a"] if n_na else []) + ([f"{n_bad} diverged"] if n_bad else [])
+    if missing:
+        text += f" ({', '.join(missing)})"
     return text, mean, interval
 
 
@@ -166,6 +204,8 @@ def markdown_table(summary: pd.DataFrame, methods: list[str]) -> str:
 
     Rows: ``random (floor)`` first when ``random`` is a method, then ``methods`` in order;
     "folds" is the number of folds a method has results for, diverged ones included.
+    Column titles: ``<source> <metric>``, then in parentheses its n when n differs between
+    sources (:func:`column_sizes`) and "no clear best" when the bold rule finds none.
     """
     rows = headline(summary)
     columns = _columns(rows)
@@ -184,7 +224,11 @@ def markdown_table(summary: pd.DataFrame, methods: list[str]) -> str:
     for c in columns:
         best[c], unclear[c] = best_of(means[c], intervals[c])
     n_folds = rows.groupby("method")["fold"].nunique().reindex(order).fillna(0).astype(int)
-    titles = [f"{c} (no clear best)" if unclear[c] else c for c in columns]
+    sizes = column_sizes(rows)
+    titles = []
+    for c in columns:
+        extra = ([sizes[c]] if c in sizes else []) + (["no clear best"] if unclear[c] else [])
+        titles.append(f"{c} ({'; '.join(extra)})" if extra else c)
     lines = ["| method | folds | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(columns)]
     for m in order:
         vals = [(f"**{cells[m][c]}**" if best[c] == m else cells[m].get(c, "")) for c in columns]
@@ -313,21 +357,28 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
+SVCCA_NOTE = re.compile(r"svcca n/a: (\d+) samples < \d+ x (\d+) kept dims")
+
+
 def _notes(summary: pd.DataFrame) -> str:
-    """Footnote lines for values shown n/a with a reason (SVCCA on too few samples)."""
-    notes = summary.loc[(summary["status"] == "ok") & (summary["note"] != "") & summary["note"].notna()
-                        & summary["fold"].notna(), "note"]
-    found = [re.match(r"svcca n/a: (\d+) samples < \d+ x (\d+) kept dims", n) for n in notes]
-    found = [m for m in found if m]
-    if not found:
-        return ""
-
-    def span(values: list[int]) -> str:
-        return f"{min(values)}" if min(values) == max(values) else f"{min(values)}–{max(values)}"
-
-    samples, dims = span([int(m.group(1)) for m in found]), span([int(m.group(2)) for m in found])
-    return ("\nSVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps "
-            f"(here: {samples} samples, {dims} kept dims); see `note` in summary.tsv. CKA is unaffected.\n")
+    """Footnote lines for values shown n/a with a reason: SVCCA on too few samples (one
+    line), and each other reason (a source too few samples have for its probe, a pair too
+    few have both of) with its column and folds."""
+    noted = summary[(summary["status"] == "ok") & (summary["note"] != "") & summary["note"].notna()
+                    & summary["fold"].notna()]
+    found = [m for m in (SVCCA_NOTE.match(n) for n in noted["note"]) if m]
+    text = ""
+    if found:
+        samples, dims = span([int(m.group(1)) for m in found]), span([int(m.group(2)) for m in found])
+        text += ("\nSVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps "
+                 f"(here: {samples} samples, {dims} kept dims); see `note` in summary.tsv. CKA is unaffected.\n")
+    others = headline(noted[~noted["note"].str.match(SVCCA_NOTE.pattern)])
+    if not others.empty:  # the same reason for every method: the rows depend on the store and the split
+        lines = [f"- `{column}`, fold{'s' if g['fold'].nunique() > 1 else ''} "
+                 f"{', '.join(str(int(f)) for f in sorted(g['fold'].unique()))}: {note.split('n/a: ', 1)[-1]}"
+                 for (column, note), g in others.groupby(["column", "note"], sort=False)]
+        text += "\nNot computed (n/a) for lack of samples; see `note` in summary.tsv:\n\n" + "\n".join(lines) + "\n"
+    return text
 
 
 def write_report(dataset: str, files: list[Path], methods: list[str], summary_path: Path, table_path: Path,
@@ -340,8 +391,10 @@ def write_report(dataset: str, files: list[Path], methods: list[str], summary_pa
         full.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     n_folds = summary.groupby("method")["fold"].nunique()
     test_n = summary.loc[summary["metric"].isin(PROBE_METRICS) & (summary["split"] == "test"), "n"].dropna()
-    sizes = "" if test_n.empty else (f" Test sets: n = {int(test_n.min())}" + (
-        f"–{int(test_n.max())}" if test_n.max() > test_n.min() else "") + " per fold.")
+    sizes = "" if test_n.empty else f" Test sets: n = {span(test_n)} per fold."
+    if column_sizes(headline(summary)):
+        sizes += (" Each source is probed on the samples having it and each pair compared on those having both, "
+                  "so n differs between columns: each column's title gives its n (range over folds).")
     header = (f"# {dataset}: linear evaluation and similarity\n\n"
               f"Mean ± sd over folds ({int(n_folds.max()) if len(n_folds) else 0} at most); with one fold, the value "
               "and its 95% bootstrap interval [low, high] over the test samples (probe metrics)."
