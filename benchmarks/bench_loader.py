@@ -42,7 +42,7 @@ def make_store(folder: Path, n: int, size: int) -> Path:
 def rate(loader: BatchLoader, aug: AugmentSettings | None, prefetch: int, cast: bool = True) -> float:
     gen = torch.Generator().manual_seed(0)
     t0, n = time.perf_counter(), 0
-    for xs, y, _ in prefetched(loader, prefetch):
+    for xs, y, _, _ in prefetched(loader, prefetch):
         if cast:
             xs = {k: v.float() for k, v in xs.items()}  # what Trainer._to_device does on the device
         if aug is not None:

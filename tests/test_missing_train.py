@@ -165,10 +165,10 @@ def partial_store(tmp_path):
 def test_loader_yields_presence_only_when_something_is_missing(partial_store):
     store, _, _ = partial_store
     rows = np.arange(32)
-    _, _, present = next(iter(BatchLoader(store, rows, 8, shuffle=False, balanced=False, seed=0)))
+    present = next(iter(BatchLoader(store, rows, 8, shuffle=False, balanced=False, seed=0))).present
     assert present["b"].tolist() == [i % 3 != 0 for i in range(8)]
     complete = rows[store.complete[rows]]
-    assert next(iter(BatchLoader(store, complete, 8, shuffle=False, balanced=False, seed=0)))[2] is None
+    assert next(iter(BatchLoader(store, complete, 8, shuffle=False, balanced=False, seed=0))).present is None
 
 
 @pytest.mark.parametrize("method,missing,expected", [

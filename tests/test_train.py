@@ -70,9 +70,9 @@ def nan_after(n_ok):
     state = {"calls": 0}
 
     def wrap(fn):
-        def losses(x, y=None, present=None):
+        def losses(x, y=None, present=None, meta=None):
             state["calls"] += 1
-            terms = fn(x, y, present)
+            terms = fn(x, y, present, meta)
             if n_ok is not None and state["calls"] > n_ok:
                 terms["S"] = terms["S"] * float("nan")
             return terms
@@ -90,9 +90,9 @@ def test_one_nan_is_recovered_with_a_lower_learning_rate(toy, monkeypatch):
         fn = self.model.losses
         calls = {"n": 0}
 
-        def losses(x, y=None, present=None):
+        def losses(x, y=None, present=None, meta=None):
             calls["n"] += 1
-            terms = fn(x, y, present)
+            terms = fn(x, y, present, meta)
             if calls["n"] == 6:  # one bad batch in epoch 2
                 terms["S"] = terms["S"] * float("nan")
             return terms
@@ -111,7 +111,7 @@ def always_nan(monkeypatch):
     def init(self, *a, **k):
         orig_init(self, *a, **k)
         fn = self.model.losses
-        self.model.losses = lambda x, y=None, present=None: {k: v * float("nan") for k, v in fn(x, y, present).items()}
+        self.model.losses = lambda x, y=None, present=None, meta=None: {k: v * float("nan") for k, v in fn(x, y, present, meta).items()}
 
     monkeypatch.setattr(Trainer, "__init__", init)
 
@@ -143,7 +143,7 @@ def test_balanced_sampler_equalises_classes(toy):
     st = read_store(toy / "store")
     rows = np.r_[np.arange(0, 160, 4), np.arange(1, 160, 4)[:8]]  # class 0: 40 rows, class 1: 8 rows
     loader = BatchLoader(st, rows, 16, shuffle=True, balanced=True, seed=0)
-    labels = np.concatenate([y.numpy() for _ in range(30) for _, y, _ in loader])
+    labels = np.concatenate([y.numpy() for _ in range(30) for _, y, _, _ in loader])
     share = labels.mean()
     assert 0.45 < share < 0.55  # without balancing it would be 8/48 = 0.17
 

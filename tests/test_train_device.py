@@ -104,9 +104,9 @@ def test_pinned_batches_reach_the_device_unchanged(toy):
     plain = list(BatchLoader(store, rows, 16, shuffle=True, balanced=False, seed=0))
     trainer = Trainer("L-S", store, pd.read_csv(toy / "fold0.tsv", sep="\t"), toy / "t",
                       TrainSettings(device="cpu", batch_size=16), ModelSettings(**SMALL), 0)
-    for (xp, yp, pp), (x, y, _) in zip(pinned, plain):
-        assert all(v.is_pinned() for v in xp.values())
-        xd, yd, _ = trainer._to_device(xp, yp, pp)
+    for pinned_batch, (x, y, _, _) in zip(pinned, plain):
+        assert all(v.is_pinned() for v in pinned_batch.x.values())
+        xd, yd, _, _ = trainer._to_device(pinned_batch)
         for k in x:
             assert torch.equal(xd[k], x[k].float())
         assert torch.equal(yd, y)

@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from mmssl.models.encoders import DCGANEncoder
-from mmssl.schema import schema_defaults
+from mmssl.schema import schema_defaults, section_values
 from mmssl.settings import schema_settings
 from mmssl.types import SourceSpec
 
 Presence = dict[str, torch.Tensor] | None
+# metadata columns of the batch's samples (e.g. "age" for the y-aware criterion): name -> (B,) float
+Meta = dict[str, torch.Tensor] | None
 
 # a batch part with fewer samples than this is left out: InfoNCE needs a negative and
 # BatchNorm in training more than one value per channel
@@ -68,7 +70,8 @@ class ModelSettings:
     bound (None = off) and squared-score penalty weight (0 = off). weights: alpha per
     contrastive part. cs_mode: ``same_location`` (location m of c_i vs location m of c_j)
     or ``random_location`` (authors' code: one random location of c_i vs all of c_j).
-    extra: method-specific settings (baselines).
+    criteria: settings of the non-InfoNCE criteria (:mod:`mmssl.objectives.criteria`), by
+    name. extra: method-specific settings (baselines).
 
     Every default is the config schema's (``model`` section), read when a field is left out.
     """
@@ -80,6 +83,7 @@ class ModelSettings:
     penalty: float
     weights: dict[str, float]
     cs_mode: str
+    criteria: dict[str, Any]
     extra: dict[str, Any]
 
     @classmethod
@@ -92,6 +96,8 @@ class ModelSettings:
         base = {k: v for k, v in cfg.items() if k in known and k != "extra"}
         if "weights" in base:
             base["weights"] = {**schema_defaults("model")["weights"], **base["weights"]}
+        if "criteria" in base:  # each criterion's keys filled from the schema and checked
+            base["criteria"] = section_values("model", {"criteria": base["criteria"]}, "model")["criteria"]
         return cls(**base, extra={**cfg.get("extra", {}), **extra})
 
 
@@ -107,6 +113,8 @@ class Method(nn.Module):
     # whether ``losses`` accepts batches where some samples lack a source (train.missing: use);
     # a method that does not trains on complete samples only
     supports_missing: bool = True
+    # store index columns ``losses`` needs in ``meta`` (the y-aware criterion's variable)
+    metadata_columns: tuple[str, ...] = ()
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__()
@@ -120,9 +128,10 @@ class Method(nn.Module):
         )
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         """x: source -> (B, C, *S) batch; y: (B,) integer labels; present: source -> (B,)
-        bool, None when every sample has every source (see the module docstring). Returns
+        bool, None when every sample has every source (see the module docstring); meta: the
+        columns of ``metadata_columns`` for the batch (name -> (B,) float). Returns
         named scalar terms; training minimises their sum. A term no sample of the batch can
         take part in is left out (so the dict may be empty)."""
         raise NotImplementedError

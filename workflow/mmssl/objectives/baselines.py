@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from mmssl.models.decoders import DCGANDecoder
 from mmssl.models.encoders import DCGANEncoder, init_weights
 from mmssl.types import SourceSpec
-from mmssl.objectives.base import MIN_SAMPLES, Method, ModelSettings, Presence, positions, rows_with, take
+from mmssl.objectives.base import MIN_SAMPLES, Meta, Method, ModelSettings, Presence, positions, rows_with, take
 from mmssl.objectives.cca import RunningCCA
 from mmssl.objectives.contrastive import ContrastiveMethod
 from mmssl.objectives.registry import register
@@ -172,7 +172,7 @@ class SupervisedMethod(Method):
         return self.classifiers[source](self.encoders[source](x).z)
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         if y is None:
             raise ValueError("method 'supervised' trains on labels: losses(x, y) needs y (B,) class indices")
         parts = [F.cross_entropy(self.logits(xs, s), take(y, rows)) for s, (rows, xs) in present_batches(x, present).items()]
@@ -191,7 +191,7 @@ class AutoencoderMethod(Method):
         return {s: self.encoders[s](xs).z for s, xs in x.items()}
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         xs = {s: xs for s, (_, xs) in present_batches(x, present).items()}
         return {"recon": self.reconstruction(self.latents(xs), xs)} if xs else {}
 
@@ -216,7 +216,7 @@ class DCCAEMethod(AutoencoderMethod):
         self.cca = CCATerm(self.sources, settings)
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         require_complete("DCCAE", present)
         z = self.latents(x)
         return {"recon": self.reconstruction(z, x), "cca": self.cca(z)}
@@ -237,7 +237,7 @@ class LCCAMethod(ContrastiveMethod):
         self.cca = CCATerm(self.sources, settings)
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         require_complete("L-CCA", present)
         proj = self.project(x)
         terms = self.contrastive_terms(proj, None)
@@ -259,7 +259,7 @@ class SAEMethod(ContrastiveMethod):
         return {s: rows_with(present, (s,)) for s in self.sources}
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         proj = self.project(x, present)
         terms = self.contrastive_terms(proj, present)
         if proj:
@@ -357,7 +357,7 @@ class MMVAEMethod(Method):
         return torch.stack(per_expert).mean(0)
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
         """``iwae``: -L(X) averaged over the batch, in nats per data element (divided by
         the summed element count of the sources). Same optimum; but RAdam's first steps
         are un-normalised momentum-SGD steps, and the raw per-sample bound (~10^5 nats

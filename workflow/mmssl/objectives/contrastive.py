@@ -26,12 +26,15 @@ from torch import nn
 
 from mmssl.types import SourceSpec
 from mmssl.models.heads import build_latent_head, build_local_head
-from mmssl.objectives.base import MIN_SAMPLES, Method, ModelSettings, Presence, positions, rows_with, take
+from mmssl.objectives.base import MIN_SAMPLES, Meta, Method, ModelSettings, Presence, positions, rows_with, take
+from mmssl.objectives.criteria import (CRITERION_PARTS, barlow_twins, dcl_pooled, dcl_same_location, vicreg,
+                                       yaware_infonce)
 from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_same_location
 
 PARTS = ("L", "CL", "CS", "S")
 CROSS_SOURCE = {"CL", "CS", "S"}
 LOCAL_PARTS = {"L", "CL", "CS"}  # the parts that use the locations c (all but S)
+SCORELESS = {"barlow", "vicreg"}  # criteria without critic scores (no clipping, no penalty)
 
 
 @dataclass
@@ -48,8 +51,18 @@ class Projected:
 class ContrastiveMethod(Method):
     """Encoders with their projection heads and a set of contrastive parts."""
 
-    def __init__(self, sources: list[SourceSpec], settings: ModelSettings, parts: tuple[str, ...]) -> None:
+    def __init__(self, sources: list[SourceSpec], settings: ModelSettings, parts: tuple[str, ...],
+                 criterion: str = "infonce") -> None:
         super().__init__(sources, settings)
+        if criterion not in CRITERION_PARTS:
+            raise ValueError(f"unknown criterion {criterion!r}; criteria: {sorted(CRITERION_PARTS)}")
+        unsupported = [p for p in parts if p not in CRITERION_PARTS[criterion]]
+        if unsupported:
+            raise ValueError(f"criterion {criterion!r} applies to part(s) {list(CRITERION_PARTS[criterion])} only, "
+                             f"not {unsupported}")
+        self.criterion = criterion
+        # y-aware needs a continuous variable of each sample (the loader's metadata)
+        self.metadata_columns = (settings.criteria["yaware"]["column"],) if criterion == "yaware" else ()
         if CROSS_SOURCE & set(parts) and len(sources) < 2:
             raise ValueError(f"parts {sorted(CROSS_SOURCE & set(parts))} need two or more sources")
         if settings.cs_mode not in ("same_location", "random_location"):
@@ -115,35 +128,61 @@ class ContrastiveMethod(Method):
         return tuple(Projected(rows, take(p.z, i), take(p.u_z, i), take(p.u_c, i))  # type: ignore[return-value]
                      for p, i in ((proj[a], pa), (proj[b], pb)))
 
-    def _term(self, part: str, a: Projected, b: Projected) -> NCEResult:
+    def _term(self, part: str, a: Projected, b: Projected, meta: torch.Tensor | None = None) -> NCEResult:
+        """One part between the aligned passes a and b; meta: (n,) the y-aware variable."""
+        if self.criterion in ("barlow", "vicreg", "yaware"):  # S only (checked at construction)
+            return self._latent_term(a.z, b.z, meta)
+        pooled, same = (dcl_pooled, dcl_same_location) if self.criterion == "dcl" else (nce_pooled, nce_same_location)
         if part in ("L", "CL"):
-            return nce_pooled(a.u_z, b.u_c, self.critic)
+            return pooled(a.u_z, b.u_c, self.critic)
         if part == "S":
-            return nce_pooled(a.u_z, b.u_z, self.critic)
+            return pooled(a.u_z, b.u_z, self.critic)
         ca, cb = a.u_c, b.u_c
         if self.settings.cs_mode == "same_location":
-            return nce_same_location(ca, cb, self.critic)
+            return same(ca, cb, self.critic)
         idx = torch.randint(ca.shape[2], (ca.shape[0],), device=ca.device)
         anchor = ca[torch.arange(ca.shape[0], device=ca.device), :, idx].unsqueeze(2)
-        return nce_pooled(anchor, cb, self.critic)
+        return pooled(anchor, cb, self.critic)
+
+    def _latent_term(self, za: torch.Tensor, zb: torch.Tensor, meta: torch.Tensor | None) -> NCEResult:
+        """Barlow Twins, VICReg or y-aware InfoNCE between two (n, latent) latents. The
+        first two have no score penalty and no MI bound (NaN)."""
+        cfg = self.settings.criteria[self.criterion]
+        if self.criterion == "yaware":
+            if meta is None:
+                raise ValueError(f"criterion yaware needs the metadata column {cfg['column']!r} with every batch")
+            return yaware_infonce(za, zb, meta, float(cfg["sigma"]), self.critic)
+        if self.criterion == "barlow":
+            loss = barlow_twins(za, zb, float(cfg["lambda"]))
+        else:
+            loss = vicreg(za, zb, *(float(cfg[k]) for k in ("sim", "var", "cov", "gamma", "eps")))
+        zero = torch.zeros((), device=za.device)
+        return NCEResult(loss=loss, penalty=zero, mi=torch.tensor(float("nan")))
 
     def losses(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None,
-               present: Presence = None) -> dict[str, torch.Tensor]:
-        return self.contrastive_terms(self.project(x, present), present)
+               present: Presence = None, meta: Meta = None) -> dict[str, torch.Tensor]:
+        return self.contrastive_terms(self.project(x, present), present, meta)
 
-    def contrastive_terms(self, proj: dict[str, Projected], present: Presence) -> dict[str, torch.Tensor]:
+    def contrastive_terms(self, proj: dict[str, Projected], present: Presence, meta: Meta = None) -> dict[str, torch.Tensor]:
         """Each part summed over its source pairs, weighted by alpha; ``penalty`` beside
         them when on. A part no pair of the batch can take part in is left out."""
+        column = None
+        if self.metadata_columns:
+            if meta is None or self.metadata_columns[0] not in meta:
+                raise ValueError(f"criterion {self.criterion} needs the metadata column {self.metadata_columns[0]!r} "
+                                 "in losses(..., meta=...)")
+            column = meta[self.metadata_columns[0]]
         terms: dict[str, torch.Tensor] = {}
         penalties = []
         for part in self.parts:
             alpha = float(self.settings.weights.get(part, 1.0))
             pairs = [self._aligned(proj, present, a, b) for a, b in self._pairs(part)]
-            results = [self._term(part, *pair) for pair in pairs if pair is not None]
+            results = [self._term(part, *pair, take(column, pair[0].rows)) for pair in pairs if pair is not None]
             if not results:
                 continue
             terms[part] = alpha * torch.stack([r.loss for r in results]).sum()
-            penalties.append(alpha * torch.stack([r.penalty for r in results]).sum())
+            if self.criterion not in SCORELESS:  # no critic scores to penalise
+                penalties.append(alpha * torch.stack([r.penalty for r in results]).sum())
         if self.critic.penalty > 0 and penalties:
             terms["penalty"] = sum(penalties[1:], penalties[0])
         return terms

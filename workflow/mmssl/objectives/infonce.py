@@ -41,7 +41,8 @@ def critic(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bdp,cdq->bpcq", u, v) / math.sqrt(u.shape[1])
 
 
-def _clip_and_penalty(scores: torch.Tensor, cfg: CriticConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_and_penalty(scores: torch.Tensor, cfg: CriticConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clipped scores, weighted mean squared raw score): AMDIM's clipping and penalty."""
     penalty = cfg.penalty * scores.pow(2).mean()  # on raw scores, as in AMDIM
     if cfg.clip is not None:
         scores = cfg.clip * torch.tanh(scores / cfg.clip)
@@ -56,7 +57,7 @@ def nce_pooled(u: torch.Tensor, v: torch.Tensor, cfg: CriticConfig) -> NCEResult
     """
     b, _, _ = u.shape
     q = v.shape[2]
-    scores, penalty = _clip_and_penalty(critic(u, v), cfg)  # (B, P, B, Q)
+    scores, penalty = clip_and_penalty(critic(u, v), cfg)  # (B, P, B, Q)
     same = torch.eye(b, dtype=torch.bool, device=u.device)[:, None, :, None]  # (B,1,B,1)
     pos = torch.diagonal(scores, dim1=0, dim2=2).permute(2, 0, 1)  # (B, P, Q)
     neg = scores.masked_fill(same, float("-inf")).flatten(2)  # (B, P, B*Q)
@@ -77,7 +78,7 @@ def nce_same_location(u: torch.Tensor, v: torch.Tensor, cfg: CriticConfig) -> NC
         raise ValueError(f"same-location NCE needs equal shapes, got {tuple(u.shape)} and {tuple(v.shape)}")
     b, d, m = u.shape
     raw = torch.einsum("bdm,cdm->mbc", u, v) / math.sqrt(d)  # (M, B, B)
-    scores, penalty = _clip_and_penalty(raw, cfg)
+    scores, penalty = clip_and_penalty(raw, cfg)
     target = torch.arange(b, device=u.device).repeat(m)
     loss = torch.nn.functional.cross_entropy(scores.reshape(m * b, b), target)
     return NCEResult(loss=loss, penalty=penalty, mi=math.log(b) - loss.detach())

@@ -2,7 +2,10 @@
 
 Contrastive methods are named by joining their parts in the order L, CL, CS, S with '-'
 (``L``, ``CL-S``, ``L-CL-CS-S``, ...): all 15 non-empty combinations are built from the
-name. Other methods (baselines) register a builder under a fixed name with ``register``.
+name. A criterion other than InfoNCE follows an '@' and applies to every part of the
+name (``S@vicreg``, ``L-CL-S@dcl``); a criterion that does not apply to one of the parts
+(:data:`mmssl.objectives.criteria.CRITERION_PARTS`) is rejected with the names that are
+valid. Other methods (baselines) register a builder under a fixed name with ``register``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from mmssl.types import SourceSpec
 from mmssl.objectives.base import Method, ModelSettings
 from mmssl.objectives.contrastive import PARTS, ContrastiveMethod
+from mmssl.objectives.criteria import CRITERION_PARTS
 
 CONTRASTIVE_PARTS = PARTS
 Builder = Callable[[list[SourceSpec], ModelSettings], Method]
@@ -28,7 +32,7 @@ class RandomInit(Method):
 
     trainable = False
 
-    def losses(self, x, y=None):
+    def losses(self, x, y=None, present=None, meta=None):
         raise RuntimeError("the 'random' method is not trained")
 
 
@@ -58,10 +62,26 @@ def contrastive_names() -> list[str]:
     return ["-".join(c) for k in range(1, len(PARTS) + 1) for c in combinations(PARTS, k)]
 
 
+def criterion_names() -> list[str]:
+    """Every valid ``parts@criterion`` name (InfoNCE's are the plain names)."""
+    return [f"{name}@{crit}" for crit, allowed in CRITERION_PARTS.items() if crit != "infonce"
+            for name in contrastive_names() if set(name.split("-")) <= set(allowed)]
+
+
+def split_criterion(name: str) -> tuple[str, str]:
+    """``"L-S@dcl"`` -> ``("L-S", "dcl")``; a plain name -> ``(name, "infonce")``."""
+    base, _, crit = name.partition("@")
+    return base, crit or "infonce"
+
+
 def parse_contrastive(name: str) -> tuple[str, ...] | None:
-    """``"L-CS"`` -> ``("L", "CS")``; None when the name is not a contrastive combination."""
-    parts = tuple(name.split("-"))
-    return parts if "-".join(parts) in contrastive_names() else None
+    """``"L-CS"`` or ``"L-CS@dcl"`` -> ``("L", "CS")``; None when the name is not a valid
+    contrastive combination (with a criterion that applies to each of its parts)."""
+    base, crit = split_criterion(name)
+    parts = tuple(base.split("-"))
+    if "-".join(parts) not in contrastive_names() or crit not in CRITERION_PARTS:
+        return None
+    return parts if set(parts) <= set(CRITERION_PARTS[crit]) else None
 
 
 register("random")(RandomInit)
@@ -69,7 +89,7 @@ register("random")(RandomInit)
 
 def available_methods() -> list[str]:
     _load_plugins()
-    return contrastive_names() + sorted(_REGISTRY)
+    return contrastive_names() + criterion_names() + sorted(_REGISTRY)
 
 
 def check_method_name(name: str) -> str:
@@ -79,9 +99,16 @@ def check_method_name(name: str) -> str:
     _load_plugins()
     if name in _REGISTRY:
         return name
+    base, crit = split_criterion(name)
+    if "@" in name and base in contrastive_names():
+        if crit not in CRITERION_PARTS:
+            raise ValueError(f"unknown criterion {crit!r} in method {name!r}; criteria: "
+                             f"{', '.join(c for c in CRITERION_PARTS if c != 'infonce')} (InfoNCE: no '@')")
+        raise ValueError(f"criterion {crit!r} applies to part(s) {', '.join(CRITERION_PARTS[crit])} only, so {name!r} "
+                         f"is not a method; with {crit}: {', '.join(n for n in criterion_names() if n.endswith('@' + crit))}")
     raise ValueError(
         f"unknown method {name!r}. Contrastive methods join parts in the order L, CL, CS, S with '-' "
-        f"(e.g. 'L-CL-S'); available: {', '.join(available_methods())}"
+        f"(e.g. 'L-CL-S'), optionally with '@criterion' (e.g. 'S@vicreg'); available: {', '.join(available_methods())}"
     )
 
 
@@ -92,5 +119,5 @@ def build_method(name: str, sources: list[SourceSpec], settings: ModelSettings |
     check_method_name(name)
     parts = parse_contrastive(name)
     if parts is not None:
-        return ContrastiveMethod(sources, settings, parts)
+        return ContrastiveMethod(sources, settings, parts, split_criterion(name)[1])
     return _REGISTRY[name](sources, settings)

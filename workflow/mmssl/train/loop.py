@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -142,10 +142,20 @@ def autocast_enabled(amp: str, device: torch.device) -> bool:
     return amp == "bf16" or (amp == "auto" and device.type == "cuda")
 
 
+class Batch(NamedTuple):
+    """x: {source: (B, C, *S) in the store's dtype}; y: (B,) class indices; present:
+    {source: (B,) bool} when some of the loader's rows lack a source, else None (see
+    :mod:`mmssl.objectives.base`); meta: {column: (B,) float32} for the store index columns
+    the method asked for (``Method.metadata_columns``), else None."""
+
+    x: dict[str, torch.Tensor]
+    y: torch.Tensor
+    present: dict[str, torch.Tensor] | None
+    meta: dict[str, torch.Tensor] | None
+
+
 class BatchLoader:
-    """Yields batches ({source: (B, C, *S) in the store's dtype}, labels (B,), presence)
-    from the store rows; presence is {source: (B,) bool} when some of the loader's rows
-    lack a source, else None (see :mod:`mmssl.objectives.base`). float16 stores stay float16 here: the cast to float32 costs ten times the
+    """Yields :class:`Batch` es from the store rows. float16 stores stay float16 here: the cast to float32 costs ten times the
     gather on a CPU core, so it is left to the training device (``Trainer._to_device``).
 
     Gathers from the (memory-mapped) store arrays with sorted fancy indexing, which reads
@@ -153,7 +163,7 @@ class BatchLoader:
     1/count(label) (with replacement), as a WeightedRandomSampler would."""
 
     def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int,
-                 pin_memory: bool = False, extra: bool = False):
+                 pin_memory: bool = False, extra: bool = False, meta_columns: tuple[str, ...] = ()):
         self.store, self.rows, self.batch_size = store, rows, batch_size
         # the store's extra arrays (e.g. Two-View's digits) join the batch under their names
         self.arrays = {**store.arrays, **(store.extra if extra else {})}
@@ -165,6 +175,7 @@ class BatchLoader:
         self.labels = codes[rows]
         present = {s: store.present(s)[rows] for s in store.source_names}
         self.present = None if all(m.all() for m in present.values()) else present
+        self.meta = {c: store.index[c].to_numpy(dtype=np.float32)[rows] for c in meta_columns} or None
         if balanced:
             counts = np.bincount(self.labels)
             weights = 1.0 / counts[self.labels]
@@ -191,7 +202,8 @@ class BatchLoader:
                 gathered[sort] = arr[rows[sort]]
                 xs[name] = torch.from_numpy(gathered).pin_memory() if self.pin_memory else torch.from_numpy(gathered)
             present = None if self.present is None else {s: torch.from_numpy(m[pos]) for s, m in self.present.items()}
-            yield xs, torch.from_numpy(self.labels[pos].astype(np.int64)), present
+            meta = None if self.meta is None else {c: torch.from_numpy(v[pos]) for c, v in self.meta.items()}
+            yield Batch(xs, torch.from_numpy(self.labels[pos].astype(np.int64)), present, meta)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -253,10 +265,13 @@ class Trainer:
                              f"of {settings.batch_size}")
         # Two-View with views: redraw: training batches carry the digits their views are drawn from
         self.redraw = store.meta.get("views") == "redraw"
+        columns = self.model.metadata_columns
+        self.check_metadata(columns)
         self.train_loader = BatchLoader(store, self.train_rows, settings.batch_size, shuffle=True,
                                         balanced=settings.balanced, seed=seed, pin_memory=self.device.type == "cuda",
-                                        extra=self.redraw)
-        self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed)
+                                        extra=self.redraw, meta_columns=columns)
+        self.val_loader = BatchLoader(store, self.val_rows, settings.batch_size, shuffle=False, balanced=False, seed=seed,
+                                      meta_columns=columns)
         self.steps_per_epoch = len(self.train_loader) if not settings.max_batches else min(len(self.train_loader), settings.max_batches)
         self.opt, self.sched = make_optimizer(self.model, settings, settings.epochs * self.steps_per_epoch)
         self.aug = AugmentSettings.from_config(settings.augment)
@@ -272,6 +287,23 @@ class Trainer:
         self.fp = fingerprint(method, fold, shaping, asdict(model_settings), [asdict(s) for s in store.sources],
                               len(self.train_rows))
         self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_metadata(self, columns: tuple[str, ...]) -> None:
+        """The store index must hold every metadata column the method needs, numeric and
+        known for each training and validation sample: else a ValueError naming the
+        column, the store and the samples without a value."""
+        index = self.store.index
+        for column in columns:
+            if column not in index.columns:
+                raise ValueError(f"{self.label}: needs the metadata column {column!r}, which {self.store.path / 'index.tsv'} "
+                                 f"lacks (columns: {list(index.columns)}); set model.criteria.yaware.column to one of them")
+            values = pd.to_numeric(index[column], errors="coerce").to_numpy()
+            rows = np.concatenate([self.train_rows, self.val_rows])
+            bad = rows[~np.isfinite(values[rows])]
+            if len(bad):
+                raise ValueError(f"{self.label}: metadata column {column!r} of {self.store.path / 'index.tsv'} has no "
+                                 f"numeric value for {len(bad)} training/validation samples, e.g. "
+                                 f"{index['sample'].iloc[bad[:5]].tolist()}")
 
     def training_rows(self, rows: np.ndarray) -> np.ndarray:
         """The store rows this run trains (or validates) on: all of ``rows`` under
@@ -331,11 +363,15 @@ class Trainer:
         log.info("%s: resumed from %s at epoch %d", self.label, self.ckpt_path, self.epoch)
 
     # --- epochs ------------------------------------------------------------------
-    def _to_device(self, xs: dict[str, torch.Tensor], y: torch.Tensor, present: dict[str, torch.Tensor] | None):
+    def _to_device(self, batch: Batch) -> Batch:
         nb = self.device.type == "cuda"
+
+        def move(d: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+            return None if d is None else {k: v.to(self.device, non_blocking=nb) for k, v in d.items()}
+
         # half the bytes over PCIe, and the float16 -> float32 cast runs on the device
-        return ({k: v.to(self.device, non_blocking=nb).float() for k, v in xs.items()}, y.to(self.device, non_blocking=nb),
-                None if present is None else {k: v.to(self.device, non_blocking=nb) for k, v in present.items()})
+        return Batch({k: v.to(self.device, non_blocking=nb).float() for k, v in batch.x.items()},
+                     batch.y.to(self.device, non_blocking=nb), move(batch.present), move(batch.meta))
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
@@ -362,17 +398,17 @@ class Trainer:
         for i in range(self.steps_per_epoch):
             t0 = time.perf_counter()
             try:
-                xs, y, present = next(batches)
+                batch = next(batches)
             except StopIteration:
                 break
-            xs, y, present = self._to_device(xs, y, present)
+            xs, y, present, meta = self._to_device(batch)
             if self.redraw:
                 xs = redraw_views(xs, self.gen)
             data_s += time.perf_counter() - t0
             if self.aug.active:
                 xs = augment(xs, self.aug, self.gen)
             with self._autocast():
-                terms = self.model.losses(xs, y, present)
+                terms = self.model.losses(xs, y, present, meta)
             if not terms:
                 # a batch whose samples share no source any term needs (possible only with
                 # missing sources): no loss to step on
@@ -416,12 +452,12 @@ class Trainer:
             return float("nan")
         self.model.eval()
         total, n = 0.0, 0
-        for xs, y, present in self.val_loader:
-            if len(y) < 2:
+        for batch in self.val_loader:
+            if len(batch.y) < 2:
                 continue
-            xs, y, present = self._to_device(xs, y, present)
+            xs, y, present, meta = self._to_device(batch)
             with self._autocast():
-                terms = self.model.losses(xs, y, present)
+                terms = self.model.losses(xs, y, present, meta)
             if terms:
                 total += float(sum(terms.values())) * len(y)
                 n += len(y)
