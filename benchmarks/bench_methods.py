@@ -1,4 +1,5 @@
-"""Training throughput (samples/s) of the baselines and of some contrastive methods.
+"""Training throughput (samples/s) of the baselines and of some contrastive methods
+(``--methods S@vicreg L-CL-S@dcl ...`` for the other criteria).
 
 One step = forward (all loss terms) + backward + RAdam step, on a fixed random batch of
 two sources (2D: 1- and 3-channel images as MNIST-SVHN; 3D: two 1-channel volumes as
@@ -49,9 +50,11 @@ def time_method(
     model = build_method(name, sources, {"mmvae_k": args.mmvae_k}).to(device)
     opt = torch.optim.RAdam(model.parameters(), lr=4e-4)
     x, y = make_batch(sources, args.batch, device)
+    # a continuous variable for the criteria that need one (y-aware: age)
+    meta = {c: torch.linspace(60.0, 90.0, args.batch, device=device) for c in model.metadata_columns} or None
 
     def step() -> None:
-        loss = sum(model.losses(x, y).values())
+        loss = sum(model.losses(x, y, None, meta).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

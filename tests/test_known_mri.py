@@ -34,6 +34,8 @@ def test_the_label_depends_on_the_shared_factor_alone_and_the_groups_overlap(dat
     assert 0.72 < auc < 0.9  # even the true factor cannot reach 1 (label noise 1: ~0.8)
     for nuisance in ("t1_specific", "falff_specific", "head_scale"):
         assert abs(roc_auc_score(y, index[nuisance]) - 0.5) < 0.12, nuisance
+    # age: metadata for y-aware criteria, correlated ~0.5 with the disease factor
+    assert 0.35 < np.corrcoef(index["age"], index["shared"])[0, 1] < 0.65
 
 
 def test_the_shared_factor_is_expressed_in_both_modalities_and_the_specific_ones_in_one(data):

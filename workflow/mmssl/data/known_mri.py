@@ -15,6 +15,8 @@ Per subject i, with independent standard normal factors:
   brain (fluid bright), brighter in the same medial temporal region with the disease
   (x (1 + t2_gain * sigmoid(s_i))), and ``t2_specific`` w_i, an occipital change seen only
   in T2w. Its random draws come after all the others, so adding it changes nothing else.
+* ``age`` (metadata, in the index only): 72 + 6 (0.5 s_i + 0.87 a_i) years, a_i standard
+  normal: older subjects are more often AD, as in OASIS-3; no volume depends on it.
 * label: AD when s_i + label_noise * e_i > 0 (e_i standard normal), else HC. The label
   depends on the shared factor alone, and the noise makes the groups overlap: even the
   true s_i separates them only with ROC AUC ~0.82 (label_noise 1), so no method should
@@ -132,6 +134,11 @@ def generate(n_subjects: int, seed: int, size: int, atrophy: float, falff_drop: 
     arrays = {name: arrays[name] for name in sources}
     if missing:
         drop_sources(rng, index, arrays, list(sources), missing)
+    # metadata only (no volume depends on it): an age that correlates 0.5 with the disease,
+    # for criteria that use a continuous variable (y-aware); drawn from its own stream so
+    # that every volume and draw above stays as it was
+    age_rng = np.random.default_rng([seed, 1])
+    index["age"] = (72.0 + 6.0 * (0.5 * shared + np.sqrt(0.75) * age_rng.standard_normal(n_subjects))).round(2)
     return index, arrays
 
 
