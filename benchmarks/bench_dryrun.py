@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tree: {tree['subjects']} subjects, {tree['sessions']} sessions, {tree['T1w']} T1w, {tree['bold']} BOLD runs")
         config = paper_config(work, tree)
         snakefile = args.snakefile.resolve()
-        discover_targets = [f"results/{ds}/pairs.tsv" for ds, spec in yaml.safe_load(config.read_text())["datasets"].items()
+        discover_targets = [f"results/{ds}/samples.tsv" for ds, spec in yaml.safe_load(config.read_text())["datasets"].items()
                             if spec.get("kind") == "bids_mri"]
         _, seconds = snakemake(snakefile, work, config, *discover_targets)
         print(f"discovery (real run of the checkpoint): {seconds:.1f} s")

@@ -7,7 +7,7 @@ random affine (rotation <= 10 deg, translation <= 10 mm, scale 0.9-1.1) onto an
 OASIS-3-sized native grid: T1w 176 x 256 x 256 at 1 mm; mean EPI and fALFF 64 x 64 x 36
 at 4 mm (T2*-like contrast). Timed, with files in and out like the Snakemake rules:
 
-* T1 path: ``mmssl preprocess-t1`` (the rule's command) = header check, load, mask
+* T1 path: ``mmssl preprocess-anat --suffix T1w`` (the rule's command) = header check, load, mask
   (register + template mask), resample to 3 mm 64³, write its five outputs;
 * EPI path: the second half of ``mmssl preprocess-bold`` = register the mean EPI, move the
   fALFF map (fALFF itself: bench_falff.py).
@@ -124,12 +124,12 @@ def displacement(fixed_to_moving: np.ndarray, truth: np.ndarray) -> tuple[float,
 
 
 def run_t1(t1: Path, root: Path) -> tuple[float, Path]:
-    """The rule's command, preprocess-t1: (seconds, the transform it wrote)."""
+    """The rule's command, preprocess-anat --suffix T1w: (seconds, the transform it wrote)."""
     out = derivatives_of(root, t1)
     flags = [arg for key, path in out.items() for arg in (f"--out-{key.lower()}", path)]
     start = time.perf_counter()
-    if mmssl(["preprocess-t1", "--t1", str(t1), "--settings-json", "{}", *flags]):
-        raise SystemExit("preprocess-t1 failed")
+    if mmssl(["preprocess-anat", "--image", str(t1), "--suffix", "T1w", "--settings-json", "{}", *flags]):
+        raise SystemExit("preprocess-anat failed")
     if Path(out["status"]).read_text().count("\n") > 1:
         raise SystemExit(f"the T1w was excluded: {Path(out['status']).read_text()}")
     return time.perf_counter() - start, Path(out["xfm"])

@@ -1,4 +1,4 @@
-"""BIDS discovery over zero-byte trees (dry-run style), clinical matching, labels and pairing."""
+"""BIDS discovery over zero-byte trees (dry-run style), clinical matching, labels and samples."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from mmssl.preprocess.bids import discover, find_sidecar, parse_bids_name, sessi
 from mmssl.preprocess.clinical import (
     PairingSettings,
     apply_label_rule,
-    build_pairs,
+    build_samples,
     read_clinical,
     require_subjects_per_class,
+    sample_columns,
 )
 from mmssl.schema import schema_defaults
 from mmssl.preprocess.commands import add_commands
 from mmssl.preprocess.errors import NotEnoughSubjectsError
+
+T1_BOLD = ["T1w", "bold"]  # the raw modalities of the default sources [T1w, fALFF]
 
 
 def touch(root: Path, *relative: str) -> None:
@@ -32,7 +35,8 @@ def touch(root: Path, *relative: str) -> None:
 
 
 def oasis_tree(root: Path) -> Path:
-    """OASIS-3 as downloaded: several sessions and runs, sidecars beside images, one subject without BOLD."""
+    """OASIS-3 as downloaded: several sessions and runs, sidecars beside images, a T2w, one
+    subject without BOLD, one with nothing usable (a task-nback run only)."""
     touch(root, "dataset_description.json", "participants.tsv")
     a, b = "sub-OAS30001/ses-d0129", "sub-OAS30001/ses-d1500"
     touch(root,
@@ -45,7 +49,8 @@ def oasis_tree(root: Path) -> Path:
           f"{b}/func/sub-OAS30001_ses-d1500_task-rest_run-01_bold.nii.gz", f"{b}/func/sub-OAS30001_ses-d1500_task-rest_run-01_bold.json",
           "sub-OAS30002/ses-d0000/anat/sub-OAS30002_ses-d0000_run-01_T1w.nii.gz",
           "sub-OAS30002/ses-d0000/func/sub-OAS30002_ses-d0000_task-rest_run-01_bold.nii.gz",
-          "sub-OAS30003/ses-d0042/anat/sub-OAS30003_ses-d0042_run-01_T1w.nii.gz")  # no BOLD
+          "sub-OAS30003/ses-d0042/anat/sub-OAS30003_ses-d0042_run-01_T1w.nii.gz",  # no BOLD
+          "sub-OAS30004/ses-d0010/func/sub-OAS30004_ses-d0010_task-nback_run-01_bold.nii.gz")  # nothing usable
     return root
 
 
@@ -54,21 +59,28 @@ def _keys(scans: pd.DataFrame) -> set[tuple[str, str, str, str]]:
 
 
 def test_oasis_multi_session_multi_run_tree_finds_exactly_the_expected_scans(tmp_path):
-    result = discover(oasis_tree(tmp_path))
-    assert _keys(result.scans) == {
+    result = discover(oasis_tree(tmp_path), T1_BOLD)
+    expected = {
         ("OAS30001", "d0129", "T1w", "01"), ("OAS30001", "d0129", "T1w", "02"),
         ("OAS30001", "d0129", "bold", "01"), ("OAS30001", "d0129", "bold", "02"),
         ("OAS30001", "d1500", "T1w", "01"), ("OAS30001", "d1500", "bold", "01"),
         ("OAS30002", "d0000", "T1w", "01"), ("OAS30002", "d0000", "bold", "01"),
+        ("OAS30003", "d0042", "T1w", "01"),  # a T1w and no BOLD: kept, it is a T1w-only sample later
     }
+    assert _keys(result.scans) == expected
     row = result.scans.set_index(["subject", "session", "modality", "run"]).loc[("OAS30001", "d0129", "bold", "02")]
     assert row["days"] == 129.0 and row["key"] == "ses-d0129_run-02"
     assert row["sidecar"].endswith("sub-OAS30001_ses-d0129_task-rest_run-02_bold.json")
     assert result.scans.set_index(["subject", "session", "modality", "run"]).loc[("OAS30002", "d0000", "bold", "01"), "sidecar"] == ""
-    excluded = result.excluded
-    assert set(excluded["subject"]) == {"OAS30003"}
-    assert (excluded["reason"] == "no BOLD run (task-rest)").sum() == 1
-    assert excluded["path"].str.endswith("sub-OAS30003_ses-d0042_run-01_T1w.nii.gz").sum() == 1
+    excluded = result.excluded.set_index("path")["reason"].to_dict()
+    nback = str(tmp_path / "sub-OAS30004/ses-d0010/func/sub-OAS30004_ses-d0010_task-nback_run-01_bold.nii.gz")
+    assert excluded == {nback: "BOLD task-nback is not the resting-state task-rest",
+                        str(tmp_path / "sub-OAS30004"): "no usable scan: no T1w run and no BOLD run (task-rest)"}
+    # the T2w is found only when asked for; its key keeps its acq entity
+    with_t2 = discover(tmp_path, ["T1w", "T2w", "bold"])
+    assert _keys(with_t2.scans) == expected | {("OAS30001", "d0129", "T2w", "")}
+    assert with_t2.scans.query("modality == 'T2w'")["key"].tolist() == ["ses-d0129_acq-TSE"]
+    assert "no T1w run and no T2w run and no BOLD run (task-rest)" in with_t2.excluded["reason"].iloc[-1]
 
 
 def test_clinica_style_sessions_without_top_level_description(tmp_path):
@@ -77,7 +89,7 @@ def test_clinica_style_sessions_without_top_level_description(tmp_path):
         touch(tmp_path, f"sub-ADNI011S0002/ses-{ses}/dataset_description.json",
               f"sub-ADNI011S0002/ses-{ses}/anat/sub-ADNI011S0002_ses-{ses}_T1w.nii",
               f"sub-ADNI011S0002/ses-{ses}/func/sub-ADNI011S0002_ses-{ses}_task-rest_bold.nii")
-    scans = discover(tmp_path).scans
+    scans = discover(tmp_path, T1_BOLD).scans
     assert len(scans) == 4 and set(scans["session"]) == {"M000", "M006"}
     assert set(scans["run"]) == {""} and set(scans["key"]) == {"ses-M000", "ses-M006"}
     assert sorted(scans["days"].unique()) == pytest.approx([0.0, 182.625])
@@ -92,7 +104,7 @@ def test_no_session_layout_inherited_sidecars_and_other_tasks(tmp_path):
           "sub-02/anat/sub-02_T1w.nii.gz",
           "sub-02/func/sub-02_task-rest_run-1_bold.nii.gz",
           "sub-02/func/sub-02_task-rest_run-1_bold.nii")  # same entities, other extension
-    result = discover(tmp_path)
+    result = discover(tmp_path, T1_BOLD)
     bold = result.scans[result.scans["modality"] == "bold"].set_index("subject")
     assert list(bold.index) == ["01", "02"]
     assert bold.loc["01", "sidecar"] == str(tmp_path / "task-rest_bold.json")
@@ -101,7 +113,7 @@ def test_no_session_layout_inherited_sidecars_and_other_tasks(tmp_path):
     reasons = dict(zip(result.excluded["path"].map(lambda p: Path(p).name), result.excluded["reason"]))
     assert "not the resting-state task-rest" in reasons["sub-01_task-nback_bold.nii.gz"]
     assert "duplicate" in next(r for n, r in reasons.items() if n.startswith("sub-02_task-rest_run-1_bold"))
-    assert len(discover(tmp_path, bold_task=None).scans.query("modality == 'bold'")) == 3
+    assert len(discover(tmp_path, T1_BOLD, bold_task=None).scans.query("modality == 'bold'")) == 3
 
 
 def test_sidecar_inheritance_prefers_nearest_then_most_specific(tmp_path):
@@ -123,13 +135,15 @@ def test_parsing_helpers_and_clear_errors(tmp_path):
     assert parse_bids_name("notes.txt") is None and parse_bids_name("ses-1_T1w.nii.gz") is None
     assert session_days("d0129") == 129 and math.isnan(session_days("baseline"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        discover(tmp_path / "nope")
+        discover(tmp_path / "nope", T1_BOLD)
     touch(tmp_path, "dataset_description.json")
     with pytest.raises(ValueError, match="no sub-"):
-        discover(tmp_path)
+        discover(tmp_path, T1_BOLD)
+    with pytest.raises(ValueError, match=r"modalities \['T1w', 'PD'\]: expected one or more of T1w, T2w, FLAIR, bold"):
+        discover(tmp_path, ["T1w", "PD"])
 
 
-# --- clinical matching, labels, pairs ------------------------------------------------------------
+# --- clinical matching, labels, samples ------------------------------------------------------------
 
 
 def clinical_table(tmp_path: Path, rows: list[tuple], columns=("OASISID", "days_to_visit", "CDRTOT", "dx1", "age at visit", "M/F")) -> Path:
@@ -175,36 +189,50 @@ def test_nearest_visit_wins_and_sessions_outside_the_window_are_excluded_with_th
     scans = _scans([("OAS30001", "d0400", "T1w", "01"), ("OAS30001", "d0400", "bold", "01"),
                     ("OAS30001", "d2000", "T1w", "01"), ("OAS30001", "d2000", "bold", "01"),
                     ("OAS30002", "d0000", "T1w", "01"), ("OAS30002", "d0000", "bold", "01")])
-    result = build_pairs(scans, clinical, PairingSettings.from_config({"window_days": 365}))
-    assert result.subjects.to_dict("records") == [{"subject": "OAS30001", "label": "AD", "age": 71.0, "sex": "F", "n_pairs": 1}]
-    assert result.pairs["pair_id"].tolist() == ["sub-OAS30001_ses-d0400_run-01__ses-d0400_run-01"]
+    result = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"window_days": 365}))
+    assert result.subjects.to_dict("records") == [{"subject": "OAS30001", "label": "AD", "age": 71.0, "sex": "F", "n_samples": 1}]
+    assert result.samples["sample"].tolist() == ["sub-OAS30001_ses-d0400_run-01__ses-d0400_run-01"]
     reasons = result.excluded.groupby(["subject", "session"])["reason"].first()
     assert reasons[("OAS30001", "d2000")] == "nearest clinical visit is 500 days away (window 365 days)"
     assert reasons[("OAS30002", "d0000")] == "subject not in the clinical table"
-    assert len(result.excluded) == 4 + 1  # every unused scan, plus the subject left without pairs
+    assert len(result.excluded) == 4 + 1  # every unused scan, plus the subject left without samples
     assert result.excluded.query("session == ''")["subject"].tolist() == ["OAS30002"]
-    wide = build_pairs(scans, clinical, PairingSettings.from_config({"window_days": 600}))
-    assert wide.pairs["pair_id"].str.contains("d2000").sum() == 3 and wide.subjects.loc[0, "n_pairs"] == 4
+    wide = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"window_days": 600}))
+    assert wide.samples["sample"].str.contains("d2000").sum() == 3 and wide.subjects.loc[0, "n_samples"] == 4
 
 
-def test_pairing_all_versus_same_session_counts(tmp_path):
+def test_pairing_all_same_session_and_visit(tmp_path):
+    """all: every combination of a subject's scans (the paper's T1w x BOLD pairs);
+    same_session / visit: combinations within a session / the sessions of one clinical
+    visit, a modality missing there left empty rather than the scan dropped."""
     clinical = read_clinical(clinical_table(tmp_path, [
         ("A", 0, 0.0, "Cognitively normal", 70.0, "M"), ("A", 700, 0.0, "Cognitively normal", 72.0, "M"),
         ("B", 10, 1.0, "AD Dementia", 80.0, "F"), ("B", 400, 1.0, "AD Dementia", 81.0, "F"),
+        ("C", 110, 0.0, "Cognitively normal", 66.0, "F"),
     ]))
     scans = _scans([("A", "d0000", "T1w", "01"), ("A", "d0000", "bold", "01"), ("A", "d0000", "bold", "02"),
                     ("A", "d0700", "T1w", "01"), ("A", "d0700", "bold", "01"),
-                    ("B", "d0010", "T1w", "01"), ("B", "d0400", "bold", "01")])  # B: modalities in different sessions
-    every = build_pairs(scans, clinical, PairingSettings.from_config({"pairing": "all"}))
-    assert every.subjects.set_index("subject")["n_pairs"].to_dict() == {"A": 6, "B": 1}
-    assert sorted(every.pairs.query("subject == 'A'")["days_gap"]) == [0, 0, 0, 700, 700, 700]
-    same = build_pairs(scans, clinical, PairingSettings.from_config({"pairing": "same_session"}))
-    assert same.subjects.set_index("subject")["n_pairs"].to_dict() == {"A": 3}
-    assert set(same.pairs["days_gap"]) == {0}
-    b_rows = same.excluded.query("subject == 'B'")
-    assert "no session with both T1w and BOLD (pairing same_session)" in set(b_rows["reason"]) and len(b_rows) == 3
-    assert list(every.pairs.columns[:11]) == ["pair_id", "subject", "t1_session", "t1_run", "t1_path", "bold_session",
-                                              "bold_run", "bold_path", "bold_sidecar", "label", "days_gap"]
+                    ("B", "d0010", "T1w", "01"), ("B", "d0400", "bold", "01"),  # B: modalities in different sessions
+                    ("C", "d0100", "T1w", "01"), ("C", "d0130", "bold", "01")])  # C: two sessions, one visit (day 110)
+    every = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"pairing": "all"}))
+    assert every.subjects.set_index("subject")["n_samples"].to_dict() == {"A": 6, "B": 1, "C": 1}
+    assert sorted(every.samples.query("subject == 'A'")["days_gap"]) == [0, 0, 0, 700, 700, 700]
+    assert every.excluded.empty
+    same = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"pairing": "same_session"}))
+    assert same.subjects.set_index("subject")["n_samples"].to_dict() == {"A": 3, "B": 2, "C": 2}
+    assert set(same.samples["days_gap"]) == {0}
+    b = same.samples.query("subject == 'B'").set_index("sample")
+    assert list(b.index) == ["sub-B_ses-d0010_run-01__none", "sub-B_none__ses-d0400_run-01"]
+    assert b.loc["sub-B_ses-d0010_run-01__none", "bold_path"] == "" and b.loc["sub-B_none__ses-d0400_run-01", "T1w_path"] == ""
+    assert np.isnan(b.loc["sub-B_ses-d0010_run-01__none", "bold_days"]) and same.excluded.empty  # nothing dropped
+    visit = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"pairing": "visit"}))
+    assert visit.subjects.set_index("subject")["n_samples"].to_dict() == {"A": 3, "B": 2, "C": 1}
+    assert visit.samples.query("subject == 'C'")["sample"].tolist() == ["sub-C_ses-d0100_run-01__ses-d0130_run-01"]
+    assert list(every.samples.columns) == sample_columns(T1_BOLD) == [
+        "sample", "subject", "label", "age", "sex", "days_gap", "T1w_session", "T1w_run", "T1w_days", "T1w_path",
+        "T1w_sidecar", "bold_session", "bold_run", "bold_days", "bold_path", "bold_sidecar"]
+    with pytest.raises(ValueError, match="pairing: 'nearest' is not allowed"):
+        PairingSettings.from_config({"pairing": "nearest"})
 
 
 def test_subject_label_first_or_last_and_alternative_column_names(tmp_path):
@@ -214,10 +242,10 @@ def test_subject_label_first_or_last_and_alternative_column_names(tmp_path):
     clinical = read_clinical(path)
     scans = _scans([("C", "d0000", "T1w", "01"), ("C", "d0000", "bold", "01"),
                     ("C", "d1000", "T1w", "01"), ("C", "d1000", "bold", "01")])
-    first = build_pairs(scans, clinical, PairingSettings.from_config({"subject_label": "first"}))
-    last = build_pairs(scans, clinical, PairingSettings.from_config({"subject_label": "last"}))
+    first = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"subject_label": "first"}))
+    last = build_samples(scans, clinical, T1_BOLD, PairingSettings.from_config({"subject_label": "last"}))
     assert (first.subjects.loc[0, "label"], last.subjects.loc[0, "label"]) == ("HC", "AD")
-    assert set(first.pairs["label"]) == {"HC"}  # every pair carries the subject's label
+    assert set(first.samples["label"]) == {"HC"}  # every sample carries the subject's label
     assert first.subjects.loc[0, "sex"] == "F" and first.subjects.loc[0, "age"] == pytest.approx(66.0)
     # No age-at-visit column: age at entry (given in one row only) + session days / 365.25.
     assert last.subjects.loc[0, "age"] == pytest.approx(66.0 + 1000 / 365.25)
@@ -229,7 +257,7 @@ def test_age_from_age_at_entry_when_no_age_at_visit(tmp_path):
     path = clinical_table(tmp_path, [("D", 0, 0.0, "Cognitively normal", 70.0), ("D", 730, 0.0, "Cognitively normal", 70.0)],
                           columns=("OASISID", "days_to_visit", "CDRTOT", "dx1", "AgeatEntry"))
     scans = _scans([("D", "d0731", "T1w", "01"), ("D", "d0731", "bold", "01")])
-    subjects = build_pairs(scans, read_clinical(path)).subjects
+    subjects = build_samples(scans, read_clinical(path), T1_BOLD).subjects
     assert subjects.loc[0, "age"] == pytest.approx(70.0 + 731 / 365.25) and subjects.loc[0, "sex"] == ""
 
 
@@ -251,14 +279,20 @@ def test_discover_command_dry_run_over_a_zero_byte_tree(tmp_path):
     out = tmp_path / "results"
     args = parser.parse_args(["discover", "--bids-dir", str(bids), "--clinical", str(clinical),
                               "--settings-json", '{"window_days": 365, "pairing": "all"}', "--dataset", "oasis",
-                              "--out-subjects", str(out / "subjects.tsv"), "--out-pairs", str(out / "pairs.tsv"),
+                              "--sources", "T1w", "fALFF",
+                              "--out-subjects", str(out / "subjects.tsv"), "--out-samples", str(out / "samples.tsv"),
                               "--out-excluded", str(out / "excluded.tsv")])
     assert args.func(args) == 0
     subjects = pd.read_csv(out / "subjects.tsv", sep="\t")
-    pairs = pd.read_csv(out / "pairs.tsv", sep="\t", dtype=str)
+    samples = pd.read_csv(out / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     excluded = pd.read_csv(out / "excluded.tsv", sep="\t", dtype=str)
-    assert subjects.set_index("subject")[["label", "n_pairs"]].to_dict("index") == {
-        "OAS30001": {"label": "HC", "n_pairs": 9}, "OAS30002": {"label": "AD", "n_pairs": 1}}  # 3 T1w x 3 BOLD
-    assert len(pairs) == 10 and pairs["t1_run"].isin(["01", "02"]).all()  # run labels stay strings
-    assert set(excluded["subject"]) == {"OAS30003"}
+    assert subjects.set_index("subject")[["label", "n_samples"]].to_dict("index") == {
+        "OAS30001": {"label": "HC", "n_samples": 9},  # 3 T1w x 3 BOLD
+        "OAS30002": {"label": "AD", "n_samples": 1}, "OAS30003": {"label": "HC", "n_samples": 1}}
+    assert len(samples) == 11 and samples["T1w_run"].isin(["01", "02"]).all()  # run labels stay strings
+    # the subject with a T1w and no BOLD run is a sample with its BOLD columns empty, not an exclusion
+    t1_only = samples.query("subject == 'OAS30003'").iloc[0]
+    assert t1_only["sample"] == "sub-OAS30003_ses-d0042_run-01__none" and t1_only["T1w_path"].endswith("_T1w.nii.gz")
+    assert t1_only["bold_path"] == t1_only["bold_session"] == t1_only["bold_run"] == ""
+    assert set(excluded["subject"]) == {"OAS30004"}  # only the subject with nothing usable
     assert not list(out.glob(".tmp*"))

@@ -115,12 +115,14 @@ def test_registration_epi_has_its_own_full_defaults():
 
 def test_header_limits_defaults_per_kind_and_partial_overrides():
     header = MriSettings.from_config({}).header
-    assert header == {"T1w": HeaderLimits((0.3, 3.0), (64, 512), 1.0), "bold": HeaderLimits((1.0, 6.0), (8, 256), 1.0)}
+    # T2w and FLAIR: 2D acquisitions with thick slices (OASIS-3: 4-5 mm), hence their own limits
+    assert header == {"T1w": HeaderLimits((0.3, 3.0), (64, 512), 1.0), "bold": HeaderLimits((1.0, 6.0), (8, 256), 1.0),
+                      "T2w": HeaderLimits((0.3, 6.0), (20, 512), 1.0), "FLAIR": HeaderLimits((0.3, 6.0), (20, 512), 1.0)}
     changed = MriSettings.from_config({"header": {"bold": {"shape": [4, 128]}}}).header
     assert changed["bold"] == HeaderLimits((1.0, 6.0), (4, 128), 1.0) and changed["T1w"] == header["T1w"]
     with pytest.raises(ValueError, match=r"preprocess\.header\.T1w: voxel_mm must be 0 < min <= max"):
         MriSettings.from_config({"header": {"T1w": {"voxel_mm": [3.0, 0.3]}}})
-    with pytest.raises(ValueError, match=r"preprocess\.header: .*'flair' was unexpected.*allowed keys: T1w, bold"):
+    with pytest.raises(ValueError, match=r"preprocess\.header: .*'flair' was unexpected.*allowed keys: FLAIR, T1w, T2w, bold"):
         MriSettings.from_config({"header": {"flair": {}}})
 
 
@@ -193,3 +195,17 @@ def test_one_validate_call_fills_every_mri_default_and_names_a_typo_with_the_all
     config["datasets"]["oasis_synthetic"]["discover"] = {"pairing": "each"}
     with pytest.raises(ConfigError, match=r"datasets\.oasis_synthetic\.discover\.pairing: 'each' is not allowed"):
         validate(config)
+
+
+def test_missing_sources_settings_are_checked():
+    """train.missing is one of use|drop (default use); a synthetic_mri dataset's missing
+    may name only its sources, and says which key is wrong."""
+    base = {"methods": ["S"], "datasets": {"km": {"kind": "synthetic_mri", "sources": ["T1w", "T2w"]}}}
+    config = validate(yaml.safe_load(yaml.safe_dump(base)))
+    assert config["train"]["missing"] == "use" and config["datasets"]["km"]["missing"] == {}
+    with pytest.raises(ConfigError, match="missing"):
+        validate({**yaml.safe_load(yaml.safe_dump(base)), "train": {"missing": "impute"}})
+    bad = yaml.safe_load(yaml.safe_dump(base))
+    bad["datasets"]["km"]["missing"] = {"fALFF": 0.5}
+    with pytest.raises(ConfigError, match=r"datasets.km.missing names \['fALFF'\]"):
+        validate(bad)

@@ -1,4 +1,4 @@
-"""fALFF against a slow independent reference, known spectra, TR rules and bad-input handling."""
+"""fALFF and ALFF against slow independent references, known spectra, TR rules and bad-input handling."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from mmssl.preprocess.falff import (
     FalffSettings,
     TooFewVolumesError,
     TRFromHeaderWarning,
+    amplitude_maps,
+    amplitude_timeseries,
     falff,
     falff_file,
     falff_timeseries,
@@ -46,6 +48,51 @@ def reference_falff(series: np.ndarray, tr: float, band=(0.01, 0.1), order: int 
         if band[0] <= f <= band[1]:
             band_sum += amplitude
     return band_sum / total
+
+
+def naive_alff(series: np.ndarray, tr: float, band=(0.01, 0.1)) -> np.ndarray:
+    """ALFF of each row of ``series`` (V, T) the obvious numpy way: least-squares line off,
+    numpy's FFT, the band's amplitudes summed, scaled by 2/T (a bin's sinusoid amplitude)."""
+    n = series.shape[1]
+    t = np.arange(n, dtype=float)
+    out = []
+    for row in np.asarray(series, dtype=float):
+        slope, intercept = np.polyfit(t, row, 1)
+        spectrum = np.abs(np.fft.rfft(row - (slope * t + intercept)))
+        freqs = np.fft.rfftfreq(n, tr)
+        out.append(2.0 / n * spectrum[(freqs >= band[0]) & (freqs <= band[1])].sum())
+    return np.array(out)
+
+
+def test_alff_is_the_unnormalised_band_amplitude():
+    """ALFF: fALFF's numerator without the ratio, in the signal's units (2|X_k|/T per bin)."""
+    rng = np.random.default_rng(7)
+    t = np.arange(N) * TR
+    series = 100.0 + 3.0 * np.sin(2 * np.pi * 0.05 * t)[None] + rng.normal(0, 1, (6, N)) * np.arange(1, 7)[:, None]
+    falff_values, alff_values = amplitude_timeseries(series, TR)
+    np.testing.assert_allclose(alff_values, naive_alff(series, TR), rtol=1e-4)
+    np.testing.assert_allclose(falff_values, falff_timeseries(series, TR))  # the same pass gives fALFF
+    # unlike fALFF, ALFF grows with the fluctuations' size and keeps their units
+    assert np.all(np.diff(alff_values[1:]) > 0)
+    doubled = amplitude_timeseries(2 * series, TR)
+    np.testing.assert_allclose(doubled[1], 2 * alff_values, rtol=1e-5)
+    np.testing.assert_allclose(doubled[0], falff_values, rtol=1e-5)
+    # a cosine of amplitude 4 on a whole bin (18 cycles), no detrending: ALFF is exactly 4
+    cosine = 4.0 * np.cos(2 * np.pi * 18 / (N * TR) * t)[None]
+    assert amplitude_timeseries(cosine, TR, FalffSettings.from_config({"detrend_order": 0}))[1][0] == pytest.approx(4.0, rel=1e-5)
+    # a flat voxel scores 0, not noise
+    assert amplitude_timeseries(np.full((1, N), 250.0), TR)[1][0] == 0.0
+
+
+def test_alff_map_and_file_match_the_timeseries_function(tmp_path):
+    rng = np.random.default_rng(8)
+    data = (500 + rng.normal(0, 4, (5, 4, 3, N + 2))).astype(np.float32)
+    mask = np.zeros((5, 4, 3), bool)
+    mask[1:4, 1:3, :] = True
+    settings = FalffSettings.from_config({"dummy_volumes": 2})
+    falff_map, alff_map = amplitude_maps(data, TR, mask, settings)
+    np.testing.assert_allclose(alff_map[mask], naive_alff(data[mask][:, 2:], TR), rtol=1e-4)
+    assert np.all(alff_map[~mask] == 0) and np.array_equal(falff_map, falff(data, TR, mask, settings))
 
 
 def _bins(n: int, tr: float, band=(0.01, 0.1)) -> tuple[int, int]:
@@ -208,6 +255,14 @@ def test_falff_file_writes_map_mask_and_mean_matching_the_array_function(tmp_pat
     expected = falff(data, TR, mask_data, FalffSettings.from_config({"dummy_volumes": 3}))
     np.testing.assert_allclose(falff_map.get_fdata(), expected, atol=1e-6)
     assert not list((tmp_path / "out").glob(".tmp*"))  # atomic writes leave no temporary files
+    # with an ALFF path, the ALFF map too (the same mask; fALFF unchanged)
+    result = falff_file(bold, _sidecar(tmp_path / "bold.json", {"RepetitionTime": TR}), *outs,
+                        FalffSettings.from_config({"dummy_volumes": 3}), alff_out_path=tmp_path / "out" / "alff.nii.gz")
+    alff = nib.load(str(tmp_path / "out" / "alff.nii.gz")).get_fdata()
+    expected_alff = amplitude_maps(data, TR, mask_data, FalffSettings.from_config({"dummy_volumes": 3}))[1]
+    np.testing.assert_allclose(alff, expected_alff, rtol=1e-6)
+    assert result.median_alff == pytest.approx(float(np.median(expected_alff[mask_data])), rel=1e-6)
+    np.testing.assert_allclose(nib.load(str(outs[0])).get_fdata(), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("case,reason", [

@@ -307,3 +307,19 @@ def test_bad_limits_are_a_config_error():
         HeaderLimits(voxel_mm=(0.3, 4.0), shape=(0, 512), sform_qform_tolerance_mm=1.0)
     with pytest.raises(ValueError):
         HeaderLimits(voxel_mm=(0.3, 4.0), shape=(8, 512), sform_qform_tolerance_mm=-1.0)
+
+
+def test_t2w_and_flair_have_limits_of_their_own_that_accept_thick_slices(tmp_path):
+    """The schema's preprocess.header has a kind per structural suffix: a 2D FLAIR or TSE
+    T2w (0.9 x 0.9 x 5 mm, 24 slices) is plausible for them and not for a T1w."""
+    from mmssl.preprocess.settings import MriSettings
+
+    limits = MriSettings.from_config({}).header
+    assert set(limits) == {"T1w", "T2w", "FLAIR", "bold"}
+    affine = np.diag([-0.9, 0.9, 5.0, 1.0])
+    path = _write(tmp_path, sform=affine, qform=affine, shape=(256, 256, 24))
+    for suffix in ("T2w", "FLAIR"):
+        assert check_header(read_header(path), path, limits[suffix])["header_affine_source"] == "sform"
+    with pytest.raises(BadInputError, match="voxel size"):
+        check_header(read_header(path), path, limits["T1w"])
+    assert MriSettings.from_config({"header": {"FLAIR": {"voxel_mm": [0.5, 3.0]}}}).header["FLAIR"].voxel_mm == (0.5, 3.0)

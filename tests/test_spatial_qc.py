@@ -1,4 +1,4 @@
-"""The 3 mm 64³ MNI grid, the T1w/fALFF -> MNI pipelines and commands, and QC."""
+"""The 3 mm 64³ MNI grid, the structural/fALFF -> MNI pipelines and commands, and QC."""
 
 from __future__ import annotations
 
@@ -129,13 +129,18 @@ def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
     rc, status, out = run_preprocess_t1(t1, tmp_path / "preproc")
     assert rc == 0 and status is not None and status.empty  # header only: not excluded
     assert nib.load(out["mask"]).get_data_dtype() == np.uint8
-    assert nib.load(out["T1w"]).shape == (64, 64, 64)
+    assert nib.load(out["image"]).shape == (64, 64, 64)
     xfm = load_transform(out["xfm"])
     assert np.abs(xfm - world_from_mni()).max() < 1.5  # template -> native, as documented
     qc = json.loads(out["qc"].read_text())
     assert qc["similarity_t1"] > 1.2 and 1700 < qc["mask_volume_ml"] < 2100
     assert qc["header_sform_qform_disagree"] == 0
     assert not list(tmp_path.rglob(".tmp*"))  # atomic writes leave nothing behind
+    # the command refuses an image whose BIDS suffix is not the one it is told
+    from mmssl.cli import main
+
+    assert main(["preprocess-anat", "--image", str(t1), "--suffix", "T2w", "--settings-json", "{}",
+                 *[a for k, p in out.items() for a in (f"--out-{k}", str(p))]]) == 1
 
     nan_img = native("t1")
     data = nan_img.get_fdata()
@@ -182,6 +187,14 @@ def test_qc_flags_a_tiny_mask_and_poor_fits():
     poor = good_metrics("c") | {"similarity_t1": 1.02, "similarity_epi": 1.01, "falff_mean_in_brain": float("nan")}
     assert qc_flags(poor) == ["low_similarity_t1", "low_similarity_epi", "falff_out_of_range"]
     assert qc_flags(tiny, QcThresholds.from_config({"min_mask_ml": 100.0})) == []  # thresholds are configurable
+    # a sample without fALFF is not flagged for lacking it; one with fALFF is
+    no_falff = good_metrics("d") | {"falff_mean_in_brain": float("nan")}
+    assert qc_flags(no_falff | {"has_fALFF": 0}) == [] and qc_flags(no_falff | {"has_fALFF": 1}) == ["falff_out_of_range"]
+    # a T2w / FLAIR source has flags of its own, with its own similarity threshold
+    t2w = good_metrics("e") | {"mask_volume_ml_t2w": 200.0, "similarity_t2w": 1.10, "similarity_flair": 1.13}
+    assert qc_flags(t2w) == ["small_mask_t2w", "low_similarity_t2w"]
+    assert qc_flags(t2w, QcThresholds.from_config({"min_similarity_flair": 1.2})) == ["small_mask_t2w", "low_similarity_t2w",
+                                                                                     "low_similarity_flair"]
 
 
 def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_result):
@@ -197,43 +210,42 @@ def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_resu
     assert list(shown["subject"]) == ["b", "a", "c"] and shown.iloc[0]["sample"] == "b_ses-A"  # b's worst pair
     for row in shown.to_dict("records"):
         m = tiny if row["subject"] == "b" else mask
-        write_montage(t1, m, np.where(m, 0.5, 0.0), tmp_path / "qc" / "montages" / f"{row['subject']}.png", title=row["subject"])
+        rows = [("T1w", t1, m), ("fALFF", np.where(m, 0.5, 0.0), m)] if row["subject"] != "c" else [("T1w", t1, m)]
+        write_montage(rows, tmp_path / "qc" / "montages" / f"{row['subject']}.png", title=row["subject"])
     table["montage"] = [str(tmp_path / "qc" / "montages" / f"{s}.png") for s in table["subject"]]
     png = (tmp_path / "qc" / "montages" / "b.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # a row of views per source: c (T1w only) gets a montage of half the height of a's
+    heights = {s: plt_height(tmp_path / "qc" / "montages" / f"{s}.png") for s in "ac"}
+    assert heights["c"] < 0.6 * heights["a"]
     page = write_html(table, tmp_path / "qc" / "index.html").read_text()
-    assert page.count("<img") == 3 and "3 subjects (4 pairs), 1 subjects flagged" in page
+    assert page.count("<img") == 3 and "3 subjects (4 samples), 1 subjects flagged" in page
     assert "src='montages/b.png'" in page  # relative to the page
     assert page.index("montages/b.png") < page.index("montages/a.png") < page.index("montages/c.png")
     assert page.index("b_ses-A") < page.index("b_ses-B") < page.index("montages/b.png")  # both of b's pairs listed
     assert "small_mask" in page and "<script" not in page
 
 
-def test_derivative_names_and_preproc_pairs(tmp_path):
+def plt_height(png: Path) -> int:
+    """Pixel height of a PNG (from its IHDR chunk)."""
+    return int.from_bytes(png.read_bytes()[20:24], "big")
+
+
+def test_derivative_names(tmp_path):
     from mmssl.paths import derivatives_of
-    from mmssl.preprocess.collect import preproc_pairs
 
     t1 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
-    assert t1["T1w"] == str(tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz")
+    assert t1["image"] == str(tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz")
+    assert Path(t1["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_mask.nii.gz"
     assert Path(t1["xfm"]).name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
+    # a T2w of the same entities: no file name in common with the T1w's
+    t2 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T2w.nii.gz")
+    assert Path(t2["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brainT2w_mask.nii.gz"
+    assert Path(t2["image"]).name.endswith("_desc-brain_T2w.nii.gz") and not set(t1.values()) & set(t2.values())
     bold = derivatives_of(tmp_path, "sub-OAS30001_task-rest_run-02_bold.nii.gz")  # no session
     assert bold["fALFF"] == str(tmp_path / "sub-OAS30001/func/sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-falff_boldmap.nii.gz")
+    assert "ALFF" not in bold
+    alff = derivatives_of(tmp_path, "sub-OAS30001_task-rest_run-02_bold.nii.gz", alff=True)
+    assert Path(alff["ALFF"]).name == "sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-alff_boldmap.nii.gz"
     with pytest.raises(ValueError, match="not a BIDS"):
         derivatives_of(tmp_path, "brain.nii.gz")
-
-    pairs = pd.DataFrame({
-        "pair_id": ["p1", "p2"], "subject": ["01", "02"], "label": ["AD", "HC"],
-        "t1_path": ["sub-01_ses-A_T1w.nii.gz", "sub-02_ses-A_T1w.nii.gz"],
-        "bold_path": ["sub-01_ses-A_task-rest_bold.nii.gz", "sub-02_ses-A_task-rest_bold.nii.gz"],
-        "bold_sidecar": ["", ""],
-    })
-    for path in [*derivatives_of(tmp_path, pairs.t1_path[0]).values(), *derivatives_of(tmp_path, pairs.bold_path[0]).values()]:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text("x")  # non-empty: an empty file is an excluded scan's placeholder
-    with pytest.raises(FileNotFoundError, match="pair p2"):  # p2 has no outputs and is not excluded
-        preproc_pairs(pairs, tmp_path, pd.DataFrame(columns=["subject", "session", "path", "reason"]))
-    excluded = pd.DataFrame({"subject": ["02"], "session": ["A"], "path": [pairs.bold_path[1]], "reason": ["corrupt"]})
-    table = preproc_pairs(pairs, tmp_path, excluded)
-    assert list(table["sample"]) == ["p1"] and table.loc[0, "label"] == "AD"
-    assert table.loc[0, "mask_fALFF"].endswith("desc-falff_mask.nii.gz")
-    assert "bold_sidecar" not in table.columns

@@ -12,7 +12,7 @@ from mmssl.preprocess.pack import pack_store
 from mmssl.preprocess.standardize import (
     LeakageError,
     apply_standardization,
-    landmarks_from_pairs,
+    landmarks_from_samples,
     load_landmarks,
     save_landmarks,
     train_landmarks,
@@ -43,7 +43,7 @@ def save(array: np.ndarray, path) -> str:
 
 @pytest.fixture()
 def dataset(tmp_path):
-    """6 subjects (2 pairs each, differing intensity scales), split table of one fold."""
+    """6 subjects (2 samples each, differing intensity scales), split table of one fold."""
     rng = np.random.default_rng(0)
     mask_path = save(brain_mask().astype(np.float32), tmp_path / "mask.nii.gz")
     splits = pd.DataFrame(
@@ -74,29 +74,29 @@ def test_training_on_a_non_training_subject_is_refused(dataset):
 
 def test_landmarks_depend_only_on_training_subjects(dataset, tmp_path):
     pairs, splits = dataset
-    before = landmarks_from_pairs(pairs, splits, "T1w")
+    before = landmarks_from_samples(pairs, splits, "T1w")
     # rewrite the images of the val, test and hold-out subjects (S3, S4, S5) with wild intensities
     rng = np.random.default_rng(1)
     for path in pairs.loc[pairs.subject.isin(["S3", "S4", "S5"]), "T1w"]:
         save(volume(rng, 5000.0, 900.0), path)
-    after = landmarks_from_pairs(pairs, splits, "T1w")
+    after = landmarks_from_samples(pairs, splits, "T1w")
     assert before.tobytes() == after.tobytes()
     # ... whereas changing one training subject's image changes them
     save(volume(rng, 5000.0, 900.0), pairs.T1w[0])
-    changed = landmarks_from_pairs(pairs, splits, "T1w")
+    changed = landmarks_from_samples(pairs, splits, "T1w")
     assert not np.allclose(changed, before)
 
 
 def test_landmarks_do_not_depend_on_subject_order(dataset):
     pairs, splits = dataset
-    forward = landmarks_from_pairs(pairs, splits, "T1w")
-    backward = landmarks_from_pairs(pairs.iloc[::-1].reset_index(drop=True), splits, "T1w")
+    forward = landmarks_from_samples(pairs, splits, "T1w")
+    backward = landmarks_from_samples(pairs.iloc[::-1].reset_index(drop=True), splits, "T1w")
     assert forward.tobytes() == backward.tobytes()
 
 
 def test_landmarks_file_round_trip(dataset, tmp_path):
     pairs, splits = dataset
-    landmarks = landmarks_from_pairs(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w")
     path = save_landmarks(landmarks, tmp_path / "fold-0_T1w_landmarks.npy")
     assert path.name == "fold-0_T1w_landmarks.npy"
     np.testing.assert_array_equal(load_landmarks(path), landmarks)
@@ -107,7 +107,7 @@ def test_landmarks_file_round_trip(dataset, tmp_path):
 
 def test_standardised_volume_is_z_scored_inside_and_zero_outside(dataset):
     pairs, splits = dataset
-    landmarks = landmarks_from_pairs(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w")
     mask = brain_mask()
     raw = np.asarray(nib.load(pairs.T1w[4]).dataobj)
     raw = np.where(mask, raw, 7.0)  # a non-zero background must not leak through
@@ -122,7 +122,7 @@ def test_standardisation_removes_a_linear_intensity_change(dataset):
     """The same anatomy acquired with another gain and offset maps to the same volume
     (the histogram mapping is piecewise linear between percentiles)."""
     pairs, splits = dataset
-    landmarks = landmarks_from_pairs(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w")
     mask = brain_mask()
     a = volume(np.random.default_rng(5), 100.0, 10.0)
     b = np.where(mask, 3.0 * a + 50.0, 0)
@@ -134,10 +134,11 @@ def test_standardisation_removes_a_linear_intensity_change(dataset):
 
 def test_pack_store_holds_float16_standardised_volumes(dataset, tmp_path):
     pairs, splits = dataset
-    landmarks = {"T1w": landmarks_from_pairs(pairs, splits, "T1w"), "fALFF": landmarks_from_pairs(pairs, splits, "fALFF")}
-    out = pack_store(pairs, splits, landmarks, tmp_path / "store")
+    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w"), "fALFF": landmarks_from_samples(pairs, splits, "fALFF")}
+    out = pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"])
     store = read_store(out)
     assert store.source_names == ["T1w", "fALFF"]
+    assert store.index["has_T1w"].tolist() == store.index["has_fALFF"].tolist() == [1] * 12 and not store.has_missing
     for name in ("T1w", "fALFF"):
         assert store.arrays[name].shape == (12, 1, SIZE, SIZE, SIZE)
         assert store.arrays[name].dtype == np.float16
@@ -154,8 +155,44 @@ def test_pack_store_refuses_subjects_missing_from_the_split_table(dataset, tmp_p
     pairs, splits = dataset
     landmarks = {"T1w": np.linspace(0, 100, 13), "fALFF": np.linspace(0, 100, 13)}
     with pytest.raises(ValueError, match="S5"):
-        pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store")
+        pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store", ["T1w", "fALFF"])
     assert not (tmp_path / "store").exists()
+    with pytest.raises(ValueError, match="no landmarks for source 'T2w'"):
+        pack_store(pairs.assign(T2w=pairs["T1w"]), splits, landmarks, tmp_path / "store", ["T1w", "T2w"])
+
+
+def test_pack_with_a_missing_source_writes_zeros_and_standardises_the_present(dataset, tmp_path):
+    """Samples lacking fALFF (S1's both, S4's second) or T1w (S2's first) get zeros and
+    has_<source> = 0 there; every present volume is standardised as in a complete store;
+    landmarks come from the training samples that have the source."""
+    pairs, splits = dataset
+    pairs = pairs.copy()
+    pairs.loc[pairs.subject == "S1", "fALFF"] = ""
+    pairs.loc[pairs["sample"] == "S4_1", "fALFF"] = np.nan  # NaN (a TSV's empty cell) counts as absent too
+    pairs.loc[pairs["sample"] == "S2_0", "T1w"] = ""
+    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w"), "fALFF": landmarks_from_samples(pairs, splits, "fALFF")}
+    # the fALFF landmarks use S0 and S2 only: S1, a training subject, has none
+    expected = train_landmarks({s: list(pairs.loc[pairs.subject == s, "fALFF"]) for s in ("S0", "S2")}, splits,
+                               {s: list(pairs.loc[pairs.subject == s, "mask"]) for s in ("S0", "S2")})
+    assert landmarks["fALFF"].tobytes() == expected.tobytes()
+    store = read_store(pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"]))
+    has_falff = store.index["has_fALFF"].to_numpy().astype(bool)
+    assert list(np.flatnonzero(~has_falff)) == [2, 3, 9] and list(np.flatnonzero(~store.present("T1w"))) == [4]
+    assert not np.any(store.arrays["fALFF"][~has_falff]) and not np.any(store.arrays["T1w"][4])
+    mask = brain_mask()
+    for row in (0, 5, 8):  # present volumes: standardised, z-scored in the mask
+        volume = store.arrays["fALFF"][row, 0].astype(np.float32)
+        expected = apply_standardization(np.asarray(nib.load(pairs.fALFF[row]).dataobj), mask, landmarks["fALFF"])
+        np.testing.assert_allclose(volume, expected, atol=5e-3, rtol=1e-3)
+        assert abs(volume[mask].mean()) < 1e-2 and volume[mask].std() == pytest.approx(1.0, abs=1e-2)
+    assert store.has_missing and store.complete.sum() == 8
+
+
+def test_landmarks_of_a_source_no_training_subject_has_are_refused(dataset):
+    pairs, splits = dataset
+    gone = pairs.assign(fALFF=np.where(pairs.subject.isin(["S0", "S1", "S2"]), "", pairs.fALFF))
+    with pytest.raises(ValueError, match="no training subject of this fold has source 'fALFF'"):
+        landmarks_from_samples(gone, splits, "fALFF")
 
 
 def test_landmarks_do_not_depend_on_the_order_within_a_subject(dataset):

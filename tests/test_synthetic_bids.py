@@ -1,4 +1,5 @@
-"""The synthetic OASIS-3-shaped dataset: determinism, ground truth, planted group effects, discovery."""
+"""The synthetic OASIS-3-shaped dataset: determinism, ground truth, contrasts, single-modality
+subjects, planted group effects, discovery."""
 
 from __future__ import annotations
 
@@ -14,20 +15,22 @@ from nilearn import datasets
 from scipy import ndimage
 
 from mmssl.preprocess.bids import discover
-from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical
+from mmssl.preprocess.clinical import PairingSettings, build_samples, read_clinical
 from mmssl.preprocess.falff import FalffSettings, falff_file, read_tr
 from mmssl.preprocess.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
 
 N_VOLUMES = 120
 DUMMIES = 4
+ALL = ["T1w", "T2w", "FLAIR", "bold"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    # 4 subjects: subject 2 has two sessions, subject 4 two BOLD runs (see synthetic._plan);
-    # plus the defective subjects of BAD_INPUTS (ids OAS399xx).
+    # 5 subjects (see synthetic._plan): subject 2 has two sessions, 3 no BOLD run, 4 two BOLD
+    # runs, 5 a BOLD run and no structural image; 1 and 3 a FLAIR; plus the defective
+    # subjects of BAD_INPUTS (ids OAS399xx).
     out = tmp_path_factory.mktemp("synthetic") / "bids"
-    return make_synthetic_bids(out, n_subjects=4, seed=3, groups=("HC", "AD"), proportions=(0.5, 0.5),
+    return make_synthetic_bids(out, n_subjects=5, seed=3, groups=("HC", "AD"), proportions=(0.6, 0.4),
                                n_volumes=N_VOLUMES, dummy_volumes=DUMMIES, bad_inputs=True, compresslevel=1)
 
 
@@ -39,8 +42,8 @@ def _truth(dataset: Path) -> pd.DataFrame:
     return pd.read_csv(dataset / "derivatives/truth/sessions.tsv", sep="\t", dtype={"session": str})
 
 
-def _t1(dataset: Path, subject: str, session: str) -> nib.Nifti1Image:
-    return nib.load(dataset / f"sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_run-01_T1w.nii.gz")
+def _t1(dataset: Path, subject: str, session: str, suffix: str = "T1w") -> nib.Nifti1Image:
+    return nib.load(dataset / f"sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_run-01_{suffix}.nii.gz")
 
 
 def _to_mni(image: nib.Nifti1Image, world_from_mni: np.ndarray, mni: nib.Nifti1Image, order: int = 1) -> np.ndarray:
@@ -72,18 +75,25 @@ def test_deterministic_per_seed(tmp_path):
 
 def test_layout_clinical_table_and_discovery_agree_with_the_truth(dataset):
     truth = _truth(dataset)
-    found = discover(dataset)
+    found = discover(dataset, ALL)
     assert _good(found.excluded).empty
     scans = _good(found.scans)
-    assert len(scans.query("modality == 'T1w'")) == len(truth) == 5
+    assert len(truth) == 6 and list(truth["bold_runs"]) == [1, 1, 1, 0, 2, 1]
+    for suffix, expected in (("T1w", 5), ("T2w", 5), ("FLAIR", 2)):
+        assert len(scans.query("modality == @suffix")) == truth[suffix].sum() == expected, suffix
     assert len(scans.query("modality == 'bold'")) == truth["bold_runs"].sum() == 6
-    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings.from_config({}))
-    assert _good(result.excluded).empty
+    default = discover(dataset, ["T1w", "bold"])  # the default sources' modalities
+    result = build_samples(default.scans, read_clinical(dataset / CLINICAL_NAME), ["T1w", "bold"], PairingSettings.from_config({}))
+    assert _good(default.excluded).empty and _good(result.excluded).empty  # single-modality subjects are samples
     participants = pd.read_csv(dataset / "participants.tsv", sep="\t")
     participants = participants[~participants["participant_id"].str.startswith("sub-OAS399")]
     subjects = _good(result.subjects)
     assert dict(zip("sub-" + subjects["subject"], subjects["label"])) == dict(zip(participants["participant_id"], participants["group"]))
-    assert sorted(subjects["n_pairs"]) == [1, 1, 2, 4]  # 2 sessions -> 2 x 2 pairs; 2 runs -> 2 pairs
+    # 2 sessions -> 2 x 2 samples; 2 runs -> 2; no BOLD -> a T1w-only sample; no T1w -> a fALFF-only one
+    assert subjects.set_index("subject")["n_samples"].to_dict() == {"OAS30001": 1, "OAS30002": 4, "OAS30003": 1, "OAS30004": 2,
+                                                                    "OAS30005": 1}
+    single = _good(result.samples).set_index("subject")
+    assert single.loc["OAS30003", "bold_path"] == "" and single.loc["OAS30005", "T1w_path"] == ""
     for bold in scans.query("modality == 'bold'").itertuples():
         assert json.loads(Path(bold.sidecar).read_text())["RepetitionTime"] == 2.2
         assert read_tr(bold.path, bold.sidecar) == 2.2  # header TR (s or ms) agrees with the sidecar
@@ -94,7 +104,7 @@ def test_ground_truth_affine_is_the_one_that_placed_the_head(dataset):
     mni = datasets.load_mni152_template(resolution=2)
     brain = datasets.load_mni152_brain_mask(resolution=2).get_fdata() > 0
     template = mni.get_fdata()[brain]
-    for row in _truth(dataset).itertuples():
+    for row in _truth(dataset).query("T1w == 1").itertuples():
         image = _t1(dataset, row.subject, row.session)
         assert np.allclose(image.affine, np.array(json.loads(row.t1_header_affine)), atol=1e-5)
         world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{row.subject}_ses-{row.session}_T1w_affine.txt")
@@ -102,6 +112,29 @@ def test_ground_truth_affine_is_the_one_that_placed_the_head(dataset):
         recovered = np.corrcoef(_to_mni(image, world_from_mni, mni)[brain], template)[0, 1]
         unmoved = np.corrcoef(_to_mni(image, np.eye(4), mni)[brain], template)[0, 1]
         assert recovered > 0.9 and recovered > unmoved + 0.1, (row.subject, recovered, unmoved)
+
+
+def test_t2w_and_flair_show_the_same_head_in_their_own_contrasts(dataset):
+    """T2w: CSF bright, white matter dark; FLAIR: CSF dark, grey matter brighter than white
+    matter; both on the session's T1w grid, placed by the same ground-truth affine."""
+    mni = datasets.load_mni152_template(resolution=2)
+    gm = datasets.load_mni152_gm_mask(resolution=2).get_fdata() > 0
+    wm = datasets.load_mni152_wm_mask(resolution=2).get_fdata() > 0
+    brain = datasets.load_mni152_brain_mask(resolution=2).get_fdata() > 0
+    csf = brain & (mni.get_fdata() < 0.3) & ~gm & ~wm
+    rows = _truth(dataset).query("FLAIR == 1")
+    assert len(rows) == 2
+    for row in rows.itertuples():
+        world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{row.subject}_ses-{row.session}_T1w_affine.txt")
+        median = {}
+        for suffix in ("T1w", "T2w", "FLAIR"):
+            image = _t1(dataset, row.subject, row.session, suffix)
+            assert np.allclose(image.affine, _t1(dataset, row.subject, row.session).affine)
+            head = _to_mni(image, world_from_mni, mni)
+            median[suffix] = {t: float(np.median(head[m])) for t, m in (("csf", csf), ("gm", gm & ~wm), ("wm", wm & ~gm))}
+        assert median["T1w"]["csf"] < median["T1w"]["gm"] < median["T1w"]["wm"]
+        assert median["T2w"]["csf"] > median["T2w"]["gm"] > median["T2w"]["wm"]
+        assert median["FLAIR"]["csf"] < median["FLAIR"]["wm"] < median["FLAIR"]["gm"]
 
 
 def _region_means(dataset: Path, subject: str, session: str, tmp_path: Path) -> tuple[float, float, nib.Nifti1Image]:
@@ -121,7 +154,7 @@ def _region_means(dataset: Path, subject: str, session: str, tmp_path: Path) -> 
 
 
 def test_ad_has_lower_low_frequency_amplitude_in_the_planted_regions(dataset, tmp_path):
-    truth = _truth(dataset).drop_duplicates("subject")
+    truth = _truth(dataset).query("bold_runs > 0").drop_duplicates("subject")
     hc = truth.query("group == 'HC'").iloc[0]
     ad = truth.query("group == 'AD'").iloc[0]
     hc_region, hc_rest, hc_mask = _region_means(dataset, hc.subject, hc.session, tmp_path)
@@ -141,7 +174,7 @@ def test_ad_atrophy_and_non_steady_state_volumes(dataset):
     gm = datasets.load_mni152_gm_mask(resolution=2).get_fdata() > 0
     wm = datasets.load_mni152_wm_mask(resolution=2).get_fdata() > 0
     contrast = {}
-    for row in _truth(dataset).itertuples():
+    for row in _truth(dataset).query("T1w == 1").itertuples():
         world_from_mni = np.loadtxt(dataset / f"derivatives/truth/sub-{row.subject}_ses-{row.session}_T1w_affine.txt")
         head = _to_mni(_t1(dataset, row.subject, row.session), world_from_mni, mni)
         contrast.setdefault(row.group, []).append(np.median(head[gm & ~wm]) / np.median(head[wm & ~gm]))
@@ -156,8 +189,8 @@ def test_ad_atrophy_and_non_steady_state_volumes(dataset):
 def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset, tmp_path):
     bad = pd.read_csv(dataset / "derivatives/truth/bad_inputs.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert list(bad["subject"]) == [b[0] for b in BAD_INPUTS]
-    found = discover(dataset)
-    result = build_pairs(found.scans, read_clinical(dataset / CLINICAL_NAME), PairingSettings.from_config({}))
+    found = discover(dataset, ["T1w", "bold"])
+    result = build_samples(found.scans, read_clinical(dataset / CLINICAL_NAME), ["T1w", "bold"], PairingSettings.from_config({}))
     stage_tables = {"discover": found.excluded, "clinical": result.excluded}
     from scans import run_preprocess_bold, run_preprocess_t1
 
@@ -167,7 +200,7 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
             assert reasons.str.contains(row.reason_contains).any(), (row.subject, list(reasons))
             assert row.subject not in set(result.subjects["subject"])
             continue
-        assert row.subject in set(result.pairs["subject"])  # falff- and header-stage defects pass discovery
+        assert row.subject in set(result.samples["subject"])  # falff- and header-stage defects pass discovery
         scan = dataset / row.path
         if row.excluded_by == "header":  # a T1w header: checked before anything reads the image
             rc, status, out = run_preprocess_t1(scan, tmp_path / "preproc")

@@ -149,10 +149,13 @@ def test_mnist_svhn_baselines_and_a_diverging_run_do_not_stop_the_grid(tmp_path)
 CLINICAL = "OASISID,days_to_visit,age at visit,CDRTOT,dx1,M/F\n"
 
 
-def zero_byte_bids(root: Path, variant: str) -> tuple[Path, int, int]:
-    """An OASIS-3-shaped BIDS tree of empty files; returns (clinical csv, n T1w, n BOLD)
-    that discovery should pair (every scan of a subject with a matched visit)."""
+def zero_byte_bids(root: Path, variant: str) -> tuple[Path, dict[str, int]]:
+    """An OASIS-3-shaped BIDS tree of empty files; returns (clinical csv, the number of
+    scans of each raw suffix that discovery should put in samples: every scan of a subject
+    with a matched visit). Six subjects with two sessions of T1w, T2w and BOLD (FLAIR in
+    the first), one with a T1w only, one with a BOLD run only, one with nothing usable."""
     rows = []
+    counts = {"T1w": 0, "T2w": 0, "FLAIR": 0, "bold": 0}
 
     def scan(sub, ses, kind, name):
         folder = root / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / kind
@@ -160,6 +163,9 @@ def zero_byte_bids(root: Path, variant: str) -> tuple[Path, int, int]:
         (folder / name).touch()
         if name.endswith("_bold.nii.gz"):
             (folder / name.replace(".nii.gz", ".json")).write_text('{"RepetitionTime": 2.2}')
+        suffix = name.removesuffix(".nii.gz").rpartition("_")[2]
+        if "task-nback" not in name:
+            counts[suffix] += 1
 
     ses_a, ses_b = ("M000", "M012") if variant == "clinica" else ("d0100", "d0465")
     days_a, days_b = (0, 365) if variant == "clinica" else (100, 465)
@@ -170,40 +176,93 @@ def zero_byte_bids(root: Path, variant: str) -> tuple[Path, int, int]:
             scan(sub, ses, "anat", f"{pre}_run-01_T1w.nii.gz")
             if variant == "multirun":
                 scan(sub, ses, "anat", f"{pre}_run-02_T1w.nii.gz")
+            scan(sub, ses, "anat", f"{pre}_run-01_T2w.nii.gz")
+            if ses == ses_a:
+                scan(sub, ses, "anat", f"{pre}_run-01_FLAIR.nii.gz")
             scan(sub, ses, "func", f"{pre}_task-rest_run-01_bold.nii.gz")
             if variant == "session_description":
                 (root / f"sub-{sub}" / f"ses-{ses}" / "dataset_description.json").write_text('{"Name": "x"}')
             rows.append(f"{sub},{days},70,{cdr},{dx},F")
-    # a subject with T1w only: excluded at discovery
+    # single modality: a T1w only, a BOLD run only (samples with the other source empty)
     scan("OAS39999", ses_a, "anat", f"sub-OAS39999_ses-{ses_a}_run-01_T1w.nii.gz")
-    rows.append(f"OAS39999,{days_a},70,0,Cognitively normal,M")
+    scan("OAS39998", ses_a, "func", f"sub-OAS39998_ses-{ses_a}_task-rest_run-01_bold.nii.gz")
+    # nothing usable: excluded at discovery
+    scan("OAS39997", ses_a, "func", f"sub-OAS39997_ses-{ses_a}_task-nback_run-01_bold.nii.gz")
+    rows += [f"{s},{days_a},70,0,Cognitively normal,M" for s in ("OAS39999", "OAS39998", "OAS39997")]
     if variant != "session_description":
         (root / "dataset_description.json").write_text('{"Name": "zero", "BIDSVersion": "1.8.0"}')
     clinical = root.parent / "clinical.csv"
     clinical.write_text(CLINICAL + "\n".join(rows) + "\n")
-    n_t1 = 6 * 2 * (2 if variant == "multirun" else 1)
-    return clinical, n_t1, 6 * 2
+    return clinical, counts
+
+
+def bids_config(tmp_path: Path, clinical: Path, sources: str = "") -> Path:
+    """A config of the zero-byte tree as dataset oasis (2 folds, method S)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "methods: [S]\n"
+        f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n    clinical_csv: {clinical}\n"
+        "    splits: {n_folds: 2, test: fold}\n" + (f"    sources: {sources}\n" if sources else "")
+    )
+    return config
 
 
 @pytest.mark.parametrize("variant", ["oasis", "multirun", "clinica", "session_description"])
 def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
     """As BIDS apps test their DAGs: discovery runs on empty files (names only), then the
-    dry run plans one preprocessing job per T1w and per BOLD run."""
-    clinical, n_t1, n_bold = zero_byte_bids(tmp_path / "bids", variant)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "methods: [S]\n"
-        f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n    clinical_csv: {clinical}\n"
-        "    splits: {n_folds: 2, test: fold}\n"
-    )
-    snakemake(tmp_path, "results/oasis/pairs.tsv", config=config)
-    pairs = pd.read_csv(tmp_path / "results" / "oasis" / "pairs.tsv", sep="\t")
-    assert pairs["subject"].nunique() == 6
+    dry run plans one preprocessing job per T1w and per BOLD run (the default sources
+    T1w, fALFF: no T2w or FLAIR job), the single-modality subjects' included."""
+    clinical, counts = zero_byte_bids(tmp_path / "bids", variant)
+    config = bids_config(tmp_path, clinical)
+    snakemake(tmp_path, "results/oasis/samples.tsv", config=config)
+    samples = pd.read_csv(tmp_path / "results" / "oasis" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert samples["subject"].nunique() == 8
+    assert samples.query("subject == 'OAS39999'")["bold_path"].tolist() == [""]  # T1w only: a sample, fALFF empty
+    assert samples.query("subject == 'OAS39998'")["T1w_path"].tolist() == [""]
     excluded = pd.read_csv(tmp_path / "results" / "oasis" / "preproc" / "discovery_excluded.tsv", sep="\t")
-    assert "OAS39999" in set(excluded["subject"]) and excluded["reason"].str.contains("BOLD").any()
-    counts = job_counts(snakemake(tmp_path, "-n", config=config).stdout)
-    assert counts["preprocess_t1"] == n_t1 and counts["preprocess_bold"] == n_bold
-    assert counts["collect"] == counts["qc"] == 1 and counts["pack"] == 2 and counts["landmarks"] == 4
+    assert set(excluded["subject"]) == {"OAS39997"} and excluded["reason"].str.contains("no usable scan").any()
+    counts_run = job_counts(snakemake(tmp_path, "-n", config=config).stdout)
+    assert counts_run["preprocess_t1"] == counts["T1w"] and counts_run["preprocess_bold"] == counts["bold"]
+    assert "preprocess_anat" not in counts_run and "preprocess_bold_alff" not in counts_run
+    assert counts_run["collect"] == counts_run["qc"] == 1 and counts_run["pack"] == 2 and counts_run["landmarks"] == 4
+
+
+@pytest.mark.parametrize("sources,structural,bold_rule", [
+    ("[T1w, T2w, fALFF]", ["T2w"], "preprocess_bold"),
+    ("[FLAIR, T1w, T2w, ALFF]", ["FLAIR", "T2w"], "preprocess_bold_alff"),
+])
+def test_more_sources_plan_their_own_preprocessing_landmarks_and_one_pack_per_fold(tmp_path, sources, structural, bold_rule):
+    """sources with T2w / FLAIR / ALFF: a preprocess_anat job per T2w or FLAIR image (its
+    {suffix} named), the BOLD jobs declaring the ALFF maps when ALFF is a source,
+    landmarks per source and fold, one pack per fold with every source's landmarks."""
+    clinical, counts = zero_byte_bids(tmp_path / "bids", "oasis")
+    config = bids_config(tmp_path, clinical, sources)
+    snakemake(tmp_path, "results/oasis/samples.tsv", config=config)  # the checkpoint: scan jobs are planned after it
+    proc = snakemake(tmp_path, "-n", "-p", config=config)
+    planned = job_counts(proc.stdout)
+    names = sources.strip("[]").split(", ")
+    assert planned["preprocess_t1"] == counts["T1w"] and planned["preprocess_anat"] == sum(counts[s] for s in structural)
+    assert planned[bold_rule] == counts["bold"] and {"preprocess_bold", "preprocess_bold_alff"} - {bold_rule} - set(planned)
+    assert planned["landmarks"] == 2 * len(names) and planned["pack"] == 2 and planned["collect"] == 1
+    for suffix in structural:
+        assert f"--suffix {suffix}" in proc.stdout and f"desc-brain{suffix}_mask.nii.gz" in proc.stdout
+    for other in {"T2w", "FLAIR"} - set(structural):
+        assert f"_{other}.nii.gz" not in proc.stdout  # a structural suffix that is no source is never read
+    assert f"--sources {' '.join(names)}" in proc.stdout
+    assert "--landmarks " + " ".join(f"{s}=results/oasis/preproc/fold0/landmarks_{s}.npy" for s in names) in proc.stdout
+    assert ("--out-alff " in proc.stdout) == ("ALFF" in names)
+
+
+def test_single_modality_samples_are_kept_through_discovery_with_same_session_pairing(tmp_path):
+    """pairing: same_session with [T1w, T2w, fALFF]: one sample per session, no exclusion
+    for a subject lacking a modality."""
+    clinical, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    config = bids_config(tmp_path, clinical, "[T1w, T2w, fALFF]")
+    config.write_text(config.read_text() + "    discover: {pairing: same_session}\n")
+    snakemake(tmp_path, "results/oasis/samples.tsv", config=config)
+    samples = pd.read_csv(tmp_path / "results" / "oasis" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert len(samples) == 6 * 2 + 2 and (samples["T2w_path"] != "").sum() == 12
+    assert samples.query("subject == 'OAS39998'")["sample"].tolist() == ["sub-OAS39998_none__none__ses-d0100_run-01"]
 
 
 # session scope: under pytest-xdist a module-scoped fixture is torn down whenever the
@@ -237,7 +296,7 @@ def preprocessing_files(workdir: Path) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.xdist_group("mri_run")
 def test_a_new_discovery_of_unchanged_data_preprocesses_no_scan(mri_copy):
-    """Scan jobs depend on their raw scans, not on pairs.tsv: discovery run again (same data)
+    """Scan jobs depend on their raw scans, not on samples.tsv: discovery run again (same data)
     leaves every derivative alone, and nothing is planned for any scan afterwards."""
     before = preprocessing_files(mri_copy)
     assert len(before) > 100
@@ -255,8 +314,8 @@ def test_changing_one_raw_t1w_replans_only_its_chain(mri_copy):
     res = mri_copy / "results" / "oasis_synthetic"
     import nibabel as nib
 
-    pairs = pd.read_csv(res / "pairs.tsv", sep="\t", dtype=str)
-    t1 = mri_copy / pairs["t1_path"].iloc[0]
+    samples = pd.read_csv(res / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    t1 = mri_copy / samples.loc[samples["T1w_path"] != "", "T1w_path"].iloc[0]
     # a changed scan (Snakemake compares the checksums of inputs under 1 MB, so a touch that
     # leaves the bytes alone is rightly not a change)
     img = nib.load(t1)
@@ -266,7 +325,7 @@ def test_changing_one_raw_t1w_replans_only_its_chain(mri_copy):
     assert counts["preprocess_t1"] == 1 and counts.get("preprocess_bold", 0) == 0, counts
     assert counts.get("discover", 0) == 0 and counts["collect"] == 1
     assert f"scan={t1.name.removesuffix('_T1w.nii.gz')}" in proc.stdout  # that scan, no other
-    assert counts["train"] == 4  # what depends on the preprocessed pairs follows
+    assert counts["train"] == 4  # what depends on the preprocessed samples follows
 
 
 @pytest.mark.slow
@@ -283,7 +342,9 @@ def test_delete_all_output_removes_every_derivative(mri_copy):
 @pytest.mark.xdist_group("mri_run")
 def test_preprocessing_of_synthetic_subjects_with_bad_inputs(mri_run):
     """The good synthetic subjects end on the configured MNI grid with QC; every defective
-    one is listed in excluded.tsv with its reason."""
+    scan is listed in excluded.tsv with its reason, and only its source is lost: a subject
+    with a bad BOLD run keeps a T1w-only sample, one with a bad T1w header a fALFF-only one;
+    a subject with nothing usable (or no clinical visit) has no sample."""
     import nibabel as nib
 
     res = mri_run / "results" / "oasis_synthetic"
@@ -291,17 +352,38 @@ def test_preprocessing_of_synthetic_subjects_with_bad_inputs(mri_run):
     excluded = pd.read_csv(res / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert set(truth["subject"]) <= set(excluded["subject"])  # nothing dropped silently
     assert (excluded["reason"].str.len() > 0).all()
-    pairs = pd.read_csv(res / "preproc" / "pairs.tsv", sep="\t", dtype=str)
-    assert pairs["subject"].nunique() == 10 and not set(pairs["subject"]) & set(truth["subject"])  # every good one
-    img = nib.load(mri_run / pairs["T1w"].iloc[0])
+    paths = {Path(p).name: reason for p, reason in zip(excluded["path"], excluded["reason"])}
+    samples = pd.read_csv(res / "preproc" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    for bad in truth.itertuples():
+        assert Path(bad.path).name in paths  # the defective file is listed ...
+        reasons = excluded.loc[excluded["subject"] == bad.subject, "reason"]
+        assert reasons.str.contains(bad.reason_contains).any(), (bad.subject, list(reasons))  # ... with the step's reason
+        mine = samples[samples["subject"] == bad.subject]
+        if bad.excluded_by in ("discover", "clinical"):
+            assert mine.empty
+        else:  # one sample with the other source only
+            lost = "T1w" if bad.excluded_by == "header" else "fALFF"
+            kept = ({"T1w", "fALFF"} - {lost}).pop()
+            assert len(mine) == 1 and mine[lost].iloc[0] == "" and mine[kept].iloc[0] != "", (bad.subject, mine)
+    good = samples[~samples["subject"].isin(set(truth["subject"]))]
+    assert good["subject"].nunique() == 10  # every good one, the single-modality ones included
+    sessions = pd.read_csv(res / "synthetic_bids" / "derivatives" / "truth" / "sessions.tsv", sep="\t", dtype=str)
+    no_bold = set(sessions.loc[sessions["bold_runs"] == "0", "subject"])
+    no_t1 = set(sessions.loc[sessions["T1w"] == "0", "subject"])
+    assert no_bold and no_t1  # the synthetic data plant both kinds
+    assert (good.loc[good["subject"].isin(no_bold), "fALFF"] == "").all()
+    assert (good.loc[good["subject"].isin(no_t1), "T1w"] == "").all()
+    img = nib.load(mri_run / samples.loc[samples["T1w"] != "", "T1w"].iloc[0])
     assert img.shape == (32, 32, 32) and np.allclose(nib.affines.voxel_sizes(img.affine), 6.0)
-    falff = np.asarray(nib.load(mri_run / pairs["fALFF"].iloc[0]).dataobj)
-    mask = np.asarray(nib.load(mri_run / pairs["mask_fALFF"].iloc[0]).dataobj) > 0
+    with_falff = samples[samples["fALFF"] != ""].iloc[0]
+    falff = np.asarray(nib.load(mri_run / with_falff["fALFF"]).dataobj)
+    mask = np.asarray(nib.load(mri_run / with_falff["mask_fALFF"]).dataobj) > 0
     assert 0 < falff[mask].mean() < 1 and (falff[~mask] == 0).all()
-    qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t", dtype={"subject": str})
-    assert len(qc) == len(pairs) and (res / "qc" / "index.html").exists()
+    qc = pd.read_csv(res / "qc" / "qc.tsv", sep="\t", dtype={"subject": str}, keep_default_na=False)
+    assert len(qc) == len(samples) and (res / "qc" / "index.html").exists()
+    assert "falff_out_of_range" not in ",".join(qc.loc[qc["has_fALFF"] == 0, "flags"])  # no fALFF, no fALFF flag
     montages = sorted(p.name for p in (res / "qc" / "montages").glob("*.png"))
-    assert montages == sorted(f"sub-{s}.png" for s in pairs["subject"].unique())  # one per subject
+    assert montages == sorted(f"sub-{s}.png" for s in samples["subject"].unique())  # one per subject
 
 
 @pytest.mark.slow
@@ -318,6 +400,11 @@ def test_tiny_mri_run_two_methods_two_folds_to_the_summary(mri_run):
         assert t1.dtype == np.float16 and t1.shape[1:] == (1, 32, 32, 32)
         index = pd.read_csv(store / "index.tsv", sep="\t", dtype={"subject": str})
         assert set(index["subject"]) == set(split["subject"])
+        # single-modality samples: has_<source> = 0 and a zero volume there, never both absent
+        falff = np.load(store / "fALFF.npy", mmap_mode="r")
+        has_t1, has_falff = index["has_T1w"].to_numpy().astype(bool), index["has_fALFF"].to_numpy().astype(bool)
+        assert (~has_t1).any() and (~has_falff).any() and (has_t1 | has_falff).all()
+        assert not np.any(t1[~has_t1]) and not np.any(falff[~has_falff]) and np.all(np.abs(t1[has_t1]).max(axis=(1, 2, 3, 4)) > 0)
     summary = pd.read_csv(res / "summary.tsv", sep="\t")
     auc = summary[(summary.metric == "roc_auc") & (summary.split == "test")]
     assert set(auc.method) == {"random", "S"} and set(auc.fold) == {0, 1}
@@ -357,7 +444,7 @@ def paper_config_on(tmp_path: Path) -> Path:
     import yaml
 
     config = yaml.safe_load((ROOT / "resources" / "configs" / "paper.yaml").read_text())
-    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    clinical, _ = zero_byte_bids(tmp_path / "bids", "oasis")
     datasets = config["datasets"]
     datasets["oasis3"].update(bids_dir=str(tmp_path / "bids"), clinical_csv=str(clinical))
     for folder, files in (("mnist", [f"{f}.gz" for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -410,7 +497,7 @@ def test_no_configfile_runs_the_demo_and_targets_may_follow_the_options(tmp_path
 
 @pytest.mark.parametrize("key", ["bids_dir", "clinical_csv"])
 def test_a_missing_data_path_names_its_config_key(tmp_path, key):
-    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    clinical, _ = zero_byte_bids(tmp_path / "bids", "oasis")
     paths = {"bids_dir": tmp_path / "bids", "clinical_csv": clinical}
     paths[key] = tmp_path / "nowhere"
     config = tmp_path / "config.yaml"
@@ -423,14 +510,14 @@ def test_a_missing_data_path_names_its_config_key(tmp_path, key):
 
 @pytest.mark.parametrize("backend,env", [("python", "../../envs/mmssl.yaml"), ("fsl", "../../envs/fsl.yaml")])
 def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, backend, env):
-    """With --software-deployment-method conda, preprocess_t1/preprocess_bold run in
-    envs/fsl.yaml (FSL from its conda channel) when the dataset's backend is fsl."""
+    """With --software-deployment-method conda, the scan rules (preprocess_t1/_anat/_bold/
+    _bold_alff) run in envs/fsl.yaml (FSL from its conda channel) when the dataset's backend is fsl."""
     from types import SimpleNamespace
 
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, ResourceSettings
 
-    clinical, _, _ = zero_byte_bids(tmp_path / "bids", "oasis")
+    clinical, _ = zero_byte_bids(tmp_path / "bids", "oasis")
     config = tmp_path / "config.yaml"
     config.write_text(f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n"
                       f"    clinical_csv: {clinical}\n    preprocess: {{backend: {backend}}}\n")
@@ -438,7 +525,7 @@ def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, 
         workflow = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[config]),
                                 snakefile=ROOT / "Snakefile", workdir=tmp_path)._workflow
         wildcards = SimpleNamespace(dataset="oasis", scan="x")
-        for rule in ("preprocess_t1", "preprocess_bold"):
+        for rule in ("preprocess_t1", "preprocess_anat", "preprocess_bold", "preprocess_bold_alff"):
             assert workflow.get_rule(rule).conda_env(wildcards) == env
         assert workflow.get_rule("train").conda_env == "../../envs/mmssl.yaml"
     assert (ROOT / "workflow" / "rules" / env).resolve().is_file()  # where the rule looks for it

@@ -20,7 +20,7 @@ COMMANDS = {
     "download": "mmssl.data.commands",
     "synthetic-bids": "mmssl.preprocess.commands",
     "discover": "mmssl.preprocess.commands",
-    "preprocess-t1": "mmssl.preprocess.commands",
+    "preprocess-anat": "mmssl.preprocess.commands",
     "preprocess-bold": "mmssl.preprocess.commands",
     "collect": "mmssl.preprocess.commands",
     "landmarks": "mmssl.preprocess.commands",
@@ -30,6 +30,7 @@ COMMANDS = {
     "embed": "mmssl.evaluate.commands",
     "probe": "mmssl.evaluate.commands",
     "similarity": "mmssl.evaluate.commands",
+    "maps": "mmssl.maps.commands",
     "report": "mmssl.report.commands",
 }
 

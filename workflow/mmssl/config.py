@@ -28,7 +28,19 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     _check_scheduler_keys(config)  # before the defaults are filled in: it asks what the user set
     validate_against(config)
     _check_mri_values(config)
+    _check_known_mri(config)
     return config
+
+
+def _check_known_mri(config: dict[str, Any]) -> None:
+    """A ``synthetic_mri`` dataset's ``missing`` may name only its ``sources``."""
+    for name, spec in config.get("datasets", {}).items():
+        if spec.get("kind") != "synthetic_mri":
+            continue
+        unknown = sorted(set(spec.get("missing", {})) - set(spec.get("sources", [])))
+        if unknown:
+            raise ConfigError(f"datasets.{name}.missing names {unknown}, which are not among datasets.{name}.sources "
+                              f"{spec.get('sources')}")
 
 
 def _check_scheduler_keys(config: dict[str, Any]) -> None:

@@ -11,16 +11,55 @@ The derivatives of one native scan are named after the scan: its own entities
 
     sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz
 
-:data:`DERIVATIVES` lists every file a preprocessing job writes, per datatype.
+:func:`derivative_specs` lists every file a preprocessing job writes, per raw suffix.
 (``MNI152NLin2009aSym``: nilearn's bundled template, see :mod:`mmssl.preprocess.spatial`.)
+
+Sources: the volumes a ``bids_mri`` dataset can train on (config key ``sources``). A
+structural source is a raw BIDS suffix (``T1w``, ``T2w``, ``FLAIR``: one image, one
+preprocessing job); a functional source is a map that the one job of a BOLD run derives
+(``fALFF``, ``ALFF``). :func:`raw_modality` names the raw scan a source comes from.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 SPACE = "MNI152NLin2009aSym"
+# anatomical suffixes a structural source may be, and the maps a BOLD run gives
+STRUCTURAL = ("T1w", "T2w", "FLAIR")
+FUNCTIONAL = ("fALFF", "ALFF")
+SOURCES = (*STRUCTURAL, *FUNCTIONAL)
+BOLD = "bold"
+# the raw suffix of each datatype's scans, and the datatype of each raw suffix
+DATATYPE = {**{suffix: "anat" for suffix in STRUCTURAL}, BOLD: "func"}
+
+
+def raw_modality(source: str) -> str:
+    """The raw BIDS suffix a source comes from: itself for a structural source, ``bold``
+    for a BOLD-derived map; ValueError naming the allowed sources otherwise."""
+    if source in STRUCTURAL:
+        return source
+    if source in FUNCTIONAL:
+        return BOLD
+    raise ValueError(f"unknown source {source!r}; a source is one of {', '.join(SOURCES)}")
+
+
+def raw_modalities(sources: Iterable[str]) -> list[str]:
+    """The raw suffixes ``sources`` need, in the order of their first source (a BOLD run
+    once, however many maps it gives): ``[T1w, fALFF, ALFF]`` -> ``[T1w, bold]``."""
+    out: list[str] = []
+    for source in sources:
+        modality = raw_modality(source)
+        if modality not in out:
+            out.append(modality)
+    return out
+
+
+def sources_of(modality: str, sources: Iterable[str]) -> list[str]:
+    """The sources among ``sources`` that the raw suffix ``modality`` gives."""
+    return [s for s in sources if raw_modality(s) == modality]
 
 
 def _mni(desc: str, suffix: str) -> tuple[dict[str, str], str, str]:
@@ -29,7 +68,7 @@ def _mni(desc: str, suffix: str) -> tuple[dict[str, str], str, str]:
 
 
 def _xfm(source: str) -> tuple[dict[str, str], str, str]:
-    """The template -> native transform of ``source`` (T1w or boldref)."""
+    """The template -> native transform of ``source`` (T1w, T2w, FLAIR or boldref)."""
     return {"from": source, "to": SPACE, "mode": "image"}, "xfm", ".txt"
 
 
@@ -38,22 +77,47 @@ def _native(desc: str, suffix: str, extension: str = ".nii.gz") -> tuple[dict[st
     return {"desc": desc}, suffix, extension
 
 
-# key -> (entities after the scan's own, suffix, extension). The keys are the rules' named
-# outputs and the command-line flags (``--out-<key>``). QC JSON, and a status TSV (header
-# only, or the reason the scan was excluded), for every scan.
-DERIVATIVES: dict[str, dict[str, tuple[dict[str, str], str, str]]] = {
-    "anat": {"T1w": _mni("brain", "T1w"), "mask": _mni("brain", "mask"), "xfm": _xfm("T1w"),
-             "qc": ({"space": SPACE, "desc": "qc"}, "T1w", ".json"), "status": _native("status", "T1w", ".tsv")},
-    "func": {"fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm("boldref"),
-             "qc": ({"space": SPACE, "desc": "qc"}, "bold", ".json"), "status": _native("status", "bold", ".tsv"),
-             # native space: the fALFF map before registration, the EPI mask, the mean EPI it
-             # was registered with, and per-volume confounds
-             "falff_native": _native("falff", "boldmap"), "mask_native": _native("brain", "mask"),
-             "boldref": _native("mean", "boldref"), "confounds": _native("confounds", "timeseries", ".tsv")},
+def _anat(suffix: str) -> dict[str, tuple[dict[str, str], str, str]]:
+    """One structural image's derivatives. A T2w or FLAIR may have the very entities of a
+    T1w of its session (``sub-X_ses-Y_run-01``), so its mask names its suffix in ``desc``
+    (``desc-brainT2w_mask``); the T1w's keep the names they have always had."""
+    mask_desc = "brain" if suffix == "T1w" else f"brain{suffix}"
+    return {"image": _mni("brain", suffix), "mask": _mni(mask_desc, "mask"), "xfm": _xfm(suffix),
+            "qc": ({"space": SPACE, "desc": "qc"}, suffix, ".json"), "status": _native("status", suffix, ".tsv")}
+
+
+# raw suffix -> key -> (entities after the scan's own, suffix, extension). The keys are the
+# rules' named outputs and the command-line flags (``--out-<key>``). A QC JSON, and a
+# status TSV (header only, or the reason the scan was excluded), for every scan.
+_BOLD_DERIVATIVES = {
+    "fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm("boldref"),
+    "qc": ({"space": SPACE, "desc": "qc"}, "bold", ".json"), "status": _native("status", "bold", ".tsv"),
+    # native space: the fALFF map before registration, the EPI mask, the mean EPI it was
+    # registered with, and per-volume confounds
+    "falff_native": _native("falff", "boldmap"), "mask_native": _native("brain", "mask"),
+    "boldref": _native("mean", "boldref"), "confounds": _native("confounds", "timeseries", ".tsv"),
 }
-# the raw suffix of each datatype's scans, and the datatype of each raw suffix
-RAW_SUFFIX = {"anat": "T1w", "func": "bold"}
-DATATYPE = {suffix: datatype for datatype, suffix in RAW_SUFFIX.items()}
+# written only when a dataset's sources include ALFF (the rule then declares them too)
+ALFF_DERIVATIVES = {"ALFF": _mni("alff", "boldmap"), "alff_native": _native("alff", "boldmap")}
+
+
+def derivative_specs(suffix: str, alff: bool = False) -> dict[str, tuple[dict[str, str], str, str]]:
+    """key -> (entities, suffix, extension) of every file the job of one raw ``suffix``
+    scan writes (T1w/T2w/FLAIR: image, mask, xfm, qc, status; bold: fALFF, mask, xfm, qc,
+    status and the native files, plus ALFF and alff_native when ``alff``). ``suffix`` may
+    be a Snakemake wildcard (``"{suffix}"``), which stands for a structural suffix other
+    than T1w."""
+    if suffix == BOLD:
+        return {**_BOLD_DERIVATIVES, **(ALFF_DERIVATIVES if alff else {})}
+    if suffix in STRUCTURAL or (suffix.startswith("{") and suffix.endswith("}")):
+        return _anat(suffix)
+    raise ValueError(f"no derivatives for raw suffix {suffix!r}; expected one of {', '.join(DATATYPE)}")
+
+
+def map_key(source: str) -> str:
+    """The derivative key of ``source``'s volume on the MNI grid: ``image`` for a
+    structural source, the map's own name (``fALFF``, ``ALFF``) for a BOLD one."""
+    return "image" if raw_modality(source) != BOLD else source
 
 
 def bids(
@@ -92,25 +156,30 @@ def bids(
 
 
 def scan_prefix(raw: str | Path) -> tuple[str, str]:
-    """(datatype, prefix) of a raw BIDS scan: ``.../sub-X_ses-Y_run-01_T1w.nii.gz`` ->
-    ``("anat", "sub-X_ses-Y_run-01")``; ValueError if it is not a T1w or bold NIfTI name."""
+    """(raw suffix, prefix) of a raw BIDS scan: ``.../sub-X_ses-Y_run-01_T1w.nii.gz`` ->
+    ``("T1w", "sub-X_ses-Y_run-01")``; ValueError if it is not a T1w, T2w, FLAIR or bold
+    NIfTI name."""
     name = Path(raw).name
     for ext in (".nii.gz", ".nii"):
         if name.endswith(ext):
             stem, _, suffix = name[: -len(ext)].rpartition("_")
             if suffix in DATATYPE and stem.startswith("sub-"):
-                return DATATYPE[suffix], stem
-    raise ValueError(f"{raw}: not a BIDS T1w or bold NIfTI file name (sub-<label>[_<key>-<value>...]_<T1w|bold>.nii[.gz])")
+                return suffix, stem
+    raise ValueError(f"{raw}: not a BIDS {', '.join(DATATYPE)} NIfTI file name "
+                     f"(sub-<label>[_<key>-<value>...]_<{'|'.join(DATATYPE)}>.nii[.gz])")
 
 
-def scan_derivatives(root: str | Path, datatype: str, prefix: str, folder: str | None = None) -> dict[str, str]:
-    """Every derivative of one scan (keys of ``DERIVATIVES[datatype]``). With ``prefix`` and
-    ``folder`` wildcards (``"{scan}"``, ``"{folder}"``) these are the rules' output patterns."""
-    return {key: bids(root, datatype=datatype, prefix=prefix, folder=folder, suffix=suffix, extension=ext, **entities)
-            for key, (entities, suffix, ext) in DERIVATIVES[datatype].items()}
+def scan_derivatives(root: str | Path, suffix: str, prefix: str, folder: str | None = None,
+                     alff: bool = False) -> dict[str, str]:
+    """Every derivative of one scan of raw ``suffix`` (keys of :func:`derivative_specs`).
+    With ``prefix``, ``folder`` and ``suffix`` wildcards (``"{scan}"``, ``"{folder}"``,
+    ``"{suffix}"``) these are the rules' output patterns."""
+    datatype = "func" if suffix == BOLD else "anat"
+    return {key: bids(root, datatype=datatype, prefix=prefix, folder=folder, suffix=sfx, extension=ext, **entities)
+            for key, (entities, sfx, ext) in derivative_specs(suffix, alff).items()}
 
 
-def derivatives_of(root: str | Path, raw: str | Path) -> dict[str, str]:
+def derivatives_of(root: str | Path, raw: str | Path, alff: bool = False) -> dict[str, str]:
     """The derivatives of the raw scan ``raw`` under ``root`` (see :func:`scan_derivatives`)."""
-    datatype, prefix = scan_prefix(raw)
-    return scan_derivatives(root, datatype, prefix)
+    suffix, prefix = scan_prefix(raw)
+    return scan_derivatives(root, suffix, prefix, alff=alff)

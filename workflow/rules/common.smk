@@ -12,7 +12,7 @@ import pandas as pd
 # the package lives beside the rules; importing it from here needs no install step
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 import mmssl.config as mcfg  # noqa: E402
-from mmssl.paths import scan_derivatives, scan_prefix  # noqa: E402
+from mmssl.paths import BOLD, DATATYPE, SOURCES, STRUCTURAL, map_key, scan_derivatives, scan_prefix, sources_of  # noqa: E402
 
 try:
     # the one validation: the schema (every section), its defaults filled in, then the
@@ -24,7 +24,7 @@ except mcfg.ConfigError as err:
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
-    method="[A-Za-z][A-Za-z0-9-]*",
+    method="[A-Za-z][A-Za-z0-9@-]*",
     fold="[0-9]+",
 
 
@@ -185,7 +185,64 @@ def all_reports():
         out += [res(ds, name) for name in ("summary.tsv", "table.md", "figure.png")]
         if spec["kind"] == "bids_mri":
             out += [res(ds, "qc", "qc.tsv"), res(ds, "excluded.tsv")]
+        out += map_files(ds)
     return out
+
+
+# ---- brain maps (maps.smk) ----
+MAP_KINDS = ("bids_mri", "synthetic_mri")
+
+
+def map_files(dataset):
+    """Every brain map of an MRI dataset whose maps.enabled is set (none otherwise): per run
+    and source the attribution NIfTI, its sidecar and PNG; the link NIfTI and sidecar too
+    for a method with a CL or CS part."""
+    spec = dataset_spec(dataset)
+    if spec["kind"] not in MAP_KINDS or not spec["maps"]["enabled"]:
+        return []
+    from mmssl.maps.links import has_links
+
+    files = []
+    for m, k in runs(dataset):
+        for s in spec["sources"]:
+            names = ["attribution_map.nii.gz", "attribution_map.json", "attribution_map.png"]
+            if has_links(m) and len(spec["sources"]) > 1:
+                names += ["links_map.nii.gz", "links_map.json"]
+            files += [res(dataset, "maps", m, f"fold{k}", f"{s}_desc-{name}") for name in names]
+    return files
+
+
+def maps_inputs(wildcards):
+    """The store, model and latents the maps of one (dataset, method, fold, source) come from."""
+    check_run(wildcards)
+    spec = dataset_spec(wildcards.dataset)
+    if wildcards.source not in spec["sources"]:
+        raise WorkflowError(f"source {wildcards.source} is not among datasets.{wildcards.dataset}.sources {spec['sources']}")
+    ds, method, fold = wildcards.dataset, wildcards.method, f"fold{wildcards.fold}"
+    return {"store": store_of(wildcards), "model": res(ds, "models", method, fold, "model.pt"),
+            "latents": res(ds, "latents", method, f"{fold}.npz")}
+
+
+def links_inputs(wildcards):
+    """maps_inputs, for a method with a CL or CS part (the others have no link maps)."""
+    from mmssl.maps.links import has_links
+
+    if not has_links(wildcards.method):
+        raise WorkflowError(f"method {wildcards.method} has no CL or CS part, so no link maps (e.g. L-CL, CS-S have them)")
+    return maps_inputs(wildcards)
+
+
+def maps_grid(wildcards):
+    """The MNI grid of the dataset's stored volumes, as JSON: bids_mri's preprocess.grid; for
+    synthetic_mri 192 mm / size voxels, the field of view mmssl.data.known_mri generates on."""
+    spec = dataset_spec(wildcards.dataset)
+    grid = spec["preprocess"]["grid"] if spec["kind"] == "bids_mri" else {"size": spec["size"], "voxel_mm": 192.0 / spec["size"]}
+    return json.dumps(grid, sort_keys=True)
+
+
+def maps_classes(wildcards):
+    """The decision's [negative, positive] classes: the binary probe's."""
+    return " ".join(json.loads(probe_settings(wildcards))["classes"])
 
 
 # ---- data (data.smk) ----
@@ -223,7 +280,8 @@ def mnist_svhn_inputs(wildcards):
     return {"mnist": mnist_idx_inputs(spec["mnist_path"]), "svhn": [str(Path(spec["svhn_path"], f)) for f in SVHN_FILES]}
 
 
-KNOWN_MRI_KEYS = ("n_subjects", "seed", "size", "atrophy", "falff_drop", "specific", "label_noise", "noise")
+KNOWN_MRI_KEYS = ("n_subjects", "seed", "size", "atrophy", "falff_drop", "specific", "label_noise", "noise",
+                  "sources", "t2_gain", "missing")
 
 
 def known_mri_settings(wildcards):
@@ -295,6 +353,33 @@ def preprocess_env(wildcards):
     return "../../envs/fsl.yaml" if mri_spec(wildcards.dataset)["preprocess"]["backend"] == "fsl" else "../../envs/mmssl.yaml"
 
 
+def mri_sources(dataset):
+    """The dataset's configured sources (config key ``sources``; the schema's default
+    [T1w, fALFF]), in store order."""
+    return list(mri_spec(dataset)["sources"])
+
+
+def sources_flag(wildcards):
+    """A params function: the dataset's sources, space-separated, for ``--sources``."""
+    return " ".join(mri_sources(wildcards.dataset))
+
+
+def mri_datasets(with_alff):
+    """A wildcard constraint: the bids_mri datasets whose sources include ALFF (or do
+    not): their BOLD jobs declare the ALFF maps too (preprocess_bold_alff) or not."""
+    names = [name for name, spec in config["datasets"].items()
+             if spec["kind"] == "bids_mri" and ("ALFF" in spec["sources"]) == with_alff]
+    return "|".join(names) if names else "(?!)"
+
+
+def other_structural():
+    """A wildcard constraint: the structural suffixes other than T1w that some bids_mri
+    dataset lists among its sources (preprocess_anat's ``{suffix}``)."""
+    used = {s for spec in config["datasets"].values() if spec["kind"] == "bids_mri" for s in spec["sources"]}
+    names = [s for s in STRUCTURAL if s != "T1w" and s in used]
+    return "|".join(names) if names else "(?!)"
+
+
 # the wildcards of one native scan's derivatives: sub-X[/ses-Y] and the scan's own entities
 # (never a derivative's: space, res, desc, ... belong to the output name, not to the scan)
 SCAN_WILDCARDS = {
@@ -308,51 +393,63 @@ def preproc_dir(wildcards):
     return res(wildcards.dataset, "preproc")
 
 
-def scan_outputs(datatype):
-    """The output patterns of one scan's job: every derivative in mmssl.paths.DERIVATIVES,
+def scan_outputs(suffix, alff=False):
+    """The output patterns of one scan's job: every derivative of mmssl.paths.derivative_specs
+    (``suffix``: T1w, bold, or the wildcard "{suffix}"; the ALFF maps too with ``alff``),
     named by the same builder that collect uses to find them."""
-    return scan_derivatives(res("{dataset}", "preproc"), datatype, prefix="{scan}", folder="{folder}")
+    return scan_derivatives(res("{dataset}", "preproc"), suffix, prefix="{scan}", folder="{folder}", alff=alff)
 
 
 def raw_scans(dataset):
-    """(datatype, prefix) -> (raw path, sidecar) of every T1w and BOLD run in discovery's
-    pairs; read after the discover checkpoint has run."""
-    return _read_raw_scans(*discovered_pairs(dataset))
+    """(raw suffix, prefix) -> (raw path, sidecar) of every scan in discovery's samples;
+    read after the discover checkpoint has run."""
+    return _read_raw_scans(*discovered_samples(dataset))
 
 
-def discovered_pairs(dataset):
-    """(path, mtime in ns) of discovery's pairs.tsv, once the discover checkpoint has run:
+def discovered_samples(dataset):
+    """(path, mtime in ns) of discovery's samples.tsv, once the discover checkpoint has run:
     the key of the caches below, so a new discovery is read anew."""
-    path = checkpoints.discover.get(dataset=dataset).output.pairs
+    path = checkpoints.discover.get(dataset=dataset).output.samples
     return path, os.stat(path).st_mtime_ns
 
 
 @functools.cache
 def _read_raw_scans(path, mtime_ns):
-    """Read once per version of pairs.tsv (every scan job asks for it: re-reading it per job
-    made an OASIS-3-sized dry run take 16 minutes); a new discovery changes the mtime."""
-    pairs = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    scans = {scan_prefix(t1): (t1, "") for t1 in pairs["t1_path"].unique()}
-    for bold, sidecar in pairs[["bold_path", "bold_sidecar"]].drop_duplicates().itertuples(index=False):
-        scans[scan_prefix(bold)] = (bold, sidecar)
+    """Read once per version of samples.tsv (every scan job asks for it: re-reading it per
+    job made an OASIS-3-sized dry run take 16 minutes); a new discovery changes the mtime.
+    Only a BOLD run's sidecar is an input (its TR); a structural sidecar is not read."""
+    samples = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    scans = {}
+    for modality in DATATYPE:
+        if f"{modality}_path" not in samples.columns:
+            continue
+        columns = [f"{modality}_path", f"{modality}_sidecar"]
+        for raw, sidecar in samples[columns].drop_duplicates().itertuples(index=False):
+            if raw:
+                scans[scan_prefix(raw)] = (raw, sidecar if modality == BOLD else "")
     return scans
 
 
-def raw_scan(wildcards, datatype):
+def raw_scan(wildcards, suffix):
     try:
-        return raw_scans(wildcards.dataset)[(datatype, wildcards.scan)]
+        return raw_scans(wildcards.dataset)[(suffix, wildcards.scan)]
     except KeyError:
-        raise WorkflowError(f"{wildcards.scan}: no {datatype} scan of that name in {res(wildcards.dataset, 'pairs.tsv')}")
+        raise WorkflowError(f"{wildcards.scan}: no {suffix} scan of that name in {res(wildcards.dataset, 'samples.tsv')}")
 
 
 def raw_t1(wildcards):
     """The raw T1w of a preprocess_t1 job: an input, so a changed scan is preprocessed again."""
-    return raw_scan(wildcards, "anat")[0]
+    return raw_scan(wildcards, "T1w")[0]
+
+
+def raw_anat(wildcards):
+    """The raw T2w or FLAIR (``{suffix}``) of a preprocess_anat job."""
+    return raw_scan(wildcards, wildcards.suffix)[0]
 
 
 def raw_bold(wildcards):
     """The raw BOLD run of a preprocess_bold job, and its JSON sidecar when it has one."""
-    bold, sidecar = raw_scan(wildcards, "func")
+    bold, sidecar = raw_scan(wildcards, BOLD)
     return {"bold": bold, "sidecar": sidecar} if sidecar else {"bold": bold}
 
 
@@ -360,21 +457,61 @@ def sidecar_flag(wildcards, input):
     return f"--sidecar {shlex.quote(input.sidecar)}" if "sidecar" in input.keys() else ""
 
 
-def scan_files(anat=(), func=()):
-    """An input function: the listed derivatives (keys of mmssl.paths.DERIVATIVES) of every
-    scan discovery paired, T1w runs (``anat``) and BOLD runs (``func``)."""
-    keys = (tuple(anat), tuple(func))
+def alff_flags(wildcards, output):
+    """The ALFF outputs' flags, for the BOLD jobs that declare them (preprocess_bold_alff)."""
+    if "ALFF" not in output.keys():
+        return ""
+    return f"--out-alff {shlex.quote(output.ALFF)} --out-alff-native {shlex.quote(output.alff_native)}"
+
+
+def scan_files(*keys):
+    """An input function: the derivatives ``keys`` of every scan in discovery's samples,
+    where "map" stands for each of the dataset's sources that scan gives (a structural
+    image's volume; a BOLD run's fALFF and/or ALFF map) and the other keys (mask, qc,
+    status) are those of mmssl.paths.derivative_specs."""
 
     def files(wildcards):
-        return _scan_files(res(wildcards.dataset, "preproc"), *discovered_pairs(wildcards.dataset), keys)
+        sources = tuple(mri_sources(wildcards.dataset))
+        return _scan_files(res(wildcards.dataset, "preproc"), *discovered_samples(wildcards.dataset), tuple(keys), sources, None)
+
+    return files
+
+
+def source_files(*keys):
+    """An input function like :func:`scan_files`, for the scans of one source only
+    (``{modality}``, e.g. landmarks_T2w: every T2w), "map" being that source's volume."""
+
+    def files(wildcards):
+        sources = mri_sources(wildcards.dataset)
+        if wildcards.modality not in sources:
+            raise WorkflowError(f"source {wildcards.modality} is not among datasets.{wildcards.dataset}.sources {sources}")
+        return _scan_files(res(wildcards.dataset, "preproc"), *discovered_samples(wildcards.dataset), tuple(keys),
+                           tuple(sources), wildcards.modality)
 
     return files
 
 
 @functools.cache
-def _scan_files(root, pairs_path, mtime_ns, keys):
-    """Built once per version of pairs.tsv and key set (landmarks and pack ask for the same
+def _scan_files(root, samples_path, mtime_ns, keys, sources, only):
+    """Built once per version of samples.tsv and key set (landmarks and pack ask for the same
     list for every fold, ~6,000 scans x 4 files on OASIS-3)."""
-    wanted = dict(zip(("anat", "func"), keys))
-    return [scan_derivatives(root, datatype, prefix)[key]
-            for datatype, prefix in _read_raw_scans(pairs_path, mtime_ns) for key in wanted[datatype]]
+    alff = "ALFF" in sources
+    wanted = [only] if only else list(sources)
+    files = []
+    for suffix, prefix in _read_raw_scans(samples_path, mtime_ns):
+        maps = [map_key(s) for s in sources_of(suffix, wanted)]
+        if not maps:
+            continue
+        derivatives = scan_derivatives(root, suffix, prefix, alff=alff)
+        files += [derivatives[k] for key in keys for k in (maps if key == "map" else [key])]
+    return files
+
+
+def fold_landmarks(wildcards):
+    """The landmarks of each of the dataset's sources for the fold, in source order."""
+    return [res(wildcards.dataset, "preproc", f"fold{wildcards.fold}", f"landmarks_{s}.npy") for s in mri_sources(wildcards.dataset)]
+
+
+def landmark_args(wildcards, input):
+    """``SOURCE=PATH`` per source for ``mmssl pack --landmarks``."""
+    return " ".join(f"{s}={shlex.quote(p)}" for s, p in zip(mri_sources(wildcards.dataset), input.landmarks))

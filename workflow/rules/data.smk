@@ -96,9 +96,9 @@ rule splits:
 
 
 rule splits_mri:
-    """Subject-level split table of one fold, from the subjects with a preprocessed pair."""
+    """Subject-level split table of one fold, from the subjects with a preprocessed sample."""
     input:
-        res("{dataset}", "preproc", "pairs.tsv"),
+        res("{dataset}", "preproc", "samples.tsv"),
     output:
         res("{dataset}", "splits", "fold{fold}.tsv"),
     log:

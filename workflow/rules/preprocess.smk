@@ -1,7 +1,8 @@
-# Brain MRI (kind: bids_mri): BIDS -> per-scan T1w / fALFF on the 3 mm 64³ MNI grid ->
-# per-fold histogram standardisation -> packed store. Every file is a declared input or
-# output: raw scans are the scan jobs' inputs, and each derivative has its BIDS-derivatives
-# name from mmssl.paths (results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/).
+# Brain MRI (kind: bids_mri): BIDS -> per-scan volumes of the dataset's sources (T1w, T2w,
+# FLAIR, fALFF, ALFF; config key sources) on the 3 mm 64³ MNI grid -> per-fold histogram
+# standardisation -> packed store. Every file is a declared input or output: raw scans are
+# the scan jobs' inputs, and each derivative has its BIDS-derivatives name from mmssl.paths
+# (results/{dataset}/preproc/sub-*/[ses-*/]{anat,func}/).
 # On a cluster (profiles/slurm, which sets the groups): scans are preprocessed in batches
 # (group "preprocess"), landmarks -> pack of one fold run as one job (group "store"); the
 # cheap table steps run on the submit host.
@@ -32,12 +33,13 @@ rule synthetic_bids:
 
 
 checkpoint discover:
-    """T1w/BOLD runs, clinical visits matched to sessions, subjects and (T1w, BOLD) pairs."""
+    """The runs of the sources' modalities, clinical visits matched to sessions, subjects
+    and samples (one scan per modality, empty where a subject has none)."""
     input:
         unpack(discover_inputs),
     output:
         subjects=res("{dataset}", "subjects.tsv"),
-        pairs=res("{dataset}", "pairs.tsv"),
+        samples=res("{dataset}", "samples.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
     log:
         res("{dataset}", "logs", "discover.log"),
@@ -46,20 +48,26 @@ checkpoint discover:
     params:
         clinical=clinical_csv,
         settings=settings_of("discover"),
+        sources=sources_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
         "mmssl discover --bids-dir {input.bids} --clinical {params.clinical:q} --settings-json {params.settings:q} "
-        "--dataset {wildcards.dataset} --out-subjects {output.subjects} --out-pairs {output.pairs} "
-        "--out-excluded {output.excluded} 2> {log}"
+        "--sources {params.sources} --dataset {wildcards.dataset} --out-subjects {output.subjects} "
+        "--out-samples {output.samples} --out-excluded {output.excluded} 2> {log}"
 
 
+# One structural image: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid.
+# The T1w keeps the derivative names it has always had; a T2w or FLAIR may carry the very
+# entities of its session's T1w, so its mask names its suffix (mmssl.paths), and it has
+# this rule's twin, preprocess_anat, with a {suffix} wildcard: one command for both.
 rule preprocess_t1:
-    """One T1w: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid."""
+    """One structural image (T1w; preprocess_anat: T2w, FLAIR): header check, brain mask,
+    12-dof affine to MNI152, 3 mm 64³ grid."""
     input:
-        t1=raw_t1,
+        image=raw_t1,
     output:
-        **scan_outputs("anat"),
+        **scan_outputs("T1w"),
     log:
         res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_T1w.log"),
     benchmark:
@@ -67,32 +75,53 @@ rule preprocess_t1:
     wildcard_constraints:
         **SCAN_WILDCARDS,
     params:
+        suffix="T1w",
         settings=settings_of("preprocess"),
     conda:
         preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-t1 --t1 {input.t1:q} --settings-json {params.settings:q} "
-        "--out-t1w {output.T1w} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
-        "--out-status {output.status} 2> {log}"
+        "OMP_NUM_THREADS={threads} mmssl preprocess-anat --image {input.image:q} --suffix {params.suffix} "
+        "--settings-json {params.settings:q} --out-image {output.image} --out-mask {output.mask} --out-xfm {output.xfm} "
+        "--out-qc {output.qc} --out-status {output.status} 2> {log}"
+
+
+use rule preprocess_t1 as preprocess_anat with:
+    input:
+        image=raw_anat,
+    output:
+        **scan_outputs("{suffix}"),
+    log:
+        res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_{suffix}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_{suffix}.tsv")
+    wildcard_constraints:
+        **SCAN_WILDCARDS,
+        suffix=other_structural(),
+    params:
+        suffix="{suffix}",
+        settings=settings_of("preprocess"),
 
 
 rule preprocess_bold:
-    """One BOLD run: header check, fALFF and confounds in native space, mean EPI -> MNI152,
-    fALFF map on the 3 mm 64³ grid."""
+    """One BOLD run: header check, fALFF (and ALFF: preprocess_bold_alff, for the datasets
+    whose sources include it) and confounds in native space, mean EPI -> MNI152, the maps
+    on the 3 mm 64³ grid."""
     input:
         unpack(raw_bold),
     output:
-        **scan_outputs("func"),
+        **scan_outputs("bold"),
     log:
         res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_bold.log"),
     benchmark:
         res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_bold.tsv")
     wildcard_constraints:
         **SCAN_WILDCARDS,
+        dataset=mri_datasets(with_alff=False),
     params:
         sidecar=sidecar_flag,
         settings=settings_of("preprocess"),
         falff=settings_of("falff"),
+        alff=alff_flags,
     conda:
         preprocess_env
     shell:
@@ -100,39 +129,49 @@ rule preprocess_bold:
         "--settings-json {params.settings:q} --falff-json {params.falff:q} "
         "--out-falff {output.fALFF} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
         "--out-status {output.status} --out-falff-native {output.falff_native} --out-mask-native {output.mask_native} "
-        "--out-boldref {output.boldref} --out-confounds {output.confounds} 2> {log}"
+        "--out-boldref {output.boldref} --out-confounds {output.confounds} {params.alff} 2> {log}"
+
+
+use rule preprocess_bold as preprocess_bold_alff with:
+    output:
+        **scan_outputs("bold", alff=True),
+    wildcard_constraints:
+        **SCAN_WILDCARDS,
+        dataset=mri_datasets(with_alff=True),
 
 
 rule collect:
-    """excluded.tsv (every excluded subject/scan/pair with its reason) and the usable pairs."""
+    """excluded.tsv (every excluded subject/scan/sample with its reason) and the usable samples."""
     input:
-        statuses=scan_files(anat=["status"], func=["status"]),
-        maps=scan_files(anat=["T1w", "mask", "qc"], func=["fALFF", "mask", "qc"]),
-        pairs=res("{dataset}", "pairs.tsv"),
+        statuses=scan_files("status"),
+        maps=scan_files("map", "mask", "qc"),
+        samples=res("{dataset}", "samples.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
     output:
         excluded=res("{dataset}", "excluded.tsv"),
-        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        samples=res("{dataset}", "preproc", "samples.tsv"),
     log:
         res("{dataset}", "logs", "collect.log"),
     benchmark:
         res("{dataset}", "benchmarks", "collect.tsv")
     params:
         preproc=preproc_dir,
+        sources=sources_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl collect --discovery-excluded {input.excluded} --pairs {input.pairs} --statuses {input.statuses} "
-        "--preproc-dir {params.preproc} "
-        "--out-excluded {output.excluded} --out-pairs {output.pairs} 2> {log}"
+        "mmssl collect --discovery-excluded {input.excluded} --samples {input.samples} --statuses {input.statuses} "
+        "--preproc-dir {params.preproc} --sources {params.sources} "
+        "--out-excluded {output.excluded} --out-samples {output.samples} 2> {log}"
 
 
 rule landmarks:
-    """Histogram-standardisation landmarks of one modality from the fold's training subjects only."""
+    """Histogram-standardisation landmarks of one source from the fold's training subjects
+    that have it."""
     input:
-        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        samples=res("{dataset}", "preproc", "samples.tsv"),
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
-        maps=scan_files(anat=["T1w", "mask"], func=["fALFF", "mask"]),
+        maps=source_files("map", "mask"),
     output:
         res("{dataset}", "preproc", "fold{fold}", "landmarks_{modality}.npy"),
     log:
@@ -140,21 +179,21 @@ rule landmarks:
     benchmark:
         res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{modality}.tsv")
     wildcard_constraints:
-        modality="T1w|fALFF",
+        modality="|".join(SOURCES),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl landmarks --pairs {input.pairs} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
+        "mmssl landmarks --samples {input.samples} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
 
 
 rule pack:
-    """Standardised, z-normalised volumes of every pair in one float16 store for the fold."""
+    """Standardised, z-normalised volumes of every sample in one float16 store for the fold
+    (an array per source; zeros and has_<source> = 0 where a sample lacks it)."""
     input:
-        pairs=res("{dataset}", "preproc", "pairs.tsv"),
+        samples=res("{dataset}", "preproc", "samples.tsv"),
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
-        t1=res("{dataset}", "preproc", "fold{fold}", "landmarks_T1w.npy"),
-        falff=res("{dataset}", "preproc", "fold{fold}", "landmarks_fALFF.npy"),
-        maps=scan_files(anat=["T1w", "mask"], func=["fALFF", "mask"]),
+        landmarks=fold_landmarks,
+        maps=scan_files("map", "mask"),
     output:
         directory(res("{dataset}", "preproc", "fold{fold}", "store")),
     log:
@@ -162,19 +201,21 @@ rule pack:
     benchmark:
         res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
     params:
+        sources=sources_flag,
+        landmarks=landmark_args,
         settings=settings_of("preprocess"),
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl pack --pairs {input.pairs} --splits {input.split} --landmarks-t1 {input.t1} "
-        "--landmarks-falff {input.falff} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
+        "mmssl pack --samples {input.samples} --splits {input.split} --sources {params.sources} "
+        "--landmarks {params.landmarks} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
 
 
 rule qc:
-    """qc.tsv (a row per pair, with flags), one montage per subject, one HTML page (flagged first)."""
+    """qc.tsv (a row per sample, with flags), one montage per subject (a row per source), one HTML page (flagged first)."""
     input:
-        pairs=res("{dataset}", "preproc", "pairs.tsv"),
-        maps=scan_files(anat=["T1w", "mask", "qc"], func=["fALFF", "qc"]),
+        samples=res("{dataset}", "preproc", "samples.tsv"),
+        maps=scan_files("map", "mask", "qc"),
     output:
         tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}",
                    subcategory="quality control"),
@@ -189,8 +230,9 @@ rule qc:
         res("{dataset}", "benchmarks", "qc.tsv")
     params:
         settings=settings_of("preprocess"),
+        sources=sources_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl qc --pairs {input.pairs} --out-tsv {output.tsv} --out-html {output.html} "
+        "mmssl qc --samples {input.samples} --sources {params.sources} --out-tsv {output.tsv} --out-html {output.html} "
         "--montage-dir {output.montages} --settings-json {params.settings:q} 2> {log}"

@@ -1,4 +1,5 @@
-"""Find T1w and resting-state BOLD runs in a BIDS tree from file names alone.
+"""Find structural images (T1w, T2w, FLAIR) and resting-state BOLD runs in a BIDS tree
+from file names alone.
 
 No image or sidecar is opened, so a tree of zero-byte files (a dry-run fixture, or a
 ``snakemake -n`` over a dataset still being downloaded) is discovered exactly like the
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmssl.paths import BOLD, DATATYPE
+
 SCAN_COLUMNS = ("subject", "session", "modality", "run", "acq", "task", "key", "path", "sidecar", "days")
 EXCLUDED_COLUMNS = ("subject", "session", "path", "reason")
 
@@ -30,7 +33,6 @@ EXCLUDED_COLUMNS = ("subject", "session", "path", "reason")
 # with the mean month length, so those days are approximate (to about +-1.5 days).
 DEFAULT_SESSION_DAY_PATTERNS: tuple[tuple[str, float], ...] = ((r"^d(\d+)$", 1.0), (r"^M(\d+)$", 365.25 / 12))
 
-_MODALITY_FOLDER = {"T1w": "anat", "bold": "func"}
 _ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
@@ -126,15 +128,23 @@ def _parse_sidecar_name(name: str, suffix: str) -> set[tuple[str, str]] | None:
 
 def discover(
     bids_dir: str | Path,
+    modalities: Sequence[str],
     bold_task: str | None = "rest",
     session_day_patterns: Sequence[tuple[str, float]] = DEFAULT_SESSION_DAY_PATTERNS,
 ) -> DiscoveryResult:
-    """List T1w and BOLD runs of every subject; subjects lacking a modality go to ``excluded``.
+    """List the runs of the raw ``modalities`` (BIDS suffixes among T1w, T2w, FLAIR, bold:
+    :func:`mmssl.paths.raw_modalities` of the configured sources) of every subject. A
+    subject with a run of some of them is kept whatever it lacks; one with none goes to
+    ``excluded`` (with every file of it that was set aside, and why).
 
     bold_task: keep only ``task-<bold_task>`` BOLD runs (None keeps every task).
-    Raises FileNotFoundError if ``bids_dir`` is missing and ValueError if it has no ``sub-*`` folder.
+    Raises FileNotFoundError if ``bids_dir`` is missing and ValueError if it has no ``sub-*``
+    folder or a modality is not one of the suffixes above.
     """
     bids_dir = Path(bids_dir)
+    unknown = [m for m in modalities if m not in DATATYPE]
+    if unknown or not modalities:
+        raise ValueError(f"discover: modalities {list(modalities)}: expected one or more of {', '.join(DATATYPE)}")
     if not bids_dir.is_dir():
         raise FileNotFoundError(f"BIDS directory {bids_dir} does not exist (config key bids_dir)")
     subject_dirs = sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
@@ -143,28 +153,26 @@ def discover(
     rows: list[dict] = []
     excluded: list[dict] = []
     for subject_dir in subject_dirs:
-        scans, dropped = _subject_scans(subject_dir, bids_dir, bold_task, session_day_patterns)
+        scans, dropped = _subject_scans(subject_dir, bids_dir, modalities, bold_task, session_day_patterns)
         excluded += dropped
-        subject = subject_dir.name[len("sub-"):]
-        missing = [m for m in ("T1w", "bold") if not any(r["modality"] == m for r in scans)]
-        if missing:
-            excluded.append(_exclusion(subject, "", subject_dir, _missing_reason(missing, bold_task)))
-            excluded += [_exclusion(r["subject"], r["session"], r["path"], f"subject has {_missing_reason(missing, bold_task)}") for r in scans]
-            continue
+        if not scans:
+            excluded.append(_exclusion(subject_dir.name[len("sub-"):], "", subject_dir,
+                                       f"no usable scan: {_missing_reason(modalities, bold_task)}"))
         rows += scans
     scans_df = pd.DataFrame(rows, columns=list(SCAN_COLUMNS))
     scans_df = scans_df.sort_values(["subject", "session", "modality", "key"], kind="stable").reset_index(drop=True)
     return DiscoveryResult(scans=scans_df, excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)))
 
 
-def _missing_reason(missing: list[str], bold_task: str | None) -> str:
+def _missing_reason(missing: Sequence[str], bold_task: str | None) -> str:
+    """``no T1w run and no BOLD run (task-rest)`` for the raw suffixes ``missing``."""
     bold = "BOLD run" if bold_task is None else f"BOLD run (task-{bold_task})"
-    names = {"T1w": "T1w run", "bold": bold}
-    return "no " + " and no ".join(names[m] for m in missing)
+    return "no " + " and no ".join(bold if m == BOLD else f"{m} run" for m in missing)
 
 
 def _subject_scans(
-    subject_dir: Path, bids_dir: Path, bold_task: str | None, patterns: Sequence[tuple[str, float]]
+    subject_dir: Path, bids_dir: Path, modalities: Sequence[str], bold_task: str | None,
+    patterns: Sequence[tuple[str, float]],
 ) -> tuple[list[dict], list[dict]]:
     """Scan rows of one subject, and exclusions of files that look like inputs but cannot be used."""
     subject = subject_dir.name[len("sub-"):]
@@ -174,8 +182,8 @@ def _subject_scans(
     seen: dict[tuple[str, str], Path] = {}
     for session_dir in session_dirs:
         session = session_dir.name[len("ses-"):] if session_dir is not subject_dir else ""
-        for modality, folder in _MODALITY_FOLDER.items():
-            for path in sorted((session_dir / folder).glob(f"sub-*_{modality}.nii*")):
+        for modality in modalities:
+            for path in sorted((session_dir / DATATYPE[modality]).glob(f"sub-*_{modality}.nii*")):
                 row, reason = _scan_row(path, subject, session, modality, bids_dir, bold_task, patterns)
                 if reason is None and (modality, row["key"]) in seen:
                     reason = f"duplicate of {seen[(modality, row['key'])].name} (same entities, other extension)"
@@ -198,7 +206,7 @@ def _scan_row(
     if name.subject != subject or name.get("ses") != session:
         return {}, f"file name entities (sub-{name.subject}, ses-{name.get('ses') or 'none'}) disagree with its folder"
     task = name.get("task")
-    if modality == "bold" and bold_task is not None and task != bold_task:
+    if modality == BOLD and bold_task is not None and task != bold_task:
         return {}, f"BOLD task-{task or 'none'} is not the resting-state task-{bold_task}"
     sidecar = find_sidecar(path, bids_dir)
     row = {
@@ -217,7 +225,8 @@ def _scan_row(
 
 
 def scan_key(name: BidsName, drop_task: bool = True) -> str:
-    """Entities that identify a run within its subject, e.g. ``ses-d0129_run-01``; used in pair ids."""
+    """Entities that identify a run within its subject and modality, e.g. ``ses-d0129_run-01``;
+    used in sample ids."""
     parts = [f"{k}-{v}" for k, v in name.entities if not (drop_task and k == "task")]
     return "_".join(parts) or name.suffix
 

@@ -1,9 +1,17 @@
-"""Clinical labels for MR sessions, and the (T1w, BOLD) pairs of each subject.
+"""Clinical labels for MR sessions, and the samples of each subject.
 
 Every MR session is matched to the subject's nearest clinical visit (OASIS-3 UDS table:
 one row per visit, ``days_to_visit`` since entry) within ``window_days``; the visit's CDR
-and diagnosis give a label through an ordered rule list. Pairs are then formed per subject
-from the scans whose session matched. Whatever is left out is listed with its reason.
+and diagnosis give a label through an ordered rule list. Samples are then formed per
+subject from the scans whose session matched. Whatever is left out is listed with its reason.
+
+A sample is one scan per raw modality (T1w, T2w, FLAIR, BOLD run: the raw suffixes of the
+configured sources, :func:`mmssl.paths.raw_modalities`), a modality the subject has no
+scan of in the sample's group being left empty. ``pairing`` decides the groups: ``all``
+= every combination of the subject's scans (with T1w and fALFF: every T1w x every BOLD
+run, the paper's pairs); ``same_session`` = every combination within one MR session;
+``visit`` = within the MR sessions matched to one clinical visit. A subject with a T1w
+and no BOLD run thus gives T1w-only samples rather than being excluded.
 
 Label rule (``labels`` setting; its default, below, is the config schema's), an ordered mapping ``label -> conditions``; the first
 label whose conditions all hold wins, otherwise ``default_label`` ("other")::
@@ -18,9 +26,9 @@ whole words). A condition on a missing value is false. OASIS-3 also writes varia
 default keeps the three phrases of the spec, so those visits are "other").
 
 Subject label (``subject_label``): "first" = the label at the earliest MR session that is
-in one of the subject's pairs (the baseline diagnosis), "last" = at the latest. Age and sex
+in one of the subject's samples (the baseline diagnosis), "last" = at the latest. Age and sex
 come from the same visit (age: the age-at-visit column, else age at entry + session days /
-365.25). Every pair of a subject carries the subject's label, so a subject never straddles
+365.25). Every sample of a subject carries the subject's label, so a subject never straddles
 classes in splits or in the probe.
 
 Nearest visit: smallest |visit days - session days|, ties to the earlier visit. A session
@@ -30,6 +38,7 @@ excluded unless ``undated_session_days`` supplies one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -43,11 +52,14 @@ import pandas as pd
 from mmssl.preprocess.bids import EXCLUDED_COLUMNS
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
-SUBJECT_COLUMNS = ("subject", "label", "age", "sex", "n_pairs")
-PAIR_COLUMNS = (
-    "pair_id", "subject", "t1_session", "t1_run", "t1_path", "bold_session", "bold_run", "bold_path",
-    "bold_sidecar", "label", "days_gap",
-)
+SUBJECT_COLUMNS = ("subject", "label", "age", "sex", "n_samples")
+SAMPLE_COLUMNS = ("sample", "subject", "label", "age", "sex", "days_gap")
+# the per-modality columns of a samples table, ``{modality}_{field}``; empty when absent
+SCAN_FIELDS = ("session", "run", "days", "path", "sidecar")
+PAIRINGS = ("all", "same_session", "visit")
+# the part of a sample id that stands for a modality the sample lacks (a scan key is
+# never this: it is made of key-value entities, or of a suffix when a name has none)
+ABSENT = "none"
 
 _RULE_KEYS = {"cdr", "cdr_above", "dx_contains"}
 
@@ -85,8 +97,9 @@ class PairingSettings:
     the keys of config section ``discover`` other than discovery's own, defaults: the config
     schema).
 
-    pairing: "all" = every T1w x every BOLD of a subject (the paper: 4021 pairs from 826
-    subjects); "same_session" = T1w and BOLD from the same session only.
+    pairing: which scans form a sample (module docstring): "all" (with T1w and fALFF: every
+    T1w x every BOLD of a subject, the paper's 4021 pairs from 826 subjects),
+    "same_session" or "visit".
     undated_session_days: days assumed for sessions whose label carries no day number
     (None = exclude them).
     min_subjects_per_class: checked by ``require_subjects_per_class`` (None = no check).
@@ -103,8 +116,8 @@ class PairingSettings:
     classes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.pairing not in ("all", "same_session"):
-            raise ValueError(f"pairing must be 'all' or 'same_session', got {self.pairing!r}")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
         if self.subject_label not in ("first", "last"):
             raise ValueError(f"subject_label must be 'first' or 'last', got {self.subject_label!r}")
         if not self.window_days >= 0:
@@ -136,13 +149,36 @@ class PairingSettings:
 
 
 @dataclass
-class PairsResult:
-    """subjects: ``SUBJECT_COLUMNS``; pairs: ``PAIR_COLUMNS`` (+ t1_days, bold_days);
-    excluded: ``EXCLUDED_COLUMNS``."""
+class SamplesResult:
+    """subjects: ``SUBJECT_COLUMNS``; samples: :func:`sample_columns`; excluded:
+    ``EXCLUDED_COLUMNS``."""
 
     subjects: pd.DataFrame
-    pairs: pd.DataFrame
+    samples: pd.DataFrame
     excluded: pd.DataFrame
+
+
+def sample_columns(modalities: Sequence[str]) -> list[str]:
+    """The columns of a samples table: ``SAMPLE_COLUMNS``, then ``{modality}_{field}`` for
+    each raw modality and each of ``SCAN_FIELDS`` (e.g. T1w_session, ..., bold_sidecar)."""
+    return [*SAMPLE_COLUMNS, *(f"{m}_{field}" for m in modalities for field in SCAN_FIELDS)]
+
+
+def sample_id(subject: str, keys: Sequence[str | None]) -> str:
+    """``sub-<subject>_<key>__<key>...``: one scan key per raw modality, ``none`` for a
+    modality the sample lacks (with T1w and BOLD both present: the paper-style pair id
+    ``sub-X_ses-d0129_run-01__ses-d0129_run-02``)."""
+    return f"sub-{subject}_" + "__".join(ABSENT if key is None else key for key in keys)
+
+
+def sample_keys(sample: str, subject: str, n_modalities: int) -> list[str | None]:
+    """The scan keys of a :func:`sample_id` (None where absent); ValueError if ``sample``
+    is not an id of ``subject`` with ``n_modalities`` parts."""
+    head = f"sub-{subject}_"
+    parts = sample[len(head):].split("__") if sample.startswith(head) else []
+    if len(parts) != n_modalities:
+        raise ValueError(f"sample id {sample!r} is not sub-{subject}_<key>__... with {n_modalities} scan keys")
+    return [None if part == ABSENT else part for part in parts]
 
 
 def read_clinical(path: str | Path, columns: ClinicalColumns | None = None) -> pd.DataFrame:
@@ -255,41 +291,41 @@ def _match_one(subject: str, session: str, days: float, visits: pd.DataFrame | N
             "gap": gap, "label": label, "age": age, "sex": sex}
 
 
-def build_pairs(scans: pd.DataFrame, clinical: pd.DataFrame, settings: PairingSettings | None = None) -> PairsResult:
-    """Label sessions, then form each subject's (T1w, BOLD) pairs under ``settings.pairing``.
+def build_samples(scans: pd.DataFrame, clinical: pd.DataFrame, modalities: Sequence[str],
+                  settings: PairingSettings | None = None) -> SamplesResult:
+    """Label sessions, then form each subject's samples under ``settings.pairing``.
 
-    scans: ``discover(...).scans``; clinical: ``read_clinical(...)``. pair_id is
-    ``sub-<subject>_<t1 key>__<bold key>``; days_gap = |T1w session days - BOLD session days|.
-    ``settings`` None: the schema's ``discover`` defaults.
+    scans: ``discover(...).scans``; clinical: ``read_clinical(...)``; modalities: the raw
+    suffixes of the configured sources, in order (``[T1w, bold]`` for the default sources), one scan of
+    each per sample at most. Every scan whose session matched a visit is in some sample;
+    a subject is excluded only when none of its sessions matched. Within a subject, samples
+    with more modalities come first (so "the subject's first sample" is its most complete
+    one), otherwise in scan order. days_gap: the largest |difference| of the sample's
+    session days (0 for one scan). ``settings`` None: the schema's ``discover`` defaults.
     """
     settings = settings or PairingSettings.from_config({})
+    modalities = list(modalities)
+    unknown = sorted(set(scans["modality"]) - set(modalities))
+    if unknown:
+        raise ValueError(f"scans of modalities {unknown} that are not among the configured {modalities}")
     matched, unmatched = match_sessions(scans, clinical, settings)
     excluded = _scan_exclusions(scans, unmatched)
-    usable = scans.merge(matched[["subject", "session", "label", "days"]].rename(columns={"days": "match_days"}),
+    usable = scans.merge(matched[["subject", "session", "days", "visit_days"]].rename(columns={"days": "match_days"}),
                          on=["subject", "session"], how="inner")
-    pair_rows, subject_rows = [], []
+    sample_rows, subject_rows = [], []
     for subject, group in usable.groupby("subject", sort=True):
-        pairs, dropped = _subject_pairs(subject, group, settings.pairing)
-        excluded += dropped
-        if not pairs:
-            reason = _no_pair_reason(group, settings.pairing)
-            excluded.append({"subject": subject, "session": "", "path": "", "reason": reason})
-            excluded += [{"subject": subject, "session": r.session, "path": r.path, "reason": f"subject has {reason}"}
-                         for r in group.itertuples(index=False)]
-            continue
-        paired_sessions = {p["t1_session"] for p in pairs} | {p["bold_session"] for p in pairs}
-        mine = matched[(matched["subject"] == subject) & matched["session"].isin(paired_sessions)]
+        samples = _subject_samples(subject, group, modalities, settings.pairing)
+        mine = matched[(matched["subject"] == subject) & matched["session"].isin(set(group["session"]))]
         info = _subject_info(mine, settings.subject_label)
-        for p in pairs:
-            p["label"] = info["label"]
-        pair_rows += pairs
-        subject_rows.append({**info, "subject": subject, "n_pairs": len(pairs)})
+        sample_rows += [{**sample, **info} for sample in samples]
+        subject_rows.append({**info, "subject": subject, "n_samples": len(samples)})
     for subject in sorted(set(scans["subject"]) - set(usable["subject"])):
         excluded.append({"subject": subject, "session": "", "path": "",
                          "reason": "no MR session matched a clinical visit (see its session rows)"})
-    pairs_df = pd.DataFrame(pair_rows, columns=[*PAIR_COLUMNS, "t1_days", "bold_days"])
+    samples_df = pd.DataFrame(sample_rows, columns=sample_columns(modalities))
     subjects_df = pd.DataFrame(subject_rows, columns=list(SUBJECT_COLUMNS))
-    return PairsResult(subjects=subjects_df, pairs=pairs_df, excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)))
+    return SamplesResult(subjects=subjects_df, samples=samples_df,
+                         excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)))
 
 
 def _scan_exclusions(scans: pd.DataFrame, unmatched: pd.DataFrame) -> list[dict]:
@@ -298,42 +334,33 @@ def _scan_exclusions(scans: pd.DataFrame, unmatched: pd.DataFrame) -> list[dict]
     return [{"subject": r.subject, "session": r.session, "path": r.path, "reason": r.reason} for r in rows.itertuples(index=False)]
 
 
-def _subject_pairs(subject: str, group: pd.DataFrame, pairing: str) -> tuple[list[dict], list[dict]]:
-    """Pairs of one subject, and exclusions of scans that end up in no pair (same_session)."""
-    t1s = group[group["modality"] == "T1w"]
-    bolds = group[group["modality"] == "bold"]
-    pairs, used = [], set()
-    for t1 in t1s.itertuples(index=False):
-        for bold in bolds.itertuples(index=False):
-            if pairing == "same_session" and t1.session != bold.session:
-                continue
-            used.update((t1.path, bold.path))
-            pairs.append(_pair_row(subject, t1, bold))
-    unused = [r for r in group.itertuples(index=False) if r.path not in used] if pairs else []
-    other = {"T1w": "BOLD", "bold": "T1w"}
-    dropped = [{"subject": subject, "session": r.session, "path": r.path,
-                "reason": f"no {other[r.modality]} run in the same session (pairing same_session)"} for r in unused]
-    return pairs, dropped
+def _subject_samples(subject: str, group: pd.DataFrame, modalities: list[str], pairing: str) -> list[dict]:
+    """Samples of one subject: per group of its scans (all of them, one session, or the
+    sessions of one clinical visit), every combination of one scan per modality, a
+    modality without a scan in the group left empty; more complete samples first."""
+    if pairing == "all":
+        groups = [group]
+    else:
+        key = "session" if pairing == "same_session" else "visit_days"
+        groups = [g for _, g in group.groupby(key, sort=True)]
+    rows = []
+    for part in groups:
+        options = [list(part[part["modality"] == m].itertuples(index=False)) or [None] for m in modalities]
+        rows += [_sample_row(subject, modalities, combo) for combo in itertools.product(*options)]
+    # stable: with every modality present (and always under "all") the order is the scans'
+    return sorted(rows, key=lambda row: -sum(bool(row[f"{m}_path"]) for m in modalities))
 
 
-def _pair_row(subject: str, t1: Any, bold: Any) -> dict:
-    return {
-        "pair_id": f"sub-{subject}_{t1.key}__{bold.key}",
-        "subject": subject,
-        "t1_session": t1.session, "t1_run": t1.run, "t1_path": t1.path,
-        "bold_session": bold.session, "bold_run": bold.run, "bold_path": bold.path, "bold_sidecar": bold.sidecar,
-        "label": "",
-        "days_gap": abs(t1.match_days - bold.match_days),
-        "t1_days": t1.match_days, "bold_days": bold.match_days,
-    }
-
-
-def _no_pair_reason(group: pd.DataFrame, pairing: str) -> str:
-    modalities = set(group["modality"])
-    if modalities != {"T1w", "bold"}:
-        missing = "T1w" if "T1w" not in modalities else "BOLD"
-        return f"no {missing} run left after clinical matching"
-    return f"no session with both T1w and BOLD (pairing {pairing})"
+def _sample_row(subject: str, modalities: list[str], combo: Sequence[Any]) -> dict:
+    """One samples-table row (without label, age, sex) from one scan per modality (None: absent)."""
+    days = [scan.match_days for scan in combo if scan is not None]
+    row: dict[str, Any] = {"sample": sample_id(subject, [None if scan is None else scan.key for scan in combo]),
+                           "subject": subject, "days_gap": max(days) - min(days)}
+    for modality, scan in zip(modalities, combo):
+        row |= {f"{modality}_session": "" if scan is None else scan.session, f"{modality}_run": "" if scan is None else scan.run,
+                f"{modality}_days": math.nan if scan is None else scan.match_days,
+                f"{modality}_path": "" if scan is None else scan.path, f"{modality}_sidecar": "" if scan is None else scan.sidecar}
+    return row
 
 
 def _subject_info(matched: pd.DataFrame, which: str) -> dict:

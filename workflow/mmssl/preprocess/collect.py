@@ -2,9 +2,19 @@
 
 Each preprocessing job writes a status TSV (columns :data:`STATUS_COLUMNS`): header only
 when the scan was preprocessed, one row with the reason when it was excluded.
-:func:`collect` merges discovery's exclusions with the scans', drops the pairs that lost a
-scan, and returns ``excluded.tsv`` and the table of preprocessed pairs that landmarks,
-pack and QC read (derivative paths from :func:`mmssl.paths.derivatives_of`).
+:func:`collect` merges discovery's exclusions with the scans', takes the excluded scans
+out of the samples (their sources become absent), and returns ``excluded.tsv`` and the
+table of preprocessed samples that landmarks, pack and QC read (derivative paths from
+:func:`mmssl.paths.derivatives_of`).
+
+The preprocessed samples table (``preproc/samples.tsv``), one row per sample::
+
+    sample  subject  label ...  {source}  mask_{source}  {source}_qc  (per source)  {modality}_session ...
+
+with empty cells where the sample lacks the source. A sample that lost a scan is renamed
+after the scans it keeps (:func:`mmssl.preprocess.clinical.sample_id`); one left with the
+same scans as another, or with a subset of another's, is dropped (it is what discovery
+would have formed had the scan never existed), and one left with none is excluded.
 """
 
 from __future__ import annotations
@@ -12,16 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mmssl.io import write_tsv
-from mmssl.paths import derivatives_of
+from mmssl.paths import derivatives_of, map_key, raw_modalities, sources_of
 from mmssl.preprocess.bids import EXCLUDED_COLUMNS, exclusion_row
+from mmssl.preprocess.clinical import SCAN_FIELDS, sample_id, sample_keys
 
 STATUS_COLUMNS = list(EXCLUDED_COLUMNS)
-# preprocessed-pairs column -> (which scan of the pair, derivative key)
-PAIR_FILES = {"T1w": ("t1_path", "T1w"), "mask": ("t1_path", "mask"), "fALFF": ("bold_path", "fALFF"),
-              "mask_fALFF": ("bold_path", "mask"), "T1w_qc": ("t1_path", "qc"), "fALFF_qc": ("bold_path", "qc")}
 
 
 def write_status(path: str | Path, source: str | Path, reason: str | None) -> None:
@@ -35,52 +44,114 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
-def preproc_pairs(pairs: pd.DataFrame, preproc_dir: str | Path, excluded: pd.DataFrame) -> pd.DataFrame:
-    """The pairs table of landmarks / pack / qc from discovery's pairs (pair_id, subject,
-    t1_path, bold_path, label, ...): sample, subject, the :data:`PAIR_FILES` columns, plus
-    discovery's non-path columns. A pair whose T1w or BOLD input is listed in ``excluded``
-    (column ``path``) is dropped; any other pair whose outputs are missing is an error (a
-    rule did not run), naming the file."""
-    for col in ("pair_id", "subject", "t1_path", "bold_path"):
-        if col not in pairs.columns:
-            raise ValueError(f"discovery pairs table lacks column {col!r}; has {list(pairs.columns)}")
+def source_columns(source: str) -> tuple[str, str, str]:
+    """(volume, mask, QC JSON) columns of ``source`` in a preprocessed samples table."""
+    return source, f"mask_{source}", f"{source}_qc"
+
+
+def preproc_samples(samples: pd.DataFrame, preproc_dir: str | Path, excluded: pd.DataFrame,
+                    sources: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(preprocessed samples, exclusions) from discovery's samples table (sample, subject,
+    label, ..., ``{modality}_path`` per raw modality, empty where absent).
+
+    A scan listed in ``excluded`` (column ``path``) is taken out of its samples; the
+    other scans' derivatives must exist and be non-empty, else FileNotFoundError naming
+    them (a rule did not run). Returns the table described in the module docstring and
+    one exclusion row per sample left without any source."""
+    modalities = raw_modalities(sources)
+    needed = ["sample", "subject", *(f"{m}_path" for m in modalities)]
+    missing_columns = [c for c in needed if c not in samples.columns]
+    if missing_columns:
+        raise ValueError(f"discovery samples table lacks columns {missing_columns} for sources {list(sources)}; "
+                         f"has {list(samples.columns)}")
     dropped = set(excluded["path"].astype(str))
-    rows = []
-    for pair in pairs.to_dict("records"):
-        if str(pair["t1_path"]) in dropped or str(pair["bold_path"]) in dropped:
+    rows, lost = [], []
+    for sample in samples.to_dict("records"):
+        subject = str(sample["subject"])
+        keys = sample_keys(str(sample["sample"]), subject, len(modalities))
+        row: dict = {}
+        kept = []
+        for modality, key in zip(modalities, keys):
+            raw = sample[f"{modality}_path"] if isinstance(sample[f"{modality}_path"], str) else ""  # NaN: absent
+            present = bool(raw) and raw not in dropped
+            files = _source_files(preproc_dir, raw, modality, sources) if present else {}
+            for source in sources_of(modality, sources):
+                for column in source_columns(source):
+                    row[column] = files.get(column, "")
+            if not present:
+                for field in SCAN_FIELDS:
+                    sample[f"{modality}_{field}"] = ""
+            kept.append(key if present else None)
+        if not any(kept):
+            lost.append({"subject": subject, "session": "", "path": "",
+                         "reason": f"sample {sample['sample']}: every scan of it was excluded in preprocessing"})
             continue
-        scans = {col: derivatives_of(preproc_dir, pair[col]) for col in ("t1_path", "bold_path")}
-        files = {column: scans[scan][key] for column, (scan, key) in PAIR_FILES.items()}
-        missing = [f for f in files.values() if not Path(f).is_file() or Path(f).stat().st_size == 0]
-        if missing:
-            raise FileNotFoundError(f"pair {pair['pair_id']}: missing or empty preprocessed file(s) {missing}, "
-                                    "and its scans are not excluded")
-        rest = {k: v for k, v in pair.items() if k not in ("pair_id", "subject") and not k.endswith(("_path", "_sidecar"))}
-        rows.append({"sample": pair["pair_id"], "subject": str(pair["subject"]), **files, **rest})
-    return pd.DataFrame(rows)
+        days = [float(sample[f"{m}_days"]) for m, key in zip(modalities, kept) if key is not None and sample[f"{m}_days"] not in ("", None)]
+        rest = {k: v for k, v in sample.items() if k not in ("sample", "subject") and not k.endswith(("_path", "_sidecar"))}
+        if "days_gap" in rest and days:
+            rest["days_gap"] = max(days) - min(days)
+        rows.append({"sample": sample_id(subject, kept), "subject": subject, **row, **rest, "_scans": frozenset(k for k in
+                     zip(modalities, kept) if k[1] is not None)})
+    table = _drop_dominated(pd.DataFrame(rows), sources)
+    return table, pd.DataFrame(lost, columns=STATUS_COLUMNS)
 
 
-def collect(discovery_excluded: str | Path, pairs_path: str | Path, statuses: Sequence[str | Path],
-            preproc_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(excluded, preprocessed pairs): every exclusion (discovery's, the scans', and the
-    subjects left with no pair) and the usable pairs. Whether enough subjects per class
-    remain for the folds is checked by the splits step, whose message gives the counts."""
+def _source_files(preproc_dir: str | Path, raw: str, modality: str, sources: Sequence[str]) -> dict[str, str]:
+    """Volume, mask and QC paths of every source of the raw scan ``raw``; FileNotFoundError
+    when one is missing or empty (an empty file is an excluded scan's placeholder)."""
+    derivatives = derivatives_of(preproc_dir, raw, alff="ALFF" in sources)
+    files = {}
+    for source in sources_of(modality, sources):
+        volume, mask, qc = source_columns(source)
+        files |= {volume: derivatives[map_key(source)], mask: derivatives["mask"], qc: derivatives["qc"]}
+    missing = [f for f in files.values() if not Path(f).is_file() or Path(f).stat().st_size == 0]
+    if missing:
+        raise FileNotFoundError(f"{raw}: missing or empty preprocessed file(s) {missing}, and the scan is not excluded")
+    return files
+
+
+def _drop_dominated(table: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
+    """Without the samples whose scans are those of an earlier sample of their subject,
+    or a strict subset of another's; then, per subject, the most complete samples first
+    (stable, as discovery orders them)."""
+    if table.empty:
+        return table
+    keep = np.ones(len(table), dtype=bool)
+    for _, group in table.groupby("subject", sort=False):
+        scans = list(group["_scans"])
+        for position, (i, mine) in enumerate(zip(group.index, scans)):
+            repeated = mine in scans[:position]
+            contained = any(mine < other for other in scans)  # a strict subset
+            keep[table.index.get_loc(i)] = not (repeated or contained)
+    table = table[keep]
+    order = table["_scans"].map(len)
+    table = table.assign(_n=-order).sort_values(["subject", "_n"], kind="stable")
+    return table.drop(columns=["_scans", "_n"]).reset_index(drop=True)
+
+
+def collect(discovery_excluded: str | Path, samples_path: str | Path, statuses: Sequence[str | Path],
+            preproc_dir: str | Path, sources: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(excluded, preprocessed samples): every exclusion (discovery's, the scans', the
+    samples left with no source and the subjects left with no sample) and the usable
+    samples. Whether enough subjects per class remain for the folds is checked by the
+    splits step, whose message gives the counts."""
     excluded = pd.concat([read_table(discovery_excluded), *(read_table(s) for s in statuses)], ignore_index=True)[STATUS_COLUMNS]
-    pairs = read_table(pairs_path)
-    table = preproc_pairs(pairs, preproc_dir, excluded)
+    samples = read_table(samples_path)
+    table, lost = preproc_samples(samples, preproc_dir, excluded, sources)
     kept = set(table["subject"]) if len(table) else set()
-    lost = sorted(set(pairs["subject"]) - kept)
-    rows = [{"subject": s, "session": "", "path": "", "reason": "no usable pair left after preprocessing"} for s in lost]
-    return pd.concat([excluded, pd.DataFrame(rows, columns=STATUS_COLUMNS)], ignore_index=True), table
+    gone = sorted(set(samples["subject"]) - kept)
+    rows = [{"subject": s, "session": "", "path": "", "reason": "no usable sample left after preprocessing"} for s in gone]
+    return pd.concat([excluded, lost, pd.DataFrame(rows, columns=STATUS_COLUMNS)], ignore_index=True), table
 
 
-def read_pairs(path: str | Path) -> pd.DataFrame:
-    """The preprocessed pairs table (TSV): sample, subject, T1w, fALFF, mask[, mask_fALFF, T1w_qc, fALFF_qc, ...]."""
+def read_samples(path: str | Path) -> pd.DataFrame:
+    """A preprocessed samples table (TSV): sample, subject, a volume, mask and QC column
+    per source (NaN where the sample lacks it), and the rest of discovery's columns."""
     header = pd.read_csv(path, sep="\t", nrows=0).columns
     # ids such as run "01" or session "0129" must not turn into numbers
     text = {c: str for c in header if c in ("sample", "subject", "label") or c.endswith(("_run", "_session"))}
     table = pd.read_csv(path, sep="\t", dtype=text)
     missing = {"sample", "subject"} - set(table.columns)
     if missing:
-        raise ValueError(f"{path}: pairs table lacks columns {sorted(missing)}")
+        raise ValueError(f"{path}: samples table lacks columns {sorted(missing)}")
     return table

@@ -1,5 +1,5 @@
 """The ``mmssl`` sub-commands of the brain-MRI rules (workflow/rules/preprocess.smk), file
-in, file out: synthetic-bids, discover, preprocess-t1, preprocess-bold, collect,
+in, file out: synthetic-bids, discover, preprocess-anat, preprocess-bold, collect,
 landmarks, pack and qc.
 
 Bad input, one policy: only :class:`~mmssl.preprocess.errors.BadInputError` (an error that
@@ -23,8 +23,8 @@ import nibabel as nib
 import numpy as np
 
 from mmssl.io import write_tsv
-from mmssl.paths import DERIVATIVES
-from mmssl.preprocess.collect import collect, read_pairs, write_status
+from mmssl.paths import ALFF_DERIVATIVES, SOURCES, STRUCTURAL, derivative_specs, scan_prefix
+from mmssl.preprocess.collect import collect, read_samples, source_columns, write_status
 from mmssl.preprocess.errors import BadInputError
 from mmssl.settings import settings_arg
 
@@ -46,17 +46,22 @@ def excluding_bad_input(source: str | Path, out: Mapping[str, str | Path], run: 
     return 0
 
 
-def _outputs(args: argparse.Namespace, datatype: str) -> dict[str, Path]:
-    return {key: getattr(args, f"out_{key.lower()}") for key in DERIVATIVES[datatype]}
+def _outputs(args: argparse.Namespace, suffix: str) -> dict[str, Path]:
+    """The --out-<key> paths given (every derivative of ``suffix``; ALFF's only when given)."""
+    paths = {key: getattr(args, f"out_{key.lower()}", None) for key in derivative_specs(suffix, alff=True)}
+    return {key: path for key, path in paths.items() if path is not None}
 
 
-def cmd_preprocess_t1(args: argparse.Namespace) -> int:
-    from mmssl.preprocess.pipeline import preprocess_t1_files
+def cmd_preprocess_anat(args: argparse.Namespace) -> int:
+    from mmssl.preprocess.pipeline import preprocess_anat_files
     from mmssl.preprocess.settings import MriSettings
 
     settings = MriSettings.from_config(args.settings_json)
-    out = _outputs(args, "anat")
-    return excluding_bad_input(args.t1, out, lambda: preprocess_t1_files(args.t1, out, settings))
+    suffix, _ = scan_prefix(args.image)
+    if suffix != args.suffix:
+        raise ValueError(f"--image {args.image} is a BIDS {suffix} image, not the --suffix {args.suffix} given")
+    out = _outputs(args, args.suffix)
+    return excluding_bad_input(args.image, out, lambda: preprocess_anat_files(args.image, args.suffix, out, settings))
 
 
 def cmd_preprocess_bold(args: argparse.Namespace) -> int:
@@ -66,7 +71,10 @@ def cmd_preprocess_bold(args: argparse.Namespace) -> int:
 
     settings = MriSettings.from_config(args.settings_json)
     falff_settings = FalffSettings.from_config(args.falff_json)
-    out = _outputs(args, "func")
+    out = _outputs(args, "bold")
+    given = [key for key in ALFF_DERIVATIVES if key in out]
+    if given and len(given) != len(ALFF_DERIVATIVES):
+        raise ValueError(f"preprocess-bold: give all of {['--out-' + k.lower().replace('_', '-') for k in ALFF_DERIVATIVES]} or none")
     return excluding_bad_input(args.bold, out, lambda: preprocess_bold_files(args.bold, args.sidecar, out, settings, falff_settings))
 
 
@@ -80,33 +88,36 @@ def cmd_synthetic_bids(args: argparse.Namespace) -> int:
 def cmd_discover(args: argparse.Namespace) -> int:
     from mmssl.preprocess.discovery import require_enough_subjects, run_discovery
 
-    found = run_discovery(args.bids_dir, args.clinical, args.settings_json)
+    found = run_discovery(args.bids_dir, args.clinical, args.settings_json, args.sources)
     write_tsv(found.excluded, args.out_excluded)  # first: the reasons are wanted when the next check fails
     require_enough_subjects(found, args.settings_json, args.dataset)
     write_tsv(found.subjects, args.out_subjects)
-    write_tsv(found.pairs, args.out_pairs)
-    print(f"{len(found.subjects)} subjects, {len(found.pairs)} pairs, {len(found.excluded)} exclusions "
+    write_tsv(found.samples, args.out_samples)
+    print(f"{len(found.subjects)} subjects, {len(found.samples)} samples, {len(found.excluded)} exclusions "
           f"({args.out_excluded})", file=sys.stderr)
     return 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    excluded, table = collect(args.discovery_excluded, args.pairs, args.statuses, args.preproc_dir)
+    excluded, table = collect(args.discovery_excluded, args.samples, args.statuses, args.preproc_dir, args.sources)
     write_tsv(excluded, args.out_excluded)
     if table.empty:
-        raise ValueError(f"no usable pair left after preprocessing; reasons are listed in {args.out_excluded}")
-    write_tsv(table, args.out_pairs)
-    print(f"{table['subject'].nunique()} subjects, {len(table)} pairs kept; {len(excluded)} exclusions", file=sys.stderr)
+        raise ValueError(f"no usable sample left after preprocessing; reasons are listed in {args.out_excluded}")
+    write_tsv(table, args.out_samples)
+    counts = ", ".join(f"{s} {int((table[s].fillna('') != '').sum())}" for s in args.sources)
+    print(f"{table['subject'].nunique()} subjects, {len(table)} samples kept ({counts}); {len(excluded)} exclusions",
+          file=sys.stderr)
     return 0
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from mmssl.data.splits import read_split
     from mmssl.preprocess.pack import mask_column
-    from mmssl.preprocess.standardize import landmarks_from_pairs, save_landmarks
+    from mmssl.preprocess.standardize import landmarks_from_samples, save_landmarks
 
-    pairs = read_pairs(args.pairs)
-    save_landmarks(landmarks_from_pairs(pairs, read_split(args.splits), args.modality, mask_column(pairs, args.modality)), args.out)
+    samples = read_samples(args.samples)
+    landmarks = landmarks_from_samples(samples, read_split(args.splits), args.modality, mask_column(samples, args.modality))
+    save_landmarks(landmarks, args.out)
     return 0
 
 
@@ -117,36 +128,47 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from mmssl.preprocess.standardize import load_landmarks
 
     settings = MriSettings.from_config(args.settings_json)
-    landmarks = {"T1w": load_landmarks(args.landmarks_t1), "fALFF": load_landmarks(args.landmarks_falff)}
-    pack_store(read_pairs(args.pairs), read_split(args.splits), landmarks, args.out_dir, dtype=settings.store_dtype,
-               size=settings.grid.size)
+    given = dict(args.landmarks)
+    if sorted(given) != sorted(args.sources):
+        raise ValueError(f"--landmarks names sources {sorted(given)}; --sources are {list(args.sources)}: give one file each")
+    landmarks = {source: load_landmarks(path) for source, path in given.items()}
+    pack_store(read_samples(args.samples), read_split(args.splits), landmarks, args.out_dir, args.sources,
+               dtype=settings.store_dtype, size=settings.grid.size)
     return 0
 
 
 def cmd_qc(args: argparse.Namespace) -> int:
-    """qc.tsv has a row per pair; each subject gets one montage, of its most-flagged pair."""
+    """qc.tsv has a row per sample; each subject gets one montage, of its most-flagged
+    sample, with a row per source that sample has."""
+    from mmssl.data.store import present_column
+    from mmssl.preprocess.pack import presence
     from mmssl.preprocess.qc import qc_table, subject_montages, write_html, write_montage
     from mmssl.preprocess.settings import MriSettings
 
     settings = MriSettings.from_config(args.settings_json)
-    pairs = read_pairs(args.pairs)
+    samples = read_samples(args.samples)
+    has = {source: presence(samples, source) for source in args.sources}
     rows = []
-    for pair in pairs.to_dict("records"):
-        metrics: dict[str, Any] = {"subject": pair["subject"], "sample": pair["sample"]}
-        for col in ("T1w_qc", "fALFF_qc"):
-            if isinstance(pair.get(col), str) and pair[col]:
-                metrics |= json.loads(Path(pair[col]).read_text())
+    for i, sample in enumerate(samples.to_dict("records")):
+        present = [s for s in args.sources if has[s][i]]
+        metrics: dict[str, Any] = {"subject": sample["subject"], "sample": sample["sample"], "sources": ",".join(present),
+                                   **{present_column(s): int(has[s][i]) for s in args.sources}}
+        # one QC file per scan: fALFF and ALFF of one BOLD run share theirs
+        for qc_file in dict.fromkeys(sample[source_columns(s)[2]] for s in present):
+            metrics |= json.loads(Path(qc_file).read_text())
         rows.append(metrics)
     table = qc_table(rows, settings.qc)
-    by_sample = pairs.set_index("sample")
+    by_sample = samples.set_index("sample")
     montages = {}
     for row in subject_montages(table).to_dict("records"):
-        pair = by_sample.loc[row["sample"]]
-        t1 = np.asarray(nib.load(pair["T1w"]).dataobj, dtype=np.float32)
-        mask = np.asarray(nib.load(pair["mask"]).dataobj) > 0
-        falff = np.asarray(nib.load(pair["fALFF"]).dataobj, dtype=np.float32) if pair.get("fALFF") else None
+        sample = by_sample.loc[row["sample"]]
+        panels = []
+        for source in (s for s in args.sources if row[present_column(s)]):
+            volume, mask, _ = source_columns(source)
+            panels.append((source, np.asarray(nib.load(sample[volume]).dataobj, dtype=np.float32),
+                           np.asarray(nib.load(sample[mask]).dataobj) > 0))
         png = Path(args.montage_dir) / f"sub-{row['subject']}.png"
-        write_montage(t1, mask, falff, png, title=f"sub-{row['subject']}  (pair {row['sample']})")
+        write_montage(panels, png, title=f"sub-{row['subject']}  (sample {row['sample']})")
         montages[row["subject"]] = str(png)
     table["montage"] = table["subject"].map(montages)
     write_tsv(table, args.out_tsv)
@@ -154,12 +176,27 @@ def cmd_qc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_outputs(parser: argparse.ArgumentParser, datatype: str) -> None:
-    """--out-<key> for every derivative of the datatype (mmssl.paths.DERIVATIVES)."""
-    for key in DERIVATIVES[datatype]:
+def _add_outputs(parser: argparse.ArgumentParser, suffix: str) -> None:
+    """--out-<key> for every derivative of a scan of raw ``suffix`` (mmssl.paths.derivative_specs);
+    for a BOLD run, ALFF's are optional (given when the dataset's sources include ALFF)."""
+    optional = ALFF_DERIVATIVES if suffix == "bold" else {}
+    for key in derivative_specs(suffix, alff=True):
         flag = key.lower().replace("_", "-")
-        parser.add_argument(f"--out-{flag}", dest=f"out_{key.lower()}", type=Path, required=True,
+        parser.add_argument(f"--out-{flag}", dest=f"out_{key.lower()}", type=Path, required=key not in optional,
                             help=f"derivative '{key}' (BIDS-derivatives name from mmssl.paths)")
+
+
+def _source_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sources", nargs="+", required=True, choices=SOURCES, metavar="SOURCE",
+                        help=f"the dataset's sources, in order (config key sources; each one of {', '.join(SOURCES)})")
+
+
+def _source_file(text: str) -> tuple[str, Path]:
+    """``SOURCE=PATH`` -> (source, path)."""
+    source, sep, path = text.partition("=")
+    if not sep or source not in SOURCES or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SOURCE=PATH with SOURCE one of {', '.join(SOURCES)}")
+    return source, Path(path)
 
 
 def _paths(parser: argparse.ArgumentParser, *flags: str) -> None:
@@ -181,43 +218,50 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bad-inputs", action="store_true", help="add defective subjects (derivatives/truth/bad_inputs.tsv)")
     p.set_defaults(func=cmd_synthetic_bids)
 
-    p = sub.add_parser("discover", help="find T1w/BOLD runs, match clinical visits, write subjects/pairs/excluded TSVs")
-    _paths(p, "--bids-dir", "--clinical", "--out-subjects", "--out-pairs", "--out-excluded")
+    p = sub.add_parser("discover", help="find the sources' runs, match clinical visits, write subjects/samples/excluded TSVs")
+    _paths(p, "--bids-dir", "--clinical", "--out-subjects", "--out-samples", "--out-excluded")
     _settings(p, "discover")
+    _source_list(p)
     p.add_argument("--dataset", required=True, help="dataset name, for messages")
     p.set_defaults(func=cmd_discover)
 
-    p = sub.add_parser("preprocess-t1", help="one T1w: header check, brain mask, affine to MNI, 3 mm 64^3")
-    _paths(p, "--t1")
+    p = sub.add_parser("preprocess-anat", help="one T1w, T2w or FLAIR: header check, brain mask, affine to MNI, 3 mm 64^3")
+    _paths(p, "--image")
+    p.add_argument("--suffix", required=True, choices=STRUCTURAL, help="its BIDS suffix (header limits preprocess.header.<suffix>)")
     _settings(p, "preprocess")
-    _add_outputs(p, "anat")
-    p.set_defaults(func=cmd_preprocess_t1)
+    _add_outputs(p, "T1w")  # the same keys for every structural suffix
+    p.set_defaults(func=cmd_preprocess_anat)
 
-    p = sub.add_parser("preprocess-bold", help="one BOLD run: header check, fALFF, mean EPI to MNI, 3 mm 64^3")
+    p = sub.add_parser("preprocess-bold", help="one BOLD run: header check, fALFF (and ALFF), mean EPI to MNI, 3 mm 64^3")
     _paths(p, "--bold")
     p.add_argument("--sidecar", type=Path, help="its JSON sidecar (none: TR from the header)")
     _settings(p, "preprocess")
     _settings(p, "falff", "--falff-json")
-    _add_outputs(p, "func")
+    _add_outputs(p, "bold")
     p.set_defaults(func=cmd_preprocess_bold)
 
-    p = sub.add_parser("collect", help="excluded.tsv and the pairs of preprocessed volumes")
-    _paths(p, "--discovery-excluded", "--pairs", "--out-excluded", "--out-pairs")
+    p = sub.add_parser("collect", help="excluded.tsv and the samples of preprocessed volumes")
+    _paths(p, "--discovery-excluded", "--samples", "--out-excluded", "--out-samples")
     p.add_argument("--statuses", nargs="*", default=[], type=Path, help="every scan's status TSV")
     p.add_argument("--preproc-dir", required=True, type=Path, help="results/{dataset}/preproc (derivative names: mmssl.paths)")
+    _source_list(p)
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("landmarks", help="histogram landmarks of one modality from one fold's training subjects")
-    _paths(p, "--pairs", "--splits", "--out")
-    p.add_argument("--modality", required=True, choices=("T1w", "fALFF"))
+    p = sub.add_parser("landmarks", help="histogram landmarks of one source from one fold's training subjects that have it")
+    _paths(p, "--samples", "--splits", "--out")
+    p.add_argument("--modality", required=True, choices=SOURCES, help="the source")
     p.set_defaults(func=cmd_landmarks)
 
-    p = sub.add_parser("pack", help="standardise every pair with the fold's landmarks into a packed store")
-    _paths(p, "--pairs", "--splits", "--landmarks-t1", "--landmarks-falff", "--out-dir")
+    p = sub.add_parser("pack", help="standardise every sample with the fold's landmarks into a packed store")
+    _paths(p, "--samples", "--splits", "--out-dir")
+    _source_list(p)
+    p.add_argument("--landmarks", nargs="+", required=True, type=_source_file, metavar="SOURCE=PATH",
+                   help="each source's landmarks file")
     _settings(p, "preprocess")
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("qc", help="qc.tsv, one montage PNG per subject, one HTML page")
-    _paths(p, "--pairs", "--out-tsv", "--out-html", "--montage-dir")
+    _paths(p, "--samples", "--out-tsv", "--out-html", "--montage-dir")
+    _source_list(p)
     _settings(p, "preprocess")
     p.set_defaults(func=cmd_qc)

@@ -1,43 +1,50 @@
-"""Discovery of one BIDS dataset: T1w/BOLD runs from file names, clinical visits matched
-to sessions, the subjects table and the (T1w, BOLD) pairs, and every exclusion with its
-reason (see :mod:`mmssl.preprocess.bids` and :mod:`mmssl.preprocess.clinical`)."""
+"""Discovery of one BIDS dataset: the runs of the configured sources' raw modalities from
+file names, clinical visits matched to sessions, the subjects table and the samples, and
+every exclusion with its reason (see :mod:`mmssl.preprocess.bids` and
+:mod:`mmssl.preprocess.clinical`)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mmssl.paths import BOLD, raw_modalities
 from mmssl.preprocess.bids import discover
-from mmssl.preprocess.clinical import PairingSettings, build_pairs, read_clinical, require_subjects_per_class
+from mmssl.preprocess.clinical import PairingSettings, build_samples, read_clinical, require_subjects_per_class
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
 
 @dataclass
 class Discovery:
-    """subjects: one row per subject; pairs: one row per (T1w, BOLD) pair; excluded: every
-    run, visit or subject left out, with its reason (columns of ``EXCLUDED_COLUMNS``)."""
+    """subjects: one row per subject; samples: one row per sample (one scan per raw
+    modality, empty where absent: :func:`mmssl.preprocess.clinical.sample_columns`);
+    excluded: every run, visit or subject left out, with its reason (columns of
+    ``EXCLUDED_COLUMNS``)."""
 
     subjects: pd.DataFrame
-    pairs: pd.DataFrame
+    samples: pd.DataFrame
     excluded: pd.DataFrame
 
 
-def run_discovery(bids_dir: str | Path, clinical_path: str | Path, settings: Mapping[str, Any]) -> Discovery:
-    """Discover ``bids_dir`` and pair its runs with the clinical table (``settings``: the
-    ``discover`` config section)."""
+def run_discovery(bids_dir: str | Path, clinical_path: str | Path, settings: Mapping[str, Any],
+                  sources: Sequence[str]) -> Discovery:
+    """Discover the runs that ``sources`` (the dataset's config key ``sources``) need in
+    ``bids_dir`` and form samples with the clinical table (``settings``: the ``discover``
+    config section)."""
+    modalities = raw_modalities(sources)
     discovery_settings, pairing = split_discover_settings(settings)
     site_key = discovery_settings.pop("site_key")
-    found = discover(Path(bids_dir), **discovery_settings)
-    result = build_pairs(found.scans, read_clinical(Path(clinical_path), pairing.columns), pairing)
+    found = discover(Path(bids_dir), modalities, **discovery_settings)
+    result = build_samples(found.scans, read_clinical(Path(clinical_path), pairing.columns), modalities, pairing)
     if site_key:
-        add_sites(result, site_key)
-    return Discovery(result.subjects, result.pairs, pd.concat([found.excluded, result.excluded], ignore_index=True))
+        add_sites(result, site_key, modalities)
+    return Discovery(result.subjects, result.samples, pd.concat([found.excluded, result.excluded], ignore_index=True))
 
 
 def require_enough_subjects(found: Discovery, settings: Mapping[str, Any], dataset: str) -> None:
@@ -80,13 +87,17 @@ def sidecar_value(sidecar: str, key: str) -> str:
         return ""
 
 
-def add_sites(result: Any, site_key: str) -> None:
-    """A ``site`` column from the BOLD sidecars' ``site_key`` (e.g. StationName,
-    InstitutionName): pairs get their run's value, subjects their first pair's, so
-    ``splits.group_by: site`` can keep every site on one side of each fold."""
-    pairs = result.pairs
-    pairs["site"] = [sidecar_value(str(s), site_key) or "unknown" for s in pairs["bold_sidecar"].fillna("")]
-    first = pairs.drop_duplicates("subject").set_index("subject")["site"]
+def add_sites(result: Any, site_key: str, modalities: Sequence[str]) -> None:
+    """A ``site`` column from the sidecars' ``site_key`` (e.g. StationName,
+    InstitutionName): a sample gets its BOLD run's value, else that of its first
+    structural scan that has one; subjects their first sample's, so ``splits.group_by:
+    site`` can keep every site on one side of each fold."""
+    samples = result.samples
+    # the BOLD run first, as before samples could lack one
+    order = sorted(modalities, key=lambda m: m != BOLD)
+    sidecars = samples[[f"{m}_sidecar" for m in order]].fillna("").astype(str).to_numpy()
+    samples["site"] = [next((v for v in (sidecar_value(s, site_key) for s in row) if v), "unknown") for row in sidecars]
+    first = samples.drop_duplicates("subject").set_index("subject")["site"]
     result.subjects["site"] = result.subjects["subject"].map(first).fillna("unknown")
 
 

@@ -1,13 +1,18 @@
-"""Fractional amplitude of low-frequency fluctuations (fALFF) of a resting-state BOLD run.
+"""(Fractional) amplitude of low-frequency fluctuations (fALFF, ALFF) of a resting-state BOLD run.
 
 Per voxel, after dropping ``dummy_volumes`` non-steady-state volumes and removing a
 polynomial trend (linear by default, quadratic as an option), the amplitude spectrum
 ``|rfft(x)|`` at frequencies ``f_k = k / (T * TR)`` gives::
 
     fALFF = sum(|X_k| for band[0] <= f_k <= band[1]) / sum(|X_k| for 0 < f_k <= Nyquist)
+    ALFF  = (2 / T) * sum(|X_k| for band[0] <= f_k <= band[1])
 
-This is AFNI 3dRSFC's convention (amplitude, not power; the DC bin excluded from both
-sums; band edges inclusive). ``include_nyquist=False`` leaves the bin at exactly Nyquist
+fALFF is AFNI 3dRSFC's convention (amplitude, not power; the DC bin excluded from both
+sums; band edges inclusive). ALFF is the same numerator without the ratio: each
+``2 |X_k| / T`` is the amplitude of the sinusoid at ``f_k`` (a cosine of amplitude A on
+a bin gives exactly A), so ALFF is in the BOLD signal's own units (hence scanner- and
+subject-dependent; the per-fold histogram standardisation of the store takes that out)
+and does not grow with the run's length. ``include_nyquist=False`` leaves the bin at exactly Nyquist
 (present when T is even) out of the denominator. A voxel whose detrended series is
 identically zero gets 0. No taper window is applied: a pure sinusoid between two bins
 leaks into every bin, so an in-band sinusoid scores ~0.85-0.95 rather than exactly 1.
@@ -124,19 +129,25 @@ def _trend_basis(n_volumes: int, order: int) -> np.ndarray:
 def falff_timeseries(series: np.ndarray, tr: float, settings: FalffSettings | None = None) -> np.ndarray:
     """fALFF of each row of ``series`` (V, T) already stripped of dummy volumes -> (V,) float32
     (``settings`` None: the schema's ``falff`` defaults)."""
+    return amplitude_timeseries(series, tr, settings)[0]
+
+
+def amplitude_timeseries(series: np.ndarray, tr: float, settings: FalffSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fALFF, ALFF) of each row of ``series`` (V, T) already stripped of dummy volumes ->
+    two (V,) float32 arrays (``settings`` None: the schema's ``falff`` defaults)."""
     settings = settings or FalffSettings.from_config({})
     n_voxels, n_volumes = series.shape
     band, total = spectrum_slices(n_volumes, tr, settings)
     basis = _trend_basis(n_volumes, settings.detrend_order)
-    out = np.empty(n_voxels, dtype=np.float32)
+    out = np.empty((2, n_voxels), dtype=np.float32)
     for start in range(0, n_voxels, _CHUNK_VOXELS):
         block = np.array(series[start:start + _CHUNK_VOXELS], dtype=np.float32)
-        out[start:start + len(block)] = _falff_block(block, basis, band, total)
-    return out
+        out[:, start:start + len(block)] = _amplitude_block(block, basis, band, total)
+    return out[0], out[1]
 
 
-def _falff_block(block: np.ndarray, basis: np.ndarray, band: slice, total: slice) -> np.ndarray:
-    """fALFF of a (c, T) float32 block (modified in place)."""
+def _amplitude_block(block: np.ndarray, basis: np.ndarray, band: slice, total: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(fALFF, ALFF) of a (c, T) float32 block (modified in place), two (c,) float32 arrays."""
     # Centre with a float64 mean first: BOLD baselines (~1e3) dwarf the fluctuations, and
     # the float32 projection below is then accurate to ~1e-7 of the fluctuation size.
     block -= block.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None]
@@ -150,7 +161,8 @@ def _falff_block(block: np.ndarray, basis: np.ndarray, band: slice, total: slice
     # A series that is all trend leaves only float32 rounding (~1e-7 of its range) after
     # detrending; its "spectrum" is noise, so such voxels (and constant ones) get 0.
     flat = denominator <= 1e-5 * scale * block.shape[1]
-    return np.where(flat, 0.0, ratio).astype(np.float32)
+    alff = numerator * (2.0 / block.shape[1])
+    return np.where(flat, 0.0, ratio).astype(np.float32), np.where(flat, 0.0, alff).astype(np.float32)
 
 
 def falff(data: np.ndarray, tr: float, mask: np.ndarray | None = None, settings: FalffSettings | None = None) -> np.ndarray:
@@ -160,6 +172,16 @@ def falff(data: np.ndarray, tr: float, mask: np.ndarray | None = None, settings:
     mask: (X, Y, Z) bool, None = every voxel. Returns (X, Y, Z) float32, 0 outside the mask.
     settings: None = the schema's ``falff`` defaults.
     Raises ValueError for a non-4D array or non-finite masked values, TooFewVolumesError.
+    """
+    return amplitude_maps(data, tr, mask, settings)[0]
+
+
+def amplitude_maps(data: np.ndarray, tr: float, mask: np.ndarray | None = None,
+                   settings: FalffSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fALFF, ALFF) maps of a 4D series, in one pass over the data (module docstring).
+
+    data: (X, Y, Z, T) including the dummy volumes; mask: (X, Y, Z) bool, None = every
+    voxel. Returns two (X, Y, Z) float32 maps, 0 outside the mask. Raises as :func:`falff`.
     """
     settings = settings or FalffSettings.from_config({})
     if data.ndim != 4:
@@ -176,15 +198,18 @@ def falff(data: np.ndarray, tr: float, mask: np.ndarray | None = None, settings:
     order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
     flat = data.reshape(-1, data.shape[3], order=order)
     voxels = np.flatnonzero(mask.reshape(-1, order=order))
-    values = np.empty(voxels.size, dtype=np.float32)
+    values = np.empty((2, voxels.size), dtype=np.float32)
     for start in range(0, voxels.size, _CHUNK_VOXELS):
         block = np.array(flat[voxels[start:start + _CHUNK_VOXELS], skip:], dtype=np.float32)
         if not np.isfinite(block).all():
             raise ValueError("non-finite (NaN or inf) values in masked voxels")
-        values[start:start + len(block)] = _falff_block(block, basis, band, total)
-    out = np.zeros(mask.size, dtype=np.float32)
-    out[voxels] = values
-    return out.reshape(mask.shape, order=order)
+        values[:, start:start + len(block)] = _amplitude_block(block, basis, band, total)
+    maps = []
+    for row in values:
+        out = np.zeros(mask.size, dtype=np.float32)
+        out[voxels] = row
+        maps.append(out.reshape(mask.shape, order=order))
+    return maps[0], maps[1]
 
 
 def mean_epi_mask(data: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
@@ -260,14 +285,15 @@ def _load(path: str | Path) -> nib.Nifti1Image:
 @dataclass
 class FalffResult:
     """What falff_file computed: TR used (s), volumes after dummies, mask voxels, median
-    fALFF in the mask, and two confounds per volume of the whole series (dummies included,
-    shape (T,)): the global signal (mean over the EPI mask) and DVARS (root mean square
-    over the mask of the change from the previous volume; NaN for the first)."""
+    fALFF (and ALFF) in the mask, and two confounds per volume of the whole series (dummies
+    included, shape (T,)): the global signal (mean over the EPI mask) and DVARS (root mean
+    square over the mask of the change from the previous volume; NaN for the first)."""
 
     tr: float
     n_volumes: int
     n_mask_voxels: int
     median_falff: float
+    median_alff: float
     global_signal: np.ndarray
     dvars: np.ndarray
 
@@ -279,8 +305,10 @@ def falff_file(
     mask_out_path: str | Path,
     mean_out_path: str | Path,
     settings: FalffSettings | None = None,
+    alff_out_path: str | Path | None = None,
 ) -> FalffResult:
-    """Read a BOLD run, write its fALFF map, EPI brain mask and mean EPI (NIfTI, the run's affine).
+    """Read a BOLD run, write its fALFF map, EPI brain mask and mean EPI (NIfTI, the run's
+    affine), and its ALFF map when ``alff_out_path`` is given.
 
     Raises BadInputError(bold_path, reason) for input to exclude: unreadable/corrupt file,
     not 4D, missing/inconsistent TR, too few volumes, non-finite values, empty brain mask.
@@ -304,13 +332,14 @@ def falff_file(
     mask = mean_epi_mask(mean, image.affine)
     if not mask.any():
         raise BadInputError(bold_path, "empty brain mask from the mean EPI")
-    values = falff(data, tr, mask, replace(settings, dummy_volumes=0))
-    for array, path in ((values, out_path), (mask.astype(np.uint8), mask_out_path), (mean, mean_out_path)):
+    values, alff = amplitude_maps(data, tr, mask, replace(settings, dummy_volumes=0))
+    outputs = [(values, out_path), (mask.astype(np.uint8), mask_out_path), (mean, mean_out_path)]
+    for array, path in outputs + ([(alff, alff_out_path)] if alff_out_path is not None else []):
         save_like(array, image, path)
     inside = series[mask]  # (voxels, T)
     dvars = np.concatenate([[np.nan], np.sqrt(np.mean(np.diff(inside.astype(np.float64), axis=1) ** 2, axis=0))])
     return FalffResult(tr=tr, n_volumes=n_volumes, n_mask_voxels=int(mask.sum()), median_falff=float(np.median(values[mask])),
-                       global_signal=inside.mean(axis=0, dtype=np.float64), dvars=dvars)
+                       median_alff=float(np.median(alff[mask])), global_signal=inside.mean(axis=0, dtype=np.float64), dvars=dvars)
 
 
 def _read_data(image: nib.Nifti1Image, path: str | Path) -> np.ndarray:

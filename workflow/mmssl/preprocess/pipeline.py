@@ -1,10 +1,12 @@
 """The preprocessing of one scan, in memory and file to file.
 
-T1w: brain mask, 12-dof affine to the MNI152 template, resampling onto the 3 mm 64³ grid.
-BOLD: fALFF in native space, the mean EPI registered to the template, the fALFF map moved
-onto the same grid. :func:`preprocess_t1_files` / :func:`preprocess_bold_files` read the
-raw scan, validate its header first (:mod:`mmssl.preprocess.header`), and write every
-derivative named by :data:`mmssl.paths.DERIVATIVES`. Input that cannot be used raises
+Structural image (T1w, T2w or FLAIR): brain mask, 12-dof affine to the MNI152 template,
+resampling onto the 3 mm 64³ grid. The template is a T1w; the registration's metric
+(Mattes mutual information) does not need the contrasts to match. BOLD: fALFF (and ALFF)
+in native space, the mean EPI registered to the template, the maps moved onto the same
+grid. :func:`preprocess_anat_files` / :func:`preprocess_bold_files` read the raw scan,
+validate its header first (:mod:`mmssl.preprocess.header`), and write every derivative
+named by :func:`mmssl.paths.derivative_specs`. Input that cannot be used raises
 :class:`~mmssl.preprocess.errors.BadInputError`; anything else is a bug and propagates.
 """
 
@@ -26,6 +28,7 @@ from mmssl.preprocess.falff import FalffSettings, falff_file
 from mmssl.preprocess.header import checked_header
 from mmssl.preprocess.masking import brain_mask_fsl, brain_mask_python, register_to_template, template_metric_mask
 from mmssl.preprocess.motion import confounds_table, mcflirt_corrected, motion_summary
+from mmssl.preprocess.qc import structural_metric_keys
 from mmssl.preprocess.registration import AffineResult, register_affine_flirt
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.spatial import grid_brain_mask, mni_grid, mni_template, to_grid, to_grid_masked, zero_outside
@@ -34,7 +37,8 @@ from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_nift
 
 @dataclass
 class T1Result:
-    """t1: brain-masked T1w on the 64³ grid; mask: its uint8 brain mask; registration:
+    """t1: the brain-masked structural image (a T1w, or a T2w or FLAIR: the names are the
+    T1w's for history) on the 64³ grid; mask: its uint8 brain mask; registration:
     template->native affine; mask_volume_ml: the native brain mask's volume."""
 
     t1: nib.Nifti1Image
@@ -43,28 +47,29 @@ class T1Result:
     mask_volume_ml: float
 
 
-def t1_to_mni(t1: nib.Nifti1Image, settings: MriSettings) -> T1Result:
-    """Skull-strip and affinely register a native T1w, resample it onto the 3 mm grid.
+def t1_to_mni(image: nib.Nifti1Image, settings: MriSettings) -> T1Result:
+    """Skull-strip and affinely register a native structural image (T1w, T2w or FLAIR),
+    resample it onto the 3 mm grid.
 
     python: register the head (masking via the template); the grid mask is the template
     brain, dilated. fsl: BET brain registered by FLIRT; the grid mask is BET's mask moved
     (not dilated: BET's edge is the subject's own)."""
     grid = mni_grid(settings.grid)
     if settings.backend == "python":
-        native = brain_mask_python(t1, settings.registration, settings.brain_mask)
+        native = brain_mask_python(image, settings.registration, settings.brain_mask)
         registration = native.registration
         assert registration is not None
         mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold)
-        t1_grid = zero_outside(to_grid(t1, registration.fixed_to_moving, grid), mask)
+        image_grid = zero_outside(to_grid(image, registration.fixed_to_moving, grid), mask)
     else:
-        native = brain_mask_fsl(t1, settings.brain_mask)
+        native = brain_mask_fsl(image, settings.brain_mask)
         assert native.brain is not None
         res = settings.brain_mask.registration_resolution
         registration = register_affine_flirt(native.brain, mni_template(res), template_metric_mask(settings.brain_mask))
         # normalised interpolation: BET's zeros must not darken the brain's edge
-        t1_grid, mask = to_grid_masked(native.brain, native.mask, registration.fixed_to_moving, grid)
+        image_grid, mask = to_grid_masked(native.brain, native.mask, registration.fixed_to_moving, grid)
     mask_img = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), grid.affine)
-    return T1Result(t1_grid, mask_img, registration, native.volume_ml)
+    return T1Result(image_grid, mask_img, registration, native.volume_ml)
 
 
 @dataclass
@@ -106,21 +111,24 @@ def falff_to_mni(
 
 
 # ---------------------------------------------------------------------------------------
-# One scan, file to file (the rules' preprocess-t1 / preprocess-bold)
+# One scan, file to file (the rules' preprocess-anat / preprocess-bold)
 # ---------------------------------------------------------------------------------------
 
 
-def preprocess_t1_files(t1: str | Path, out: Mapping[str, str | Path], settings: MriSettings) -> dict[str, Any]:
-    """Native T1w ``t1`` -> ``out["T1w"]``, ``out["mask"]``, ``out["xfm"]`` and the QC JSON
-    ``out["qc"]`` (returned too): backend, native brain volume (ml), NMI after
-    registration, the optimiser's final metric and the header checks' fields."""
-    header = checked_header(t1, settings.header["T1w"])
-    result = t1_to_mni(load_volume(t1), settings)
-    save_nifti(result.t1, out["T1w"])
+def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str | Path], settings: MriSettings) -> dict[str, Any]:
+    """Native structural image ``image`` of BIDS suffix ``suffix`` (T1w, T2w, FLAIR: the
+    header limits ``preprocess.header.<suffix>`` apply) -> ``out["image"]``,
+    ``out["mask"]``, ``out["xfm"]`` and the QC JSON ``out["qc"]`` (returned too): backend,
+    native brain volume (ml), NMI after registration, the optimiser's final metric (keys
+    of :func:`~mmssl.preprocess.qc.structural_metric_keys`) and the header checks' fields."""
+    header = checked_header(image, settings.header[suffix])
+    result = t1_to_mni(load_volume(image), settings)
+    save_nifti(result.t1, out["image"])
     save_nifti(result.mask, out["mask"], np.uint8)
     save_xfm(result.registration.fixed_to_moving, out["xfm"])
-    qc = {"backend": settings.backend, "mask_volume_ml": result.mask_volume_ml,
-          "similarity_t1": result.registration.similarity, "registration_metric_t1": result.registration.metric, **header}
+    volume_key, similarity_key, metric_key = structural_metric_keys(suffix)
+    qc = {"backend": settings.backend, volume_key: result.mask_volume_ml,
+          similarity_key: result.registration.similarity, metric_key: result.registration.metric, **header}
     write_json(qc, out["qc"])
     return qc
 
@@ -131,10 +139,13 @@ def preprocess_bold_files(
     """Native BOLD run ``bold`` -> native fALFF map, EPI mask, mean EPI and confounds
     (``out["falff_native"]``, ``"mask_native"``, ``"boldref"``, ``"confounds"``), then the
     fALFF map on the 3 mm grid with its mask and transform (``"fALFF"``, ``"mask"``,
-    ``"xfm"``), and the QC JSON ``out["qc"]`` (returned too)."""
+    ``"xfm"``), and the QC JSON ``out["qc"]`` (returned too). When ``out`` has ``"ALFF"``
+    (and ``"alff_native"``) the ALFF map goes the same way, with the same transform and mask."""
+    with_alff = "ALFF" in out
     header = checked_header(bold, settings.header["bold"])
     with _bold_series(bold, settings.motion_correction) as (series, motion):
-        result = falff_file(series, sidecar or None, out["falff_native"], out["mask_native"], out["boldref"], falff_settings)
+        result = falff_file(series, sidecar or None, out["falff_native"], out["mask_native"], out["boldref"], falff_settings,
+                            alff_out_path=out["alff_native"] if with_alff else None)
     confounds = pd.DataFrame({"global_signal": result.global_signal, "dvars": result.dvars})
     summary: dict[str, float] = {}
     if motion is not None:
@@ -147,8 +158,24 @@ def preprocess_bold_files(
     save_xfm(mni.registration.fixed_to_moving, out["xfm"])
     qc = {"similarity_epi": mni.registration.similarity, "registration_metric_epi": mni.registration.metric,
           "falff_mean_in_brain": mni.falff_mean_in_brain, "tr": result.tr, "n_volumes": result.n_volumes, **summary, **header}
+    if with_alff:
+        # the same transform and mask as fALFF: one registration of the mean EPI serves both maps
+        alff = map_to_grid(load_map(out["alff_native"]), load_mask(out["mask_native"]), mni, settings)
+        save_nifti(alff, out["ALFF"])
+        qc["alff_mean_in_brain"] = float(np.asarray(alff.dataobj)[np.asarray(mni.mask.dataobj) > 0].mean())
     write_json(qc, out["qc"])
     return qc
+
+
+def map_to_grid(native_map: nib.Nifti1Image, epi_mask: nib.Nifti1Image | None, moved: FalffMniResult,
+                settings: MriSettings) -> nib.Nifti1Image:
+    """Another native-EPI map of the run (ALFF) on the grid of ``moved`` (the run's
+    :func:`falff_to_mni` result): its transform, interpolation and mask, so the two maps
+    cover the very same voxels."""
+    grid = mni_grid(settings.grid)
+    transform = moved.registration.fixed_to_moving
+    image = to_grid_masked(native_map, epi_mask, transform, grid)[0] if epi_mask is not None else to_grid(native_map, transform, grid)
+    return zero_outside(image, np.asarray(moved.mask.dataobj) > 0)
 
 
 @contextmanager

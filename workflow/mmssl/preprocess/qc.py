@@ -2,15 +2,19 @@
 
 Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well):
 
-* ``small_mask`` / ``large_mask``: native brain-mask volume outside
-  [min_mask_ml, max_mask_ml] (a failed skull strip or registration);
-* ``low_similarity_t1`` / ``low_similarity_epi``: normalised mutual information of the
+* ``small_mask`` / ``large_mask``: the T1w's native brain-mask volume outside
+  [min_mask_ml, max_mask_ml] (a failed skull strip or registration); ``small_mask_t2w``,
+  ``large_mask_flair``, ...: the same for a T2w or FLAIR source;
+* ``low_similarity_t1`` / ``low_similarity_t2w`` / ``low_similarity_flair`` /
+  ``low_similarity_epi``: normalised mutual information of the
   registered image with the template below the threshold (1 = unrelated). On the
   synthetic data a good T1w fit scores 1.28-1.35 and the same fit 5 mm off 1.08; a good
+  T2w or FLAIR fit (contrast unlike the T1w template's) 1.21-1.29, 5 mm off 1.05; a good
   fit of a 5 mm mean EPI 1.10-1.11, 5 mm off 1.07, 10 mm off 1.04. Real data score
   differently: set the thresholds from the distribution in ``qc.tsv``;
 * ``falff_out_of_range``: the mean fALFF in the brain is not finite or outside
-  [min_falff_mean, max_falff_mean] (fALFF is a fraction in [0, 1]);
+  [min_falff_mean, max_falff_mean] (fALFF is a fraction in [0, 1]); only for a sample
+  that has fALFF (``has_fALFF`` in its metrics, when given, is not 0);
 * ``high_motion``: mean framewise displacement above ``max_mean_fd`` mm (only with
   ``preprocess.motion_correction``, which measures it; 0.5 mm is a common exclusion
   threshold for resting-state runs).
@@ -34,6 +38,17 @@ from mmssl.io import atomic_path, write_text  # noqa: E402
 from mmssl.settings import schema_settings  # noqa: E402
 
 QC_COLUMNS = ("subject", "sample", "mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "flags", "montage")
+# how a structural source's QC metrics are named: the T1w's keep their historical names
+STRUCTURAL_TAGS = {"T1w": "t1", "T2w": "t2w", "FLAIR": "flair"}
+
+
+def structural_metric_keys(suffix: str) -> tuple[str, str, str]:
+    """(mask volume, similarity, registration metric) QC keys of a structural source:
+    ``mask_volume_ml, similarity_t1, registration_metric_t1`` for the T1w,
+    ``mask_volume_ml_t2w, similarity_t2w, registration_metric_t2w`` for a T2w, ..."""
+    tag = STRUCTURAL_TAGS[suffix]
+    volume = "mask_volume_ml" if suffix == "T1w" else f"mask_volume_ml_{tag}"
+    return volume, f"similarity_{tag}", f"registration_metric_{tag}"
 
 
 @schema_settings("qc", "preprocess.qc")
@@ -44,6 +59,8 @@ class QcThresholds:
     min_mask_ml: float
     max_mask_ml: float
     min_similarity_t1: float
+    min_similarity_t2w: float
+    min_similarity_flair: float
     min_similarity_epi: float
     min_falff_mean: float
     max_falff_mean: float
@@ -51,22 +68,28 @@ class QcThresholds:
 
 
 def qc_flags(metrics: dict, thresholds: QcThresholds | None = None) -> list[str]:
-    """Reasons to look at one subject, from its metrics (keys of :data:`QC_COLUMNS`;
-    a missing or NaN metric raises no flag except for fALFF, whose absence is a problem).
-    ``thresholds`` None: the schema's ``preprocess.qc`` defaults."""
+    """Reasons to look at one sample, from its metrics (keys of :data:`QC_COLUMNS`, and
+    of :func:`structural_metric_keys` for a T2w or FLAIR); a missing or NaN metric raises
+    no flag, except fALFF's when the sample has fALFF (``has_fALFF`` absent or not 0),
+    where its absence is a problem. ``thresholds`` None: the schema's ``preprocess.qc``
+    defaults."""
     thresholds = thresholds or QcThresholds.from_config({})
     flags = []
-    volume = metrics.get("mask_volume_ml", np.nan)
-    if volume < thresholds.min_mask_ml:
-        flags.append("small_mask")
-    if volume > thresholds.max_mask_ml:
-        flags.append("large_mask")
-    if metrics.get("similarity_t1", np.nan) < thresholds.min_similarity_t1:
-        flags.append("low_similarity_t1")
+    for suffix, tag in STRUCTURAL_TAGS.items():
+        volume_key, similarity_key, _ = structural_metric_keys(suffix)
+        ending = "" if suffix == "T1w" else f"_{tag}"
+        volume = metrics.get(volume_key, np.nan)
+        if volume < thresholds.min_mask_ml:
+            flags.append(f"small_mask{ending}")
+        if volume > thresholds.max_mask_ml:
+            flags.append(f"large_mask{ending}")
+        if metrics.get(similarity_key, np.nan) < getattr(thresholds, f"min_similarity_{tag}"):
+            flags.append(f"low_similarity_{tag}")
     if metrics.get("similarity_epi", np.nan) < thresholds.min_similarity_epi:
         flags.append("low_similarity_epi")
     falff = metrics.get("falff_mean_in_brain", np.nan)
-    if not (np.isfinite(falff) and thresholds.min_falff_mean <= falff <= thresholds.max_falff_mean):
+    has_falff = metrics.get("has_fALFF", 1)
+    if has_falff and not (np.isfinite(falff) and thresholds.min_falff_mean <= falff <= thresholds.max_falff_mean):
         flags.append("falff_out_of_range")
     if metrics.get("mean_fd", np.nan) > thresholds.max_mean_fd:
         flags.append("high_motion")
@@ -102,25 +125,32 @@ def _views(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]
     return [volume[:, :, k].T, volume[:, j, :].T, volume[i, :, :].T]
 
 
-def write_montage(t1: np.ndarray, mask: np.ndarray, falff: np.ndarray | None, path: str | Path, title: str = "") -> Path:
-    """PNG: top row the T1 (X, Y, Z) in MNI with the mask outline in red (axial, coronal,
-    sagittal through the mask's centre), bottom row the fALFF map (if given). Atomic write."""
-    mask = np.asarray(mask, bool)
-    centre = _centre_slices(mask)
-    rows = 2 if falff is not None else 1
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows + 0.4), squeeze=False)
-    t1_limit = np.percentile(t1[mask], 99) if mask.any() else None
-    for ax, image, outline in zip(axes[0], _views(t1, centre), _views(mask.astype(float), centre)):
-        ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=t1_limit)
-        if outline.any():
-            ax.contour(outline, levels=[0.5], colors="red", linewidths=0.7)
-    if falff is not None:
-        # 1st-99th percentile in the brain: fALFF varies little, a 0-based scale hides it
-        values = falff[mask & (falff != 0)]  # the T1 mask may reach beyond the EPI's
-        low, high = np.percentile(values, [1, 99]) if values.size else (None, None)
-        for ax, image in zip(axes[1], _views(falff, centre)):
-            shown = ax.imshow(image, cmap="hot", origin="lower", vmin=low, vmax=high)
-        fig.colorbar(shown, ax=axes[1].tolist(), fraction=0.02, label="fALFF")
+def write_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """PNG: one row of three views (axial, coronal, sagittal, through the first row's
+    mask centre) per source, in the order given. rows: (source name, (X, Y, Z) volume in
+    MNI, (X, Y, Z) mask); a structural source (T1w, T2w, FLAIR) in grey with its mask
+    outlined in red, a BOLD map (fALFF, ALFF) in colour over its 1st-99th percentiles in
+    the mask, with a colour bar. Atomic write."""
+    if not rows:
+        raise ValueError(f"{path}: a montage needs at least one source")
+    centre = _centre_slices(np.asarray(rows[0][2], bool))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows) + 0.4), squeeze=False)
+    for line, (name, volume, mask) in zip(axes, rows):
+        mask = np.asarray(mask, bool)
+        if name in STRUCTURAL_TAGS:
+            limit = np.percentile(volume[mask], 99) if mask.any() else None
+            for ax, image, outline in zip(line, _views(volume, centre), _views(mask.astype(float), centre)):
+                ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=limit)
+                if outline.any():
+                    ax.contour(outline, levels=[0.5], colors="red", linewidths=0.7)
+        else:
+            # 1st-99th percentile in the brain: fALFF varies little, a 0-based scale hides it
+            values = volume[mask & (volume != 0)]
+            low, high = np.percentile(values, [1, 99]) if values.size else (None, None)
+            for ax, image in zip(line, _views(volume, centre)):
+                shown = ax.imshow(image, cmap="hot", origin="lower", vmin=low, vmax=high)
+            fig.colorbar(shown, ax=line.tolist(), fraction=0.02, label=name)
+        line[0].set_title(name, fontsize=8, loc="left")
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
@@ -130,19 +160,20 @@ def write_montage(t1: np.ndarray, mask: np.ndarray, falff: np.ndarray | None, pa
     return Path(path)
 
 
-METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "mean_fd")
+METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "mask_volume_ml_t2w", "similarity_t2w", "mask_volume_ml_flair",
+                  "similarity_flair", "similarity_epi", "falff_mean_in_brain", "alff_mean_in_brain", "mean_fd")
 
 
 def subject_montages(table: pd.DataFrame) -> pd.DataFrame:
     """One row per subject, in ``table``'s order (flagged first): the subject's first row,
-    i.e. its most-flagged pair, which its montage shows."""
+    i.e. its most-flagged sample, which its montage shows."""
     return table.drop_duplicates("subject", keep="first")
 
 
 def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preprocessing QC") -> Path:
     """One self-contained HTML page (inline CSS, no scripts): one section per subject, in
     the order of ``table`` (flagged first, as :func:`qc_table` sorts), with a row of
-    metrics per pair and the subject's montage. Image sources are made relative to the
+    metrics per sample and the subject's montage. Image sources are made relative to the
     page's folder so the folder can be moved as a whole."""
     path = Path(path)
     n_flagged = int(table.groupby("subject", sort=False)["flags"].apply(lambda f: (f != "").any()).sum())
@@ -153,14 +184,14 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preproce
         "<style>body{font-family:sans-serif;margin:1em}div.s{margin:0 0 1.5em}"
         "h2{font-size:1em;margin:.2em 0}.flag{color:#b00;font-weight:bold}table.m td,table.m th{padding:0 .8em 0 0;text-align:left}</style>",
         f"</head><body><h1>{html.escape(title)}</h1>",
-        f"<p>{table['subject'].nunique()} subjects ({len(table)} pairs), {n_flagged} subjects flagged (listed first).</p>",
+        f"<p>{table['subject'].nunique()} subjects ({len(table)} samples), {n_flagged} subjects flagged (listed first).</p>",
     ]
     for subject, rows in table.groupby("subject", sort=False):
         flags = sorted({f for joined in rows["flags"] for f in joined.split(",") if f})
         status = f"<span class='flag'>{html.escape(','.join(flags))}</span>" if flags else "ok"
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("pair", *metrics, "flags"))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("sample", "sources", *metrics, "flags"))
         body = "".join(
-            "<tr>" + f"<td>{html.escape(str(r.get('sample', '')))}</td>"
+            "<tr>" + f"<td>{html.escape(str(r.get('sample', '')))}</td><td>{html.escape(str(r.get('sources', '')))}</td>"
             + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in metrics)
             + f"<td>{html.escape(r['flags']) or 'ok'}</td></tr>"
             for r in rows.to_dict("records")

@@ -79,13 +79,20 @@ def train_landmarks(
     )
 
 
-def landmarks_from_pairs(pairs: pd.DataFrame, split_table: pd.DataFrame, column: str, mask_column: str | None = "mask") -> np.ndarray:
-    """Landmarks for the image column ``column`` of a pairs table (one row per pair: subject,
-    ``column``, ``mask_column``), keeping only the rows of training subjects."""
+def landmarks_from_samples(samples: pd.DataFrame, split_table: pd.DataFrame, column: str,
+                           mask_column: str | None = "mask") -> np.ndarray:
+    """Landmarks for the image column ``column`` of a samples table (one row per sample:
+    subject, ``column``, ``mask_column``; ``column`` empty or NaN where the sample lacks
+    that source), from the rows of training subjects that have it. ValueError when no
+    training subject of the fold has it (the source cannot be standardised)."""
     for col in ("subject", column) + ((mask_column,) if mask_column else ()):
-        if col not in pairs.columns:
-            raise ValueError(f"pairs table lacks column {col!r}; has {list(pairs.columns)}")
-    train = pairs[pairs["subject"].astype(str).isin(training_subjects(split_table))]
+        if col not in samples.columns:
+            raise ValueError(f"samples table lacks column {col!r}; has {list(samples.columns)}")
+    present = samples[column].notna() & (samples[column].astype(str) != "")
+    train = samples[present & samples["subject"].astype(str).isin(training_subjects(split_table))]
+    if train.empty:
+        raise ValueError(f"no training subject of this fold has source {column!r} ({int(present.sum())} samples have it "
+                         "in all): its histogram landmarks cannot be learnt; drop it from the dataset's sources")
     grouped = train.groupby(train["subject"].astype(str), sort=True)
     images = {s: list(g[column]) for s, g in grouped}
     masks = {s: list(g[mask_column]) for s, g in grouped} if mask_column else None

@@ -5,18 +5,28 @@ shell (CSF gap, dark bone, bright scalp), and are placed in native scanner space
 random affine ``world_from_mni`` (rotation <= 10 deg per axis, translation <= 10 mm, scale
 0.9-1.1 per axis): the native image at world point x shows the template at
 ``inv(world_from_mni) @ x``. The native voxel grids are axis-aligned LAS (x flipped, as
-dcm2niix often writes), 2 mm for T1w and ``bold_voxel_mm`` (5 mm) for BOLD; T1w and BOLD
-of one session share the session's head position, so ``world_from_mni`` moves both. Ground truth goes to ``derivatives/truth/``:
+dcm2niix often writes), 2 mm for the structural images and ``bold_voxel_mm`` (5 mm) for
+BOLD; every image of one session shares the session's head position, so
+``world_from_mni`` moves them all.
+
+Modalities: a T1w, a T2w (CSF bright, white matter dark) and, for every other subject, a
+FLAIR (CSF dark, grey matter brighter than white) per session, all from the same head
+(their tissue intensities are fixed functions of the template's T1w intensity, so AD
+atrophy shows in each); one BOLD run per session (two for some subjects). Some subjects
+lack a modality, as in OASIS-3 (see :func:`_plan`): subjects 3, 9, 15, ... have no BOLD
+run, subjects 5, 11, 17, ... a BOLD run and no structural image. Ground truth goes to
+``derivatives/truth/``:
 
 - ``sub-X_ses-Y_T1w_affine.txt``: the 4x4 ``world_from_mni`` (MNI mm -> native world mm),
-  which also holds for the session's BOLD runs;
-- ``sessions.tsv``: per session the group, angles, translation, scales and the T1w header affine;
+  which holds for every image of the session (the name is kept for a BOLD-only session);
+- ``sessions.tsv``: per session the group, the modalities written (T1w, T2w, FLAIR: 0/1;
+  bold_runs), angles, translation, scales and the T1w header affine (empty without a T1w);
 - ``regions.tsv``: the spheres (MNI mm centre, radius) whose low-frequency BOLD amplitude is
   lowered in AD (factor ``lf_factor`` per group).
 
-T1w: intensity x bias field (smooth, multiplicative, ~+-20 %) with Rician noise (in air
-only within ~6 mm of the head); AD heads have mild atrophy (grey matter ~10 % darker,
-ventricles grown by 2 mm). BOLD: per brain voxel a band-limited (0.01-0.08 Hz) Gaussian
+Structural images: intensity x bias field (smooth, multiplicative, ~+-20 %) with Rician
+noise (in air only within ~6 mm of the head); AD heads have mild atrophy (T1w grey matter
+~10 % darker, ventricles grown by 2 mm). BOLD: per brain voxel a band-limited (0.01-0.08 Hz) Gaussian
 component (amplitude x ``LF_FACTOR[group]`` inside the spheres) plus white noise of equal
 size, on a two-level baseline (tissue 100, CSF 115), with ``dummy_volumes`` brighter
 non-steady-state volumes first (part of ``n_volumes``); 0 outside the brain. Values are
@@ -50,18 +60,31 @@ LF_FACTOR = {"HC": 1.0, "AD": 0.35, "other": 0.7}
 _DX = {"HC": ["Cognitively normal"], "AD": ["AD Dementia"], "other": ["uncertain dementia", "Non AD dem- Other primary"]}
 _CDR = {"HC": [0.0], "AD": [0.5, 1.0], "other": [0.5, 0.0]}
 _LAS = np.diag([-1.0, 1.0, 1.0, 1.0])
+# Structural contrasts as piecewise-linear functions of the template's T1w intensity in the
+# brain (CSF ~0.25, grey matter ~0.62, white matter ~0.87), and the skull-like shell's three
+# layers (CSF gap, bone, scalp) in each contrast. None: the template's own intensities.
+CONTRASTS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "T1w": None,
+    "T2w": ((0.0, 0.3, 0.62, 0.87, 1.0), (1.0, 0.95, 0.65, 0.4, 0.35)),
+    "FLAIR": ((0.0, 0.3, 0.62, 0.87, 1.0), (0.1, 0.15, 0.85, 0.6, 0.55)),
+}
+SHELL_LAYERS = {"T1w": (0.12, 0.04, 0.75), "T2w": (0.9, 0.03, 0.55), "FLAIR": (0.12, 0.03, 0.7)}
+SIDECARS = {"T1w": {"RepetitionTime": 2.4, "EchoTime": 0.00316, "InversionTime": 1.0},
+            "T2w": {"RepetitionTime": 3.2, "EchoTime": 0.408},
+            "FLAIR": {"RepetitionTime": 4.8, "EchoTime": 0.441, "InversionTime": 1.65}}
 
 
 @dataclass(frozen=True)
 class _Template:
-    """MNI head assets on a padded 2 mm grid: affine (4, 4), intensity/brain/gm/csf (X, Y, Z)."""
+    """MNI head assets on a padded 2 mm grid: affine (4, 4), intensity/brain/gm/csf (X, Y, Z);
+    layers: 0 brain, 1 CSF gap, 2 bone, 3 scalp, 4 air (X, Y, Z) int."""
 
     affine: np.ndarray
     t1: np.ndarray
     brain: np.ndarray
     gm: np.ndarray
     ventricles: np.ndarray
-    shell: np.ndarray
+    layers: np.ndarray
     head: np.ndarray
 
 
@@ -78,12 +101,15 @@ class _Options:
 
 @dataclass(frozen=True)
 class _Session:
+    """One MR session: its structural images (suffixes) and BOLD runs (0: none)."""
+
     subject: str
     session: str
     days: int
     group: str
     bold_runs: int
     header_tr_ms: bool
+    structural: tuple[str, ...] = ("T1w", "T2w")
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,8 +128,8 @@ def _template(pad: int = 10) -> _Template:
     central = (np.abs(mm[..., 0]) < 25) & (mm[..., 1] > -45) & (mm[..., 1] < 20) & (mm[..., 2] > 0) & (mm[..., 2] < 30)
     ventricles = brain & central & (t1 < 0.3)
     distance = ndimage.distance_transform_edt(~brain, sampling=2.0)
-    shell = np.select([brain, distance <= 3, distance <= 9, distance <= 15], [0.0, 0.12, 0.04, 0.75], 0.0).astype(np.float32)
-    return _Template(affine, t1 * brain, brain, gm, ventricles, shell, distance <= 15)
+    layers = np.select([brain, distance <= 3, distance <= 9, distance <= 15], [0, 1, 2, 3], 4).astype(np.int8)
+    return _Template(affine, t1 * brain, brain, gm, ventricles, layers, distance <= 15)
 
 
 def _voxel_mm(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -152,14 +178,18 @@ def _sample(volume: np.ndarray, volume_affine: np.ndarray, world_from_mni: np.nd
                                     output_shape=tuple(shape), order=order, mode="constant", cval=0.0)
 
 
-def _head_in_mni(template: _Template, group: str, rng: np.random.Generator) -> np.ndarray:
-    """T1w intensities (0..1) of a head in MNI space; AD gets darker grey matter and larger ventricles."""
+def _head_in_mni(template: _Template, group: str, rng: np.random.Generator, contrast: str = "T1w") -> np.ndarray:
+    """Intensities (0..1) of a head in MNI space in ``contrast`` (a key of CONTRASTS); AD
+    gets darker T1w grey matter and larger ventricles, which every contrast then shows."""
     t1 = template.t1.copy()
     if group == "AD":
         t1[template.gm] *= rng.uniform(0.88, 0.92)
         grown = ndimage.binary_dilation(template.ventricles) & template.brain
         t1[grown] = np.minimum(t1[grown], 0.15)
-    return t1 + template.shell
+    mapping = CONTRASTS[contrast]
+    brain = t1 if mapping is None else np.interp(t1, *mapping).astype(np.float32) * template.brain
+    shell = np.choose(template.layers, (0.0, *SHELL_LAYERS[contrast], 0.0)).astype(np.float32)
+    return brain + shell
 
 
 def _bias_field(shape: Sequence[int], rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
@@ -172,10 +202,12 @@ def _bias_field(shape: Sequence[int], rng: np.random.Generator, strength: float 
     return np.exp(strength * log_field / (np.abs(log_field).max() + 1e-6))
 
 
-def _t1_image(template: _Template, group: str, world_from_mni: np.ndarray, rng: np.random.Generator) -> nib.Nifti1Image:
-    """Native-space T1w (int16, LAS, 2 mm) of one session."""
+def _t1_image(template: _Template, group: str, world_from_mni: np.ndarray, rng: np.random.Generator,
+              contrast: str = "T1w") -> nib.Nifti1Image:
+    """Native-space structural image (int16, LAS, 2 mm) of one session, in ``contrast``
+    (T1w, T2w or FLAIR)."""
     grid_affine, shape = _native_grid(world_from_mni, template.head, template.affine, 2.0, 4.0)
-    head = _sample(_head_in_mni(template, group, rng), template.affine, world_from_mni, grid_affine, shape, order=1)
+    head = _sample(_head_in_mni(template, group, rng, contrast), template.affine, world_from_mni, grid_affine, shape, order=1)
     head *= _bias_field(shape, rng)
     sigma = 0.015
     noisy = np.hypot(head + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))  # Rician magnitude
@@ -247,16 +279,20 @@ def _group_list(n_subjects: int, groups: Sequence[str], proportions: Sequence[fl
 
 
 def _plan(n_subjects: int, groups: Sequence[str], proportions: Sequence[float], rng: np.random.Generator) -> list[_Session]:
-    """Sessions of every subject. Subjects 2, 8, 14, ... have a second session ~2-3 years later,
-    4, 10, 16, ... two BOLD runs, 6, 12, 18, ... their header TR in ms (the sidecar in s)."""
+    """Sessions of every subject (numbered from 1). Subjects 2, 8, 14, ... have a second
+    session ~2-3 years later, 4, 10, 16, ... two BOLD runs, 6, 12, 18, ... their header TR
+    in ms (the sidecar in s); subjects 1, 3, 5, ... a FLAIR besides T1w and T2w. Single
+    modality: subjects 3, 9, 15, ... have no BOLD run, 5, 11, 17, ... no structural image."""
     sessions = []
     for i, group in enumerate(_group_list(n_subjects, groups, proportions, rng)):
         subject = f"OAS3{i + 1:04d}"
         days = [int(rng.integers(0, 400))]
         if i % 6 == 1:
             days.append(days[0] + int(rng.integers(700, 1100)))
-        for j, day in enumerate(days):
-            sessions.append(_Session(subject, f"d{day:04d}", day, group, 2 if i % 6 == 3 else 1, i % 6 == 5))
+        structural = () if i % 6 == 4 else ("T1w", "T2w", "FLAIR") if i % 2 == 0 else ("T1w", "T2w")
+        bold_runs = 0 if i % 6 == 2 else 2 if i % 6 == 3 else 1
+        for day in days:
+            sessions.append(_Session(subject, f"d{day:04d}", day, group, bold_runs, i % 6 == 5, structural))
     return sessions
 
 
@@ -328,9 +364,10 @@ def make_synthetic_bids(
     return out_dir
 
 
-# subject, defect, the step that must exclude it (discover | clinical | falff | header), its reason's key words
+# subject, defect, the step that must exclude it (discover | clinical | falff | header), its reason's key words.
+# A defective scan makes only that modality absent: the subject's other scan stays a sample.
 BAD_INPUTS = (
-    ("OAS39901", "no_bold", "discover", "no BOLD run"),
+    ("OAS39901", "other_task_only", "discover", "no usable scan"),
     ("OAS39902", "short_bold", "falff", "too few volumes"),
     ("OAS39903", "truncated_bold", "falff", "corrupt NIfTI"),
     ("OAS39904", "bold_3d", "falff", "expected a 4D BOLD series"),
@@ -342,7 +379,8 @@ BAD_INPUTS = (
 
 
 def _write_bad_inputs(root: Path, template: _Template, options: _Options, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write the BAD_INPUTS subjects (HC heads, one session each); return their visits and participants."""
+    """Write the BAD_INPUTS subjects (HC heads, one session each, a T1w and a BOLD run; the
+    other_task_only subject a task-nback BOLD run only); return their visits and participants."""
     short = replace(options, n_volumes=40)  # < 46 volumes after dummies
     small = replace(options, n_volumes=60)  # valid, just smaller files
     visits, participants, listing = [], [], []
@@ -350,22 +388,23 @@ def _write_bad_inputs(root: Path, template: _Template, options: _Options, rng: n
         day = 2500 if defect == "no_visit" else 100
         prefix, folder = f"sub-{subject}_ses-d{day:04d}", root / f"sub-{subject}" / f"ses-d{day:04d}"
         world_from_mni, _ = random_world_from_mni(rng)
-        t1 = _t1_image(template, "HC", world_from_mni, rng)
-        _save_gz(_bad_header(t1, defect), folder / "anat" / f"{prefix}_run-01_T1w.nii.gz", options.compresslevel)
-        bold_path = folder / "func" / f"{prefix}_task-rest_run-01_bold.nii.gz"
-        if defect != "no_bold":
-            bold = _bold_image(template, "HC", world_from_mni, short if defect == "short_bold" else small, False, rng)
-            if defect == "bold_3d":
-                bold = nib.Nifti1Image(np.asanyarray(bold.dataobj)[..., -1], bold.affine)
-            _save_gz(bold, bold_path, options.compresslevel)
-            if defect == "truncated_bold":
-                bold_path.write_bytes(bold_path.read_bytes()[: bold_path.stat().st_size // 2])
-            sidecar_tr = 2.0 if defect == "tr_mismatch" else options.tr
-            _write_json(bold_path.with_name(bold_path.name.replace(".nii.gz", ".json")), {"RepetitionTime": sidecar_tr, "TaskName": "rest"})
+        if defect != "other_task_only":
+            t1 = _t1_image(template, "HC", world_from_mni, rng)
+            _save_gz(_bad_header(t1, defect), folder / "anat" / f"{prefix}_run-01_T1w.nii.gz", options.compresslevel)
+        task = "nback" if defect == "other_task_only" else "rest"
+        bold_path = folder / "func" / f"{prefix}_task-{task}_run-01_bold.nii.gz"
+        bold = _bold_image(template, "HC", world_from_mni, short if defect == "short_bold" else small, False, rng)
+        if defect == "bold_3d":
+            bold = nib.Nifti1Image(np.asanyarray(bold.dataobj)[..., -1], bold.affine)
+        _save_gz(bold, bold_path, options.compresslevel)
+        if defect == "truncated_bold":
+            bold_path.write_bytes(bold_path.read_bytes()[: bold_path.stat().st_size // 2])
+        sidecar_tr = 2.0 if defect == "tr_mismatch" else options.tr
+        _write_json(bold_path.with_name(bold_path.name.replace(".nii.gz", ".json")), {"RepetitionTime": sidecar_tr, "TaskName": task})
         t1_path = folder / "anat" / f"{prefix}_run-01_T1w.nii.gz"
-        defective = t1_path if step == "header" else bold_path if defect != "no_bold" else None  # the file to exclude
+        defective = t1_path if step == "header" else bold_path  # the file to exclude
         listing.append({"subject": subject, "session": f"d{day:04d}", "defect": defect, "excluded_by": step, "reason_contains": reason,
-                        "path": str(defective.relative_to(root)) if defective else ""})
+                        "path": str(defective.relative_to(root))})
         participants.append({"participant_id": f"sub-{subject}", "sex": "F", "age": 70.0, "group": "HC"})
         for visit_day in (0, 100):
             visits.append({"OASISID": subject, "OASIS_session_label": f"{subject}_UDSb4_d{visit_day:04d}", "days_to_visit": visit_day,
@@ -404,13 +443,17 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def _write_session(root: Path, template: _Template, s: _Session, options: _Options, rng: np.random.Generator) -> dict:
-    """Write one session's T1w, BOLD run(s), sidecars and ground truth; return its truth row."""
+    """Write one session's structural images, BOLD run(s), sidecars and ground truth; return its truth row."""
     world_from_mni, params = random_world_from_mni(rng)
     prefix = f"sub-{s.subject}_ses-{s.session}"
     folder = root / f"sub-{s.subject}" / f"ses-{s.session}"
-    t1 = _t1_image(template, s.group, world_from_mni, rng)
-    _save_gz(t1, folder / "anat" / f"{prefix}_run-01_T1w.nii.gz", options.compresslevel)
-    _write_json(folder / "anat" / f"{prefix}_run-01_T1w.json", {"RepetitionTime": 2.4, "EchoTime": 0.00316, "InversionTime": 1.0})
+    t1_affine = ""
+    for suffix in s.structural:
+        image = _t1_image(template, s.group, world_from_mni, rng, suffix)
+        _save_gz(image, folder / "anat" / f"{prefix}_run-01_{suffix}.nii.gz", options.compresslevel)
+        _write_json(folder / "anat" / f"{prefix}_run-01_{suffix}.json", SIDECARS[suffix])
+        if suffix == "T1w":
+            t1_affine = json.dumps(np.round(image.affine, 6).tolist())
     for run in range(1, s.bold_runs + 1):
         bold = _bold_image(template, s.group, world_from_mni, options, s.header_tr_ms, rng)
         _save_gz(bold, folder / "func" / f"{prefix}_task-rest_run-{run:02d}_bold.nii.gz", options.compresslevel)
@@ -419,5 +462,6 @@ def _write_session(root: Path, template: _Template, s: _Session, options: _Optio
     truth_dir = root / "derivatives" / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     np.savetxt(truth_dir / f"{prefix}_T1w_affine.txt", world_from_mni, fmt="%.10f")
-    return {"subject": s.subject, "session": s.session, "group": s.group, "bold_runs": s.bold_runs, **params,
-            "t1_header_affine": json.dumps(np.round(t1.affine, 6).tolist())}
+    written = {suffix: int(suffix in s.structural) for suffix in CONTRASTS}
+    return {"subject": s.subject, "session": s.session, "group": s.group, **written, "bold_runs": s.bold_runs, **params,
+            "t1_header_affine": t1_affine}

@@ -1,0 +1,305 @@
+"""Brain maps (mmssl.maps): Integrated Gradients is complete and exact where it can be, the
+decision is the logistic regression it claims to be, the maps land on the MNI grid, a
+sample lacking a source is never read, link maps equal the training critic's scores, a
+supervised encoder's attribution falls in the region the known-answer benchmark planted,
+and the workflow plans the maps for MRI datasets only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from mmssl.data.known_mri import (ATROPHY_REGION, FALFF_REGION, FALFF_SPECIFIC_REGION, T1_SPECIFIC_REGION,
+                                  build_known_mri_store, region_mask)
+from mmssl.data.splits import SplitSettings, make_splits, read_split, subjects_table
+from mmssl.data.store import present_column, read_store, write_store
+from mmssl.evaluate.embed import embed
+from mmssl.io import write_tsv
+from mmssl.maps.attribution import Decision, VolumeLogit, fit_decision, integrated_gradients
+from mmssl.maps.links import critic_scores, has_links, upsample_locations
+from mmssl.maps.pipeline import run_maps
+from mmssl.maps.volumes import map_grid
+from mmssl.objectives import build_method
+from mmssl.objectives.base import ModelSettings
+from mmssl.preprocess.spatial import GridSettings, mni_grid
+from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.train.loop import train
+from mmssl.types import SourceSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from dryrun import job_counts  # noqa: E402
+
+GRID = {"voxel_mm": 6.0, "size": 32}  # the 32^3 known-answer benchmark: 192 mm / 32
+CLASSES = ["HC", "AD"]
+TINY = {"width": 4, "latent": 16}
+# a strong, clean disease effect: the planted regions should be found by a few epochs
+KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.3, noise=0.2)
+
+
+def attribution_of(folder: Path, source: str) -> dict[str, Path]:
+    stem = folder / f"{source}_desc-attribution_map"
+    return {"nii": Path(f"{stem}.nii.gz"), "json": Path(f"{stem}.json"), "png": Path(f"{stem}.png")}
+
+
+def untrained(method: str, store_dir: Path, path: Path) -> Path:
+    """model.pt of an untrained ``method`` on the store's sources (as `mmssl train` writes it)."""
+    store = read_store(store_dir)
+    settings = ModelSettings.from_config(TINY)
+    model = build_method(method, store.sources, settings)
+    meta = model_meta(method, 0, "ok", 0, [asdict(s) for s in store.sources], asdict(settings), {}, "cpu")
+    meta["selected_epoch"] = 0
+    return save_model(path, meta, model.state_dict())
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    """The known-answer store, fold 0 of 4 folds, and an untrained (random) model's latents."""
+    root = tmp_path_factory.mktemp("known")
+    store = build_known_mri_store(root / "store", **KNOWN)
+    folds = SplitSettings.from_config({"n_folds": 4, "test": "fold"})
+    split = make_splits(subjects_table(read_store(store).index), folds)[0]
+    write_tsv(split, root / "split.tsv")
+    model = untrained("random", store, root / "random" / "model.pt")
+    embed(store, root / "split.tsv", model, root / "random" / "latents.npz", device="cpu")
+    return root
+
+
+# ---- Integrated Gradients and the decision -------------------------------------------
+
+def test_integrated_gradients_of_a_linear_function_is_input_times_weight():
+    """f(x) = sum(w * x): every path gradient is w, so the attribution is exactly w * x."""
+    w = torch.randn(1, 5, 6)
+
+    class Linear(nn.Module):
+        def forward(self, x):
+            return (x * w).flatten(1).sum(1)
+
+    x = torch.randn(3, 1, 5, 6)
+    attr, delta = integrated_gradients(Linear(), x, steps=8, batch_size=16)
+    assert torch.allclose(attr, x * w, atol=1e-5)
+    assert delta.abs().max() < 1e-4
+
+
+def test_integrated_gradients_is_complete_through_an_encoder():
+    """sum of attributions = logit(x) - logit(0), up to the quadrature error."""
+    torch.manual_seed(1)
+    model = build_method("random", [SourceSpec("T1w", 1, 16, 3)], ModelSettings.from_config(TINY))
+    forward = VolumeLogit(model.encoders["T1w"], Decision(weight=np.random.default_rng(0).standard_normal(16), bias=0.3,
+                                                          fit_auc=0.5))
+    x = torch.randn(2, 1, 16, 16, 16)
+    attr, _ = integrated_gradients(forward, x, steps=64, batch_size=64)
+    with torch.no_grad():
+        gap = forward(x) - forward(torch.zeros_like(x))
+    total = attr.flatten(1).sum(1)
+    assert torch.allclose(total, gap, rtol=0.02, atol=1e-3), (total, gap)
+    assert gap.abs().min() > 1e-3  # not a vacuous 0 = 0
+
+
+def test_the_decision_is_the_standardised_logistic_regression():
+    rng = np.random.default_rng(0)
+    z = rng.normal(5.0, [1.0, 10.0, 0.1], size=(200, 3))
+    y = (z[:, 0] - 5 + 0.05 * (z[:, 1] - 5) + rng.normal(0, 0.5, 200)) > 0
+    decision = fit_decision(z, y, C=0.5)
+    scaler = StandardScaler().fit(z)
+    reference = LogisticRegression(C=0.5, class_weight="balanced", max_iter=2000).fit(scaler.transform(z), y)
+    assert np.allclose(decision.logits(z), reference.decision_function(scaler.transform(z)), atol=1e-6)
+    assert decision.fit_auc > 0.8
+    with pytest.raises(ValueError, match="both classes"):
+        fit_decision(z, np.ones(200, bool), C=1.0)
+
+
+def test_the_maps_settings_come_from_the_schema_and_a_typo_is_named():
+    from mmssl.config import validate
+    from mmssl.maps.settings import MapsSettings
+    from mmssl.schema import ConfigError
+
+    assert MapsSettings.from_config({}) == MapsSettings(enabled=True, C=1.0, steps=32, batch_size=64)
+    config = validate({"datasets": {"known": {"kind": "synthetic_mri"}, "oasis": {"kind": "bids_mri"}}})
+    defaults = asdict(MapsSettings.from_config({}))
+    assert config["datasets"]["known"]["maps"] == config["datasets"]["oasis"]["maps"] == defaults
+    with pytest.raises(ConfigError, match="maps.*stepz"):
+        validate({"datasets": {"known": {"kind": "synthetic_mri", "maps": {"stepz": 8}}}})
+    with pytest.raises(ConfigError, match="maps"):  # the digits have no maps
+        validate({"datasets": {"digits": {"kind": "two_view_mnist", "maps": {"enabled": True}}}})
+
+
+# ---- link maps -----------------------------------------------------------------------
+
+def test_methods_with_links():
+    assert has_links("L-CL") and has_links("CS") and has_links("CL-CS-S") and has_links("CS@dcl")
+    assert not any(has_links(m) for m in ("S", "L", "L-S", "random", "supervised", "L-CCA", "DCCAE"))
+
+
+def test_an_upsampled_location_lands_on_the_block_it_summarises():
+    """Location (i, j, k) of the 8^3 map of a 32^3 volume summarises voxels 4i..4i+3."""
+    scores = torch.zeros(8, 8, 8)
+    scores[2, 5, 7] = 1.0
+    up = upsample_locations(scores, (32, 32, 32))
+    peak = np.unravel_index(int(up.argmax()), up.shape)
+    assert 8 <= peak[0] < 12 and 20 <= peak[1] < 24 and 28 <= peak[2] < 32
+    assert torch.isclose(up.sum(), torch.tensor(64.0), rtol=1e-4)  # trilinear: each location's mass is its block's
+
+
+def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
+    """The NIfTI equals an independent computation through ContrastiveMethod.project: the
+    critic u_c . u_z / sqrt(D) of T1w's locations with fALFF's latent, mean over the test
+    subjects, trilinear on the grid, zero outside the brain."""
+    model_path = untrained("L-CL", known / "store", tmp_path / "model.pt")
+    embed(known / "store", known / "split.tsv", model_path, tmp_path / "latents.npz", device="cpu")
+    out = tmp_path / "T1w_desc-links_map.nii.gz"
+    info = run_maps(known / "store", tmp_path / "latents.npz", model_path, "T1w", CLASSES, GRID, {}, links=out,
+                    device="cpu")["links"]
+    from mmssl.train.checkpoint import load_model
+
+    model, _ = load_model(model_path)
+    store = read_store(known / "store")
+    with np.load(tmp_path / "latents.npz") as f:
+        test = np.flatnonzero(f["split"] == "test")
+        rows = store.index.set_index("sample").loc[f["sample"][test], "row"].to_numpy()
+    x = {s: torch.as_tensor(np.asarray(store.arrays[s][np.sort(rows)], np.float32)) for s in store.source_names}
+    with torch.no_grad():
+        proj = model.project(x)
+    expected = upsample_locations(critic_scores(proj["T1w"].u_c, proj["fALFF"].u_z).mean(0).reshape(8, 8, 8),
+                                  (32, 32, 32)).numpy()
+    brain = np.abs(x["T1w"].numpy()).sum((0, 1)) > 0
+    img = nib.load(out)
+    got = img.get_fdata()
+    assert info["pairs"]["fALFF"]["n"] == len(test) and info["others"] == ["fALFF"]
+    assert np.allclose(got[brain], expected[brain], atol=1e-4 * np.abs(expected).max())
+    assert not got[~brain].any() and np.allclose(img.affine, mni_grid(GridSettings(**GRID)).affine)
+    assert json.loads((tmp_path / "T1w_desc-links_map.json").read_text())["pairs"]["fALFF"]["n"] == len(test)
+
+
+# ---- attribution maps: files, grid, rows ---------------------------------------------
+
+def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path):
+    files = attribution_of(tmp_path, "T1w")
+    run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
+             {"steps": 8}, attribution=files["nii"], figure=files["png"], device="cpu")
+    img = nib.load(files["nii"])
+    grid = mni_grid(GridSettings(voxel_mm=6.0, size=32))
+    assert img.shape == grid.shape and np.allclose(img.affine, grid.affine) and img.get_data_dtype() == np.float32
+    assert img.header["descrip"].item().startswith(b"IG AD-HC random fold 0 T1w")
+    volume = img.get_fdata()
+    brain = np.abs(np.asarray(read_store(known / "store").arrays["T1w"][:5], np.float32)).sum((0, 1)) > 0
+    assert np.isfinite(volume).all() and volume[brain].std() > 0 and not volume[~brain].any()  # zero input: zero IG
+    side = json.loads(files["json"].read_text())
+    with np.load(known / "random" / "latents.npz") as f:
+        test_labels = f["label"][f["split"] == "test"]
+    assert [side["n_negative"], side["n_positive"]] == [int((test_labels == c).sum()) for c in CLASSES]
+    assert side["ig_completeness_error"] < 0.1 and side["logit_check_max_abs_diff"] < 1e-3
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="grid"):
+        map_grid({"voxel_mm": 3.0, "size": 64}, (32, 32, 32))
+
+
+def test_only_subjects_having_the_source_are_attributed(known, tmp_path):
+    """A store where half the subjects lack fALFF, with NaN planted in their (never to be
+    read) rows: the map is finite, and counts exactly the test subjects having fALFF."""
+    store = read_store(known / "store", mmap=False)
+    index = store.index.drop(columns="row")
+    lacking = np.random.default_rng(0).random(len(index)) < 0.5
+    index[present_column("fALFF")] = (~lacking).astype(int)
+    arrays = {s: store.arrays[s].copy() for s in store.source_names}
+    arrays["fALFF"][lacking] = 0
+    write_store(tmp_path / "store", index, arrays, store.sources)
+    planted = np.load(tmp_path / "store" / "fALFF.npy", mmap_mode="r+")
+    planted[lacking] = np.nan  # write_store refuses it; a reader of absent rows would now see NaN
+    planted.flush()
+    del planted
+    model = untrained("random", tmp_path / "store", tmp_path / "model.pt")
+    embed(tmp_path / "store", known / "split.tsv", model, tmp_path / "latents.npz", device="cpu")
+    files = attribution_of(tmp_path, "fALFF")
+    info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID, {"steps": 8},
+                    attribution=files["nii"], device="cpu")["attribution"]
+    split = read_split(known / "split.tsv")
+    test = set(split.loc[split["split"] == "test", "subject"])
+    having = index[index["subject"].isin(test) & ~lacking]
+    assert info["n_negative"] + info["n_positive"] == len(having) < len(test)
+    assert info["n_positive"] == int((having["label"] == "AD").sum())
+    fit = set(split.loc[split["split"].isin(["train", "val"]), "subject"])
+    assert info["n_fit"] == int((index["subject"].isin(fit) & ~lacking).sum())
+    assert np.isfinite(nib.load(files["nii"]).get_fdata()).all()
+
+
+def test_a_diverged_run_gives_nan_maps_that_say_why(known, tmp_path):
+    store = read_store(known / "store")
+    meta = model_meta("L-CL", 0, "diverged", 3, [asdict(s) for s in store.sources],
+                      asdict(ModelSettings.from_config(TINY)), {}, "cpu")
+    save_model(tmp_path / "model.pt", meta, None)
+    embed(known / "store", known / "split.tsv", tmp_path / "model.pt", tmp_path / "latents.npz", device="cpu")
+    files = attribution_of(tmp_path, "T1w")
+    run_maps(known / "store", tmp_path / "latents.npz", tmp_path / "model.pt", "T1w", CLASSES, GRID, {},
+             attribution=files["nii"], figure=files["png"], links=tmp_path / "links.nii.gz", device="cpu")
+    for nifti in (files["nii"], tmp_path / "links.nii.gz"):
+        assert np.isnan(nib.load(nifti).get_fdata()).all()
+    assert "diverged" in json.loads(files["json"].read_text())["note"] and files["png"].stat().st_size > 0
+
+
+# ---- the known answer ----------------------------------------------------------------
+
+def enrichment(volume: np.ndarray, brain: np.ndarray, region: tuple) -> float:
+    """Share of the map's |value| inside ``region`` over the region's share of the brain."""
+    grid = mni_grid(GridSettings(**GRID))
+    inside = (region_mask(grid.affine, grid.shape, *region) > 0.5) & brain
+    mass = np.abs(volume)
+    return float(mass[inside].sum() / mass[brain].sum()) / float(inside.sum() / brain.sum())
+
+
+def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, tmp_path):
+    """The disease lowers T1w in a left medial temporal sphere and fALFF in a posterior
+    cingulate one; a supervised encoder's AD-vs-HC attribution should concentrate there,
+    not in the frontal (T1w) / parietal (fALFF) spheres of the factors unrelated to the label."""
+    run = tmp_path / "supervised"
+    train(known / "store", known / "split.tsv", "supervised", 0, run / "model.pt", run / "metrics.tsv",
+          {"epochs": 5, "batch_size": 16, "device": "cpu"}, TINY)
+    embed(known / "store", known / "split.tsv", run / "model.pt", run / "latents.npz", device="cpu")
+    store = read_store(known / "store")
+    for source, planted, unrelated in (("T1w", ATROPHY_REGION, T1_SPECIFIC_REGION),
+                                       ("fALFF", FALFF_REGION, FALFF_SPECIFIC_REGION)):
+        files = attribution_of(run, source)
+        info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID, {"steps": 16},
+                        attribution=files["nii"], device="cpu")["attribution"]
+        volume = nib.load(files["nii"]).get_fdata()
+        brain = np.abs(np.asarray(store.arrays[source][:10], np.float32)).sum((0, 1)) > 0
+        hot, cold = enrichment(volume, brain, planted), enrichment(volume, brain, unrelated)
+        assert info["test_roc_auc"] > 0.8, info  # the decision the map explains works
+        assert hot > 4.0 and hot > 3.0 * cold, (source, hot, cold)
+
+
+# ---- the workflow --------------------------------------------------------------------
+
+def dry_run(tmp_path: Path, text: str) -> dict[str, int]:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "1", f"--configfile={config}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return job_counts(proc.stdout)
+
+
+def test_maps_are_planned_for_mri_datasets_and_not_for_digits(tmp_path):
+    counts = dry_run(tmp_path, "methods: [random, S, L-CL]\ndatasets:\n  known:\n    kind: synthetic_mri\n"
+                     "    n_subjects: 100\n    splits: {n_folds: 5, test: fold}\n    folds: [0, 1]\n"
+                     "  digits: {kind: two_view_mnist, folds: [0]}\n")
+    assert counts["maps"] == 3 * 2 * 2  # methods x folds x sources, the digits none
+    assert counts["maps_links"] == 1 * 2 * 2  # L-CL only
+    assert counts["train"] == 3 * 2 + 3  # the digits still train
+    off = dry_run(tmp_path, "methods: [random, L-CL]\ndatasets:\n  known:\n    kind: synthetic_mri\n"
+                  "    n_subjects: 100\n    folds: [0]\n    maps: {enabled: false}\n")
+    assert "maps" not in off and "maps_links" not in off and off["train"] == 2

@@ -1,0 +1,241 @@
+"""File-in/file-out entry point of the ``maps`` and ``maps_links`` rules: the maps of one
+source of one (method, fold), with a JSON sidecar each.
+
+Rows. The latents file (:mod:`mmssl.evaluate.latents`) says which samples each analysis
+uses; the maps take the same ones, so they explain the representation the probe scores:
+the decision is fitted on the ``use__<source>`` rows of the train and val splits, the
+attribution is of its ``use__<source>`` test rows, and the links of source a with b use the
+``use__<a>~<b>`` test rows (samples having both). A subject counts once (its first such
+row); rows whose label is not one of ``classes`` are left out of the decision and the
+attribution. A sample lacking a source is never read: only rows the latents mark as
+having it are taken from the store (its array rows there are zeros, not data). Before
+attributing, each test volume's logit through the encoder is checked against the logit
+of its z in the latents file, which catches a store row read for the wrong sample.
+
+Attribution map (``{source}_desc-attribution_map.nii.gz``): the mean Integrated-Gradients
+attribution of the AD (``classes[1]``) test subjects minus that of the HC (``classes[0]``)
+test subjects (:mod:`mmssl.maps.attribution`). With the zero baseline, a subject's
+attribution also holds what every brain has (the anatomy of the z-normalised template,
+which any encoder responds to); the group difference cancels it and keeps where the
+decision treats AD and HC brains differently. Positive: voxels that push AD subjects
+towards AD more than HC subjects.
+
+A map that cannot be made (a diverged run; a class without subjects in train+val or
+test) is written as NaN everywhere, and its sidecar and figure say why, so the rest of the
+grid goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmssl.data.store import read_store
+from mmssl.evaluate.embed import first_per_subject
+from mmssl.evaluate.latents import latents_status, load_latents, pair_name, source_pairs
+from mmssl.io import write_json
+from mmssl.maps.attribution import VolumeLogit, attribute_groups, fit_decision
+from mmssl.maps.figures import plot_map
+from mmssl.maps.links import critic_scores, latent_embedding, local_embeddings, upsample_locations
+from mmssl.maps.settings import MapsSettings
+from mmssl.maps.volumes import brain_support, json_ready, map_grid, save_map, sidecar_path
+from mmssl.models.encoders import LOCAL_SIDE
+from mmssl.preprocess.spatial import Grid
+from mmssl.train.checkpoint import load_model
+from mmssl.train.loop import select_device
+
+log = logging.getLogger(__name__)
+
+FIT_SPLITS = ("train", "val")
+MAP_SPLIT = "test"
+# a logit recomputed from the store may differ from the latents' by float noise (another
+# batch composition, TF32 convolutions on a GPU), never by more than this share
+LOGIT_TOLERANCE = 0.02
+
+
+class NoMap(Exception):
+    """A map that cannot be made for a reason of the data (written as NaN, not a failure)."""
+
+
+def latents_samples(path: Path) -> np.ndarray:
+    """(N,) sample ids of a latents file's rows (``embed`` writes them; the reader of
+    :mod:`mmssl.evaluate.latents` does not return them)."""
+    with np.load(path, allow_pickle=False) as f:
+        if "sample" not in f.files:
+            raise ValueError(f"{path} has no sample ids: remake it with `mmssl embed`")
+        return f["sample"].astype(str)
+
+
+def store_rows(samples: np.ndarray, index_samples: np.ndarray) -> np.ndarray:
+    """(n,) store rows of the latents' ``samples`` (the store's ``sample`` column)."""
+    lookup = {s: i for i, s in enumerate(index_samples.astype(str))}
+    missing = [s for s in samples.astype(str) if s not in lookup]
+    if missing:
+        raise ValueError(f"{len(missing)} samples of the latents are not in the store, e.g. {missing[:3]}: the "
+                         "latents were made from another store")
+    return np.array([lookup[s] for s in samples.astype(str)], dtype=np.int64)
+
+
+def chosen_rows(data: dict[str, Any], use: np.ndarray, splits: tuple[str, ...], keep: np.ndarray) -> np.ndarray:
+    """(R,) latents rows: ``use`` rows in ``splits`` among ``keep``, one per subject (its first)."""
+    mask = use & np.isin(data["split"], splits) & keep
+    return np.flatnonzero(first_per_subject(data["subject"], mask))
+
+
+def read_volumes(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(R, C, *S) float32 volumes of store ``rows`` (sorted reads of a memory map, back in order)."""
+    order = np.argsort(rows)
+    out = np.empty((len(rows), *array.shape[1:]), np.float32)
+    out[order] = np.asarray(array[rows[order]], dtype=np.float32)
+    return out
+
+
+def attribution_map(model: torch.nn.Module, store: Any, data: dict[str, Any], source: str, classes: list[str],
+                    settings: MapsSettings, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+    """(*S) AD-minus-HC mean attribution of ``source`` and its sidecar facts; NoMap when a
+    class lacks subjects."""
+    labels = data["label"].astype(str)
+    keep = np.isin(labels, classes)
+    positive = labels == classes[1]
+    use = data["use"][source]
+    fit = chosen_rows(data, use, FIT_SPLITS, keep)
+    test = chosen_rows(data, use, (MAP_SPLIT,), keep)
+    for name, rows in (("train+val", fit), (MAP_SPLIT, test)):
+        counts = {c: int(np.sum(labels[rows] == c)) for c in classes}
+        if min(counts.values()) < 1:
+            raise NoMap(f"{source}: {name} subjects with the source per class {counts}; the map needs both classes")
+    decision = fit_decision(data["z"][source][fit], positive[fit], settings.C)
+    rows = store_rows(data["sample"][test], store.index["sample"].to_numpy())
+    if not store.present(source)[rows].all():  # the latents' contract; never attribute zeros
+        raise ValueError(f"{source}: the latents mark test rows the store says lack the source")
+    forward = VolumeLogit(model.encoders[source], decision).to(device)
+    volumes = read_volumes(store.arrays[source], rows)
+    acc = attribute_groups(forward, volumes, positive[test], settings.steps, settings.batch_size, device)
+    expected = decision.logits(data["z"][source][test])
+    gap = float(np.max(np.abs(np.asarray(acc.logits) - expected)))
+    if gap > LOGIT_TOLERANCE * (1.0 + float(np.max(np.abs(expected)))):
+        raise ValueError(f"{source}: logits through the encoder differ from those of the latents' z by up to "
+                         f"{gap:.3g}: the store rows, the model and the latents do not belong together")
+    from sklearn.metrics import roc_auc_score
+
+    info = {"n_fit": len(fit), "n_negative": int(acc.counts[0]), "n_positive": int(acc.counts[1]),
+            "fit_roc_auc": decision.fit_auc, "test_roc_auc": float(roc_auc_score(positive[test], expected)),
+            "ig_completeness_error": acc.completeness_error(), "logit_check_max_abs_diff": gap}
+    return acc.difference(), info
+
+
+def links_map(model: torch.nn.Module, store: Any, data: dict[str, Any], source: str, device: torch.device,
+              batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(*S) mean critic score of ``source``'s locations with the other sources' latents, on
+    the volume grid, zero outside the brain; NoMap when no test subject has a pair."""
+    others, total, per_pair = [], None, {}
+    shape = store.arrays[source].shape[2:]
+    support = np.zeros(shape, bool)
+    for a, b in source_pairs(store.source_names):
+        if source not in (a, b):
+            continue
+        other = b if a == source else a
+        test = chosen_rows(data, data["use"][pair_name(a, b)], (MAP_SPLIT,), np.ones(len(data["split"]), bool))
+        if len(test) == 0:
+            per_pair[other] = {"n": 0}
+            continue
+        rows = store_rows(data["sample"][test], store.index["sample"].to_numpy())
+        if not (store.present(source)[rows] & store.present(other)[rows]).all():
+            raise ValueError(f"{source}~{other}: the latents mark test rows the store says lack a source")
+        sums = None
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            xa = torch.as_tensor(read_volumes(store.arrays[source], part), device=device)
+            xb = torch.as_tensor(read_volumes(store.arrays[other], part), device=device)
+            scores = critic_scores(local_embeddings(model, source, xa), latent_embedding(model, other, xb)).sum(0)
+            sums = scores if sums is None else sums + scores
+            support |= brain_support(xa.cpu().numpy())
+        mean = sums / len(rows)  # (M,)
+        per_pair[other] = {"n": len(rows), "mean_score": float(mean.mean())}
+        others.append(other)
+        total = mean if total is None else total + mean
+    if total is None:
+        raise NoMap(f"{source}: no test subject has {source} and another source")
+    located = (total / len(others)).reshape((LOCAL_SIDE,) * len(shape))  # the encoder's side-8 location grid
+    volume = upsample_locations(located, tuple(shape)).cpu().numpy()
+    return np.where(support, volume, 0.0).astype(np.float32), {"others": others, "pairs": per_pair}
+
+
+def write_map(volume: np.ndarray | None, grid: Grid, nifti: Path, info: dict[str, Any], description: str,
+              figure: Path | None = None, title: str = "") -> None:
+    """The NIfTI (NaN everywhere when ``volume`` is None), its sidecar, and the PNG."""
+    note = info.get("note", "")
+    data = np.full(grid.shape, np.nan, np.float32) if volume is None else volume
+    save_map(data, grid, nifti, description)
+    write_json(json_ready(info), sidecar_path(nifti))
+    if figure is not None:
+        plot_map(data, grid, figure, title, note)
+
+
+def run_maps(store_dir: str | Path, latents_npz: str | Path, model_path: str | Path, source: str, classes: list[str],
+             grid: dict[str, Any], settings: dict[str, Any] | None = None, attribution: str | Path | None = None,
+             figure: str | Path | None = None, links: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """Write the requested maps of ``source`` (see the module docstring): ``attribution``
+    (NIfTI; sidecar beside it) with its ``figure`` (PNG), and/or ``links`` (NIfTI; sidecar).
+    classes: [negative, positive] labels (HC, AD); grid: {voxel_mm, size} of the store's
+    volumes; settings: the dataset's ``maps`` section. Returns the sidecars by map name."""
+    if attribution is None and links is None:
+        raise ValueError("nothing to do: give an attribution and/or a links output")
+    if len(classes) != 2:
+        raise ValueError(f"classes must be [negative, positive]; got {classes}")
+    s = MapsSettings.from_config(settings)
+    store = read_store(store_dir)
+    if source not in store.source_names:
+        raise ValueError(f"source {source!r} is not in the store {store_dir} (sources: {store.source_names})")
+    volume_grid = map_grid(grid, tuple(store.arrays[source].shape[2:]))
+    dev = select_device(device)
+    model, meta = load_model(model_path, dev)
+    label = f"{meta['method']} fold {meta['fold']}"
+    base = {"method": meta["method"], "fold": meta["fold"], "source": source, "split": MAP_SPLIT,
+            "epoch": meta.get("selected_epoch"), "status": meta["status"], "space": "MNI152NLin2009aSym",
+            "grid": {"voxel_mm": float(grid["voxel_mm"]), "size": int(grid["size"])}}
+    diverged = model is None or latents_status(Path(latents_npz)) == "diverged"
+    data = None if diverged else {**load_latents(Path(latents_npz)), "sample": latents_samples(Path(latents_npz))}
+    out = {}
+    if attribution is not None:
+        info = {**base, "map": "Integrated Gradients of the decision's logit, mean over positive minus mean over "
+                "negative test subjects", "classes": {"negative": classes[0], "positive": classes[1]},
+                "decision": f"logistic regression on standardised z (L2, C={s.C:g}, balanced), fitted on "
+                            f"{'+'.join(FIT_SPLITS)}", "baseline": "zeros (the z-normalised brain's mean)",
+                "steps": s.steps, "library": "captum IntegratedGradients (gausslegendre)"}
+        volume = None
+        try:
+            if diverged:
+                raise NoMap("training diverged: no weights")
+            volume, found = attribution_map(model, store, data, source, classes, s, dev)
+            info.update(found)
+            log.info("%s %s: attribution of %d %s / %d %s test subjects, decision test ROC AUC %.3f, IG completeness "
+                     "error %.2g", label, source, found["n_positive"], classes[1], found["n_negative"], classes[0],
+                     found["test_roc_auc"], found["ig_completeness_error"])
+        except NoMap as why:
+            info["note"] = str(why)
+            log.warning("%s %s: no attribution map: %s", label, source, why)
+        write_map(volume, volume_grid, Path(attribution), info, f"IG {classes[1]}-{classes[0]} {label} {source}",
+                  Path(figure) if figure is not None else None,
+                  f"{label}: {source} attribution ({classes[1]} - {classes[0]})")
+        out["attribution"] = info
+    if links is not None:
+        info = {**base, "map": "critic u_c . u_z / sqrt(D) of the source's locations with each other source's latent, "
+                "mean over test subjects having both, then over the other sources; trilinear from the location grid; "
+                "0 outside the brain"}
+        volume = None
+        try:
+            if diverged:
+                raise NoMap("training diverged: no weights")
+            volume, found = links_map(model, store, data, source, dev, s.batch_size)
+            info.update(found)
+        except NoMap as why:
+            info["note"] = str(why)
+            log.warning("%s %s: no link map: %s", label, source, why)
+        write_map(volume, volume_grid, Path(links), info, f"links {label} {source}")
+        out["links"] = info
+    return out
