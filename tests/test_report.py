@@ -31,6 +31,17 @@ RUNS: dict[str, dict[int, tuple[float, float, float, float] | None]] = {
 CI = {("C", 0): ((0.55, 0.85), (0.10, 0.40)), ("A", 0): ((0.70, 0.90), (0.40, 0.60))}
 
 
+
+def write_run(root: Path, method: str, fold: int, probe: pd.DataFrame, sim: pd.DataFrame) -> list[Path]:
+    """The probe and similarity tables of one (method, fold), as the rules lay them out."""
+    paths = []
+    for kind, table in (("probe", probe), ("similarity", sim)):
+        path = root / kind / method / f"fold{fold}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, sep="\t", index=False)
+        paths.append(path)
+    return paths
+
 def write_runs(root: Path, runs: dict[str, dict[int, tuple[float, float, float, float] | None]]) -> list[Path]:
     """The probe and similarity TSVs of every run, as the probe / similarity rules write
     them (a diverged run: one row per source or pair, NaN metrics, status 'diverged')."""
@@ -51,11 +62,7 @@ def write_runs(root: Path, runs: dict[str, dict[int, tuple[float, float, float, 
                 sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "n": 50, "epoch": epoch,
                                     "cka": [cka], "svcca": [svcca], "svcca_kept_a": 3, "svcca_kept_b": 3,
                                     "note": [SVCCA_NOTE if np.isnan(svcca) else ""], "status": "ok"})
-            for kind, table in (("probe", probe), ("similarity", sim)):
-                path = root / kind / method / f"fold{fold}.tsv"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                table.to_csv(path, sep="\t", index=False)
-                files.append(path)
+            files += write_run(root, method, fold, probe, sim)
     return files
 
 
@@ -221,11 +228,7 @@ def write_missing_runs(root: Path) -> list[Path]:
             sim = pd.DataFrame({"source_a": ["x"], "source_b": ["y"], "split": "test", "n": 28, "epoch": 3,
                                 "cka": [0.2 + shift + 0.01 * fold], "svcca": [0.1 + shift], "svcca_kept_a": 3,
                                 "svcca_kept_b": 3, "note": "", "status": "ok"})
-            for kind, table in (("probe", probe), ("similarity", sim)):
-                path = root / kind / method / f"fold{fold}.tsv"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                table.to_csv(path, sep="\t", index=False)
-                files.append(path)
+            files += write_run(root, method, fold, probe, sim)
     return files
 
 

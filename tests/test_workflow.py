@@ -405,6 +405,9 @@ def test_tiny_mri_run_two_methods_two_folds_to_the_summary(mri_run):
         has_t1, has_falff = index["has_T1w"].to_numpy().astype(bool), index["has_fALFF"].to_numpy().astype(bool)
         assert (~has_t1).any() and (~has_falff).any() and (has_t1 | has_falff).all()
         assert not np.any(t1[~has_t1]) and not np.any(falff[~has_falff]) and np.all(np.abs(t1[has_t1]).max(axis=(1, 2, 3, 4)) > 0)
+        # metadata for criteria such as y-aware: the age of subjects.tsv reaches the store, per sample
+        subjects = pd.read_csv(res / "subjects.tsv", sep="\t", dtype={"subject": str}).set_index("subject")
+        assert np.allclose(index["age"].to_numpy(float), subjects.loc[index["subject"], "age"].to_numpy(float))
     summary = pd.read_csv(res / "summary.tsv", sep="\t")
     auc = summary[(summary.metric == "roc_auc") & (summary.split == "test")]
     assert set(auc.method) == {"random", "S"} and set(auc.fold) == {0, 1}
