@@ -16,8 +16,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from mmssl.io import atomic_path
 from mmssl.preprocess.spatial import Grid, GridSettings, mni_grid
+from mmssl.preprocess.volumes import save_nifti
 
 
 def map_grid(grid: dict[str, Any], shape: tuple[int, ...]) -> Grid:
@@ -38,12 +38,7 @@ def save_map(volume: np.ndarray, grid: Grid, path: str | Path, description: str 
     value). ``description``: the header's descrip field (80 characters at most)."""
     if volume.shape != grid.shape:
         raise ValueError(f"map of shape {volume.shape} on a grid of shape {grid.shape}")
-    img = nib.Nifti1Image(np.asarray(volume, np.float32), grid.affine)
-    img.header.set_xyzt_units("mm")
-    img.header["descrip"] = description[:79].encode("ascii", "replace")
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return Path(path)
+    return save_nifti(nib.Nifti1Image(np.asarray(volume, np.float32), grid.affine), path, description=description)
 
 
 def sidecar_path(nifti: str | Path) -> Path:

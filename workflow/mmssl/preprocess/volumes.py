@@ -52,10 +52,13 @@ def load_mask(path: str) -> nib.Nifti1Image:
     return nib.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), img.affine)
 
 
-def save_nifti(img: nib.Nifti1Image, path: str | Path, dtype: type = np.float32) -> Path:
-    """``img``'s data as ``dtype`` with its affine (units mm), written atomically."""
+def save_nifti(img: nib.Nifti1Image, path: str | Path, dtype: type = np.float32, description: str = "") -> Path:
+    """``img``'s data as ``dtype`` with its affine (units mm), written atomically;
+    ``description`` goes into the header's descrip field (79 ASCII characters at most)."""
     out = nib.Nifti1Image(np.asarray(img.dataobj).astype(dtype), img.affine)
     out.header.set_xyzt_units("mm")
+    if description:
+        out.header["descrip"] = description[:79].encode("ascii", "replace")
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
     return Path(path)
