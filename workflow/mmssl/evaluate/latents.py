@@ -98,7 +98,8 @@ def save_latents(path: str | Path, sources: list[str], z: dict[str, np.ndarray],
 def load_latents(path: Path) -> dict[str, Any]:
     """Read and validate a latents file. Returns sources (list[str]); z (source -> (N, D)
     float array); present (source -> (N,) bool); use (analysis name -> (N,) bool, see
-    :func:`analyses`); split, label, subject ((N,) arrays)."""
+    :func:`analyses`); split, label, subject ((N,) arrays); sample ((N,) str, None in a file
+    written without sample ids)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"latents file {path} not found")
@@ -135,7 +136,7 @@ def load_latents(path: Path) -> dict[str, Any]:
         if lacking.any():  # the contract every reader relies on: never a row without the data
             raise ValueError(f"{path}: {use_key(name)} takes {int(lacking.sum())} rows lacking one of {list(needs)}")
     return {"sources": sources, "z": z, "present": present, "use": use, "split": split, "label": data["label"],
-            "subject": data["subject"].astype(str)}
+            "subject": data["subject"].astype(str), "sample": data["sample"].astype(str) if "sample" in data else None}
 
 
 def masks_of(data: dict[str, np.ndarray], key: str, n: int, path: Path) -> np.ndarray:

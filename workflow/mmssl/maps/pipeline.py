@@ -61,15 +61,6 @@ class NoMap(Exception):
     """A map that cannot be made for a reason of the data (written as NaN, not a failure)."""
 
 
-def latents_samples(path: Path) -> np.ndarray:
-    """(N,) sample ids of a latents file's rows (``embed`` writes them; the reader of
-    :mod:`mmssl.evaluate.latents` does not return them)."""
-    with np.load(path, allow_pickle=False) as f:
-        if "sample" not in f.files:
-            raise ValueError(f"{path} has no sample ids: remake it with `mmssl embed`")
-        return f["sample"].astype(str)
-
-
 def store_rows(samples: np.ndarray, index_samples: np.ndarray) -> np.ndarray:
     """(n,) store rows of the latents' ``samples`` (the store's ``sample`` column)."""
     lookup = {s: i for i, s in enumerate(index_samples.astype(str))}
@@ -199,7 +190,9 @@ def run_maps(store_dir: str | Path, latents_npz: str | Path, model_path: str | P
             "epoch": meta.get("selected_epoch"), "status": meta["status"], "space": "MNI152NLin2009aSym",
             "grid": {"voxel_mm": float(grid["voxel_mm"]), "size": int(grid["size"])}}
     diverged = model is None or latents_status(Path(latents_npz)) == "diverged"
-    data = None if diverged else {**load_latents(Path(latents_npz)), "sample": latents_samples(Path(latents_npz))}
+    data = None if diverged else load_latents(Path(latents_npz))
+    if data is not None and data["sample"] is None:
+        raise ValueError(f"{latents_npz} has no sample ids: remake it with `mmssl embed`")
     out = {}
     if attribution is not None:
         info = {**base, "map": "Integrated Gradients of the decision's logit, mean over positive minus mean over "
