@@ -185,10 +185,10 @@ def test_training_on_redrawn_views_sees_new_pairs_each_epoch(tmp_path, monkeypat
         original(self, *args, **kwargs)
         losses = self.model.losses
 
-        def record(xs, y=None):
+        def record(xs, y=None, present=None, meta=None):
             if self.model.training:
                 seen.append(xs["view1"].detach().clone())
-            return losses(xs, y)
+            return losses(xs, y, present, meta)
 
         self.model.losses = record
 

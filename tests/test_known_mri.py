@@ -77,7 +77,7 @@ def test_missing_sources_are_zeros_marked_in_the_index(data, tmp_path):
     assert abs(y[has["fALFF"]].mean() - y[~has["fALFF"]].mean()) < 0.2
     # nobody is left with nothing, even when every source is likely missing
     index, _ = generate(40, 3, 32, **MODEL, missing={"T1w": 0.9, "fALFF": 0.9})
-    assert (index[["has_T1w", "has_fALFF"]].sum(1) >= 1).all()
+    assert (index[["has_T1w", "has_fALFF"]].sum(axis=1) >= 1).all()
     store = read_store(build_known_mri_store(tmp_path / "m", n_subjects=30, seed=1, size=32, **MODEL,
                                              sources=["T1w", "T2w"], missing={"T2w": 0.5}))
     assert store.source_names == ["T1w", "T2w"] and store.has_missing and store.present("T1w").all()

@@ -58,12 +58,13 @@ def test_discovery_reads_the_site_from_bold_sidecars(tmp_path):
     (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
     clinical = tmp_path / "clinical.csv"
     clinical.write_text("OASISID,days_to_visit,age at visit,CDRTOT,dx1,M/F\n" + "\n".join(rows) + "\n")
-    out = {k: tmp_path / f"{k}.tsv" for k in ("subjects", "pairs", "excluded")}
+    out = {k: tmp_path / f"{k}.tsv" for k in ("subjects", "samples", "excluded")}
     code = cli.main(["discover", "--bids-dir", str(bids), "--clinical", str(clinical), "--dataset", "oasis",
                      "--settings-json", '{"site_key": "StationName"}', "--out-subjects", str(out["subjects"]),
-                     "--out-pairs", str(out["pairs"]), "--out-excluded", str(out["excluded"])])
+                     "--sources", "T1w", "fALFF", "--out-samples", str(out["samples"]),
+                     "--out-excluded", str(out["excluded"])])
     assert code == 0
-    pairs = pd.read_csv(out["pairs"], sep="\t", dtype=str)
+    samples = pd.read_csv(out["samples"], sep="\t", dtype=str)
     subjects = pd.read_csv(out["subjects"], sep="\t", dtype=str)
-    assert pairs["site"].tolist() == ["scanner0", "scanner1", "scanner0", "scanner1"]
+    assert samples["site"].tolist() == ["scanner0", "scanner1", "scanner0", "scanner1"]
     assert np.array_equal(subjects.sort_values("subject")["site"], ["scanner0", "scanner1", "scanner0", "scanner1"])

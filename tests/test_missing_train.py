@@ -59,7 +59,7 @@ def test_cross_parts_equal_the_complete_only_batch(name):
     reference = model.losses(complete)
     for part in ("CL", "CS", "S"):
         if part in reference:
-            assert float(terms[part]) == pytest.approx(float(reference[part]), rel=1e-5), part
+            assert float(terms[part].detach()) == pytest.approx(float(reference[part].detach()), rel=1e-5), part
 
 
 def test_local_part_adds_the_single_source_samples():
