@@ -196,7 +196,7 @@ def test_training_on_redrawn_views_sees_new_pairs_each_epoch(tmp_path, monkeypat
     status = train(store, split, "S", 0, tmp_path / "m" / "model.pt", tmp_path / "m" / "metrics.tsv",
                    {"epochs": 2, "batch_size": 32, "balanced": False}, {"width": 4, "latent": 8})
     assert status == "ok" and len(seen) == 4  # 2 epochs x 2 batches of 32 training rows
-    stored = torch.from_numpy(np.asarray(read_store(store).arrays["view1"][:64]))
+    stored = torch.from_numpy(np.array(read_store(store).arrays["view1"][:64]))
     # no training image is a stored view: every one was drawn anew
     for batch in seen:
         assert not any(torch.equal(row, ref) for row in batch for ref in stored)

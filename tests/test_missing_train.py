@@ -67,14 +67,14 @@ def test_local_part_adds_the_single_source_samples():
     torch.manual_seed(0)
     model = build_method("L", SOURCES, settings()).eval()
     x, present = batch(), half_missing()
-    got = float(model.losses(poisoned(x, present), present=present)["L"])
+    got = float(model.losses(poisoned(x, present), present=present)["L"].detach())
     with torch.no_grad():
         pa = model.project({"a": x["a"], "b": x["b"]})["a"]
         pb = model.project({"a": x["a"][: B // 2], "b": x["b"][: B // 2]})["b"]
         want = nce_pooled(pa.u_z, pa.u_c, model.critic).loss + nce_pooled(pb.u_z, pb.u_c, model.critic).loss
     assert got == pytest.approx(float(want), rel=1e-5)
     # not the complete-only value: the 8 single-source samples count
-    only = float(model.losses({s: v[: B // 2] for s, v in x.items()})["L"])
+    only = float(model.losses({s: v[: B // 2] for s, v in x.items()})["L"].detach())
     assert abs(got - only) > 1e-3
 
 
@@ -120,11 +120,11 @@ def test_mmvae_subset_posterior_is_the_unimodal_bound():
     x = batch()
     present = {"a": torch.ones(B, dtype=torch.bool), "b": torch.zeros(B, dtype=torch.bool)}
     torch.manual_seed(1)
-    got = float(model.losses(x, present=present)["iwae"])
+    got = float(model.losses(x, present=present)["iwae"].detach())
     torch.manual_seed(1)
     q = model.posterior(x["a"], "a")
     want = -model.subset_bound({"a": q}, {"a": x["a"]}).mean() / (32 * 32)
-    assert got == pytest.approx(float(want), rel=1e-5)
+    assert got == pytest.approx(float(want.detach()), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["DCCAE", "L-CCA"])
@@ -142,7 +142,7 @@ def test_complete_presence_is_the_complete_path():
     x = batch()
     everything = {s.name: torch.ones(B, dtype=torch.bool) for s in SOURCES}
     a, b = model.losses(x), model.losses(x, present=everything)
-    assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
+    assert {k: float(v.detach()) for k, v in a.items()} == {k: float(v.detach()) for k, v in b.items()}
 
 
 # ---------------------------------------------------------------- the trainer
