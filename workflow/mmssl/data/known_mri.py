@@ -81,6 +81,15 @@ def _scaled(volume: np.ndarray, scale: float) -> np.ndarray:
     return ndimage.affine_transform(volume, matrix, offset=centre - matrix @ centre, order=1, mode="constant")
 
 
+def observed(volume: np.ndarray, head: float, gain: float, noise: float, mask: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """What the scanner gives of a subject's ``volume``: its head size, the scanner's gain,
+    voxel noise of ``noise`` x the in-brain sd, then z-normalised in ``mask``."""
+    v = _scaled(volume, head) * gain
+    v += noise * float(v[mask].std()) * rng.standard_normal(v.shape)
+    return _znorm(v, mask)
+
+
 def _znorm(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     inside = volume[mask]
     return np.where(mask, (volume - inside.mean()) / max(float(inside.std()), 1e-8), 0.0)
@@ -121,10 +130,9 @@ def generate(n_subjects: int, seed: int, size: int, atrophy: float, falff_drop: 
     for i in range(n_subjects):
         a = template * (1.0 - atrophy * _sigmoid(shared[i]) * regions["atrophy"]) * (1.0 + specific * t1s[i] * regions["t1s"])
         f = base_falff * (1.0 - falff_drop * _sigmoid(shared[i]) * regions["falff"]) * (1.0 + specific * falffs[i] * regions["falffs"])
-        a, f = _scaled(a, head[i]) * gain[0, i], _scaled(f, head[i]) * gain[1, i]
-        a += noise * float(a[mask].std()) * rng.standard_normal(a.shape)
-        f += noise * float(f[mask].std()) * rng.standard_normal(f.shape)
-        t1[i, 0], falff[i, 0] = _znorm(a, mask), _znorm(f, mask)
+        # the noise draws stay in their order: T1w's, then fALFF's
+        t1[i, 0] = observed(a, head[i], gain[0, i], noise, mask, rng)
+        falff[i, 0] = observed(f, head[i], gain[1, i], noise, mask, rng)
     ids = np.array([f"sub-{i:04d}" for i in range(n_subjects)])
     index = pd.DataFrame({"sample": ids, "subject": ids, "label": label, "shared": shared.round(5),
                           "t1_specific": t1s.round(5), "falff_specific": falffs.round(5), "head_scale": head.round(5)})
@@ -153,9 +161,7 @@ def t2w_volumes(rng: np.random.Generator, template: np.ndarray, mask: np.ndarray
     out = np.empty((n, 1) + template.shape, np.float32)
     for i in range(n):
         v = base * (1.0 + t2_gain * _sigmoid(shared[i]) * regions["atrophy"]) * (1.0 + specific * t2s[i] * regions["t2s"])
-        v = _scaled(v, head[i]) * t2_gain_scanner[i]
-        v += noise * float(v[mask].std()) * rng.standard_normal(v.shape)
-        out[i, 0] = _znorm(v, mask)
+        out[i, 0] = observed(v, head[i], t2_gain_scanner[i], noise, mask, rng)
     index["t2_specific"] = t2s.round(5)
     return out
 
