@@ -307,19 +307,21 @@ class MMVAEMethod(Method):
         self.k = int(_extra(settings, "mmvae_k", 10))
         if self.k < 1:
             raise ValueError(f"model.mmvae_k must be >= 1, got {self.k}")
-        self.llik_weights = self._llik_weights(sources, str(_extra(settings, "mmvae_llik_scaling", "auto")))
-        self.n_elements = sum(s.channels * s.size**s.dims for s in sources)
+        # element count of one sample of each source: the likelihood weights and the
+        # per-element normalisation of the bound (over the sources a sample has)
+        self.numel = {s.name: s.channels * s.size**s.dims for s in sources}
+        self.llik_weights = self._llik_weights(self.numel, str(_extra(settings, "mmvae_llik_scaling", "auto")))
+        self.n_elements = sum(self.numel.values())
         self.decoders = nn.ModuleDict(
             {s.name: DCGANDecoder(s, latent=settings.latent, width=settings.width) for s in sources}
         )
 
     @staticmethod
-    def _llik_weights(sources: list[SourceSpec], mode: str) -> dict[str, float]:
+    def _llik_weights(numel: dict[str, int], mode: str) -> dict[str, float]:
         if mode == "none":
-            return {s.name: 1.0 for s in sources}
+            return {name: 1.0 for name in numel}
         if mode != "auto":
             raise ValueError(f"model.mmvae_llik_scaling must be 'auto' or 'none', got {mode!r}")
-        numel = {s.name: s.channels * s.size**s.dims for s in sources}
         return {name: max(numel.values()) / n for name, n in numel.items()}
 
     def posterior(self, x: torch.Tensor, source: str) -> Laplace:
@@ -383,7 +385,7 @@ class MMVAEMethod(Method):
                 pos = positions(present, s, rows, passes[s][0])
                 qs[s] = Laplace(take(posts[s].loc, pos), take(posts[s].scale, pos))
             xs = {s: x[s][rows] for s in names}
-            elements = sum(self.specs[s].channels * self.specs[s].size ** self.specs[s].dims for s in names)
+            elements = sum(self.numel[s] for s in names)
             part = -self.subset_bound(qs, xs).sum() / elements
             total = part if total is None else total + part
             count += len(rows)

@@ -250,8 +250,6 @@ class Trainer:
         self.device = select_device(settings.device)
         self.train_rows = rows_of(store.index, split, "train")
         self.val_rows = rows_of(store.index, split, "val")
-        if len(self.train_rows) < settings.batch_size:
-            raise ValueError(f"{self.label}: {len(self.train_rows)} training samples, fewer than one batch of {settings.batch_size}")
         seed = settings.seed * 1000 + fold
         torch.manual_seed(seed)
         if "n_classes" not in model_settings.extra:  # for methods that use labels (supervised)
@@ -260,9 +258,9 @@ class Trainer:
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
         self.train_rows, self.val_rows = self.training_rows(self.train_rows), self.training_rows(self.val_rows)
-        if len(self.train_rows) < settings.batch_size:
-            raise ValueError(f"{self.label}: {len(self.train_rows)} complete training samples, fewer than one batch "
-                             f"of {settings.batch_size}")
+        if len(self.train_rows) < settings.batch_size:  # after train.missing chose the rows
+            raise ValueError(f"{self.label}: {len(self.train_rows)} training samples, fewer than one batch of "
+                             f"{settings.batch_size}")
         # Two-View with views: redraw: training batches carry the digits their views are drawn from
         self.redraw = store.meta.get("views") == "redraw"
         columns = self.model.metadata_columns
