@@ -18,7 +18,7 @@ from mmssl.objectives.cca import cca_correlation, inv_sqrt_psd
 from mmssl.objectives.registry import available_methods, build_method
 
 BASELINES = ["supervised", "AE", "DCCAE", "L-CCA", "S-AE", "MMVAE"]
-SMALL = {"latent": 8, "width": 8, "mmvae_k": 3}
+SMALL = {"latent": 8, "width": 8, "mmvae_k": 3, "n_classes": 4}  # blob_batch has 4 classes
 
 
 def blob_batch(n: int, size: int, dims: int, seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -158,16 +158,34 @@ def test_multi_source_baselines_need_two_sources():
 
 
 def test_recon_setting_is_checked():
-    with pytest.raises(ValueError, match="model.recon"):
+    with pytest.raises(ValueError, match=r"model\.extra\.recon\.a: 'l1' is not allowed"):
         build_method("AE", specs(), dict(SMALL, recon={"a": "l1"}))
     with pytest.raises(ValueError, match="unknown sources"):
         build_method("AE", specs(), dict(SMALL, recon={"zz": "bce"}))
 
 
+def test_baseline_settings_take_the_schemas_defaults_and_refuse_unknown_keys():
+    """model.extra's defaults live in the schema alone: a model built with none of them
+    set has the schema's values, and a misspelt key is an error naming it."""
+    from mmssl.objectives.base import ModelSettings
+    from mmssl.schema import schema_defaults
+
+    defaults = schema_defaults("model")["extra"]
+    assert defaults["cca_k"] == 10 and defaults["cca_momentum"] == 0.99 and defaults["n_classes"] is None
+    model = build_method("DCCAE", specs(), {"latent": 16, "width": 8})
+    assert (model.cca.weight, model.cca.r, model.cca.k, model.cca.momentum) == (
+        defaults["cca_weight"], defaults["cca_r"], defaults["cca_k"], defaults["cca_momentum"])
+    assert ModelSettings(extra={"cca_k": 3}).extra == {**defaults, "cca_k": 3}
+    with pytest.raises(ValueError, match=r"model\.extra.*'cca_kk' was unexpected"):
+        ModelSettings(extra={"cca_kk": 3})
+    with pytest.raises(ValueError, match="n_classes"):
+        build_method("supervised", specs(), {"latent": 8, "width": 8})
+
+
 def test_supervised_fits_a_separable_batch():
     x, y = blob_batch(32, 32, 2)
     torch.manual_seed(0)
-    model = build_method("supervised", specs(), dict(SMALL, n_classes=4))
+    model = build_method("supervised", specs(), SMALL)
     assert model.uses_labels
     opt = torch.optim.RAdam(model.parameters(), lr=3e-3)
     for _ in range(30):

@@ -100,6 +100,11 @@ class ModelSettings:
             base["criteria"] = section_values("model", {"criteria": base["criteria"]}, "model")["criteria"]
         return cls(**base, extra={**cfg.get("extra", {}), **extra})
 
+    def __post_init__(self) -> None:
+        # extra's keys take their defaults from the schema (model.extra) however the
+        # instance was built, and a misspelt key is an error rather than a silent default
+        object.__setattr__(self, "extra", section_values("model.extra", self.extra, "model.extra"))
+
 
 class Method(nn.Module):
     """A trainable method. One encoder per source lives in ``self.encoders``.

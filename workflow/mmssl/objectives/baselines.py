@@ -3,10 +3,11 @@
 Each is registered under its name and trains the same DCGAN encoders as the contrastive
 methods; evaluation reads ``embed`` (the raw z; MMVAE: the posterior mean).
 
-Settings read from ``ModelSettings.extra`` (config ``model.extra.<key>``):
+Settings read from ``ModelSettings.extra`` (config ``model.extra.<key>``; every default
+is the schema's, filled in by ``ModelSettings``):
 
-- ``n_classes``: classes of the Supervised linear heads (the training step sets it
-  from the store's labels; 10 when built by hand).
+- ``n_classes``: classes of the Supervised linear heads (null: the training step sets it
+  from the store's labels; a Supervised model built by hand must be given it).
 - ``recon``: source -> ``"bce"`` | ``"mse"`` (default ``"bce"`` for 2D sources, [0, 1]
   images; ``"mse"`` for 3D sources, standardized volumes).
 - ``recon_weight`` (1.0): weight of the reconstruction term (AE, DCCAE, S-AE).
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import math
 from itertools import combinations, permutations
-from typing import Any
 
 import torch
 from torch import nn
@@ -48,23 +48,14 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------- settings helpers
-def _extra(settings: ModelSettings, key: str, default: Any) -> Any:
-    return settings.extra.get(key, default)
-
-
 def recon_kinds(sources: list[SourceSpec], settings: ModelSettings) -> dict[str, str]:
-    """source -> "bce" | "mse" from ``extra["recon"]``, defaulting by dimensionality."""
-    given = _extra(settings, "recon", {}) or {}
-    if not isinstance(given, dict):
-        raise ValueError(f"model.recon must map source name -> 'bce' | 'mse', got {given!r}")
+    """source -> "bce" | "mse" from ``extra["recon"]`` (its values checked by the schema),
+    defaulting by dimensionality."""
+    given = settings.extra["recon"]
     unknown = set(given) - {s.name for s in sources}
-    if unknown:
-        raise ValueError(f"model.recon names unknown sources {sorted(unknown)}; sources are {[s.name for s in sources]}")
-    kinds = {s.name: given.get(s.name, "bce" if s.dims == 2 else "mse") for s in sources}
-    bad = {k: v for k, v in kinds.items() if v not in RECON_KINDS}
-    if bad:
-        raise ValueError(f"model.recon: {bad} not in {RECON_KINDS}")
-    return kinds
+    if unknown:  # the schema cannot know the dataset's sources
+        raise ValueError(f"model.extra.recon names unknown sources {sorted(unknown)}; sources are {[s.name for s in sources]}")
+    return {s.name: given.get(s.name, "bce" if s.dims == 2 else "mse") for s in sources}
 
 
 def _need_two_sources(name: str, sources: list[SourceSpec]) -> None:
@@ -105,7 +96,7 @@ class Reconstruction(nn.Module):
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__()
         self.kinds = recon_kinds(sources, settings)
-        self.weight = float(_extra(settings, "recon_weight", 1.0))
+        self.weight = float(settings.extra["recon_weight"])
         self.decoders = nn.ModuleDict(
             {s.name: DCGANDecoder(s, latent=settings.latent, width=settings.width) for s in sources}
         )
@@ -122,11 +113,11 @@ class CCATerm(nn.Module):
 
     def __init__(self, sources: list[str], settings: ModelSettings) -> None:
         super().__init__()
-        self.weight = float(_extra(settings, "cca_weight", 1.0))
-        self.r = float(_extra(settings, "cca_r", 1e-3))
-        k = _extra(settings, "cca_k", 10)
+        self.weight = float(settings.extra["cca_weight"])
+        self.r = float(settings.extra["cca_r"])
+        k = settings.extra["cca_k"]
         self.k = None if k is None else int(k)
-        self.momentum = float(_extra(settings, "cca_momentum", 0.99))
+        self.momentum = float(settings.extra["cca_momentum"])
         self.pairs = list(combinations(sources, 2))
         d = settings.latent
         self.running = nn.ModuleList(RunningCCA(d, d, r=self.r, k=self.k, momentum=self.momentum) for _ in self.pairs)
@@ -161,9 +152,9 @@ class SupervisedMethod(Method):
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings) -> None:
         super().__init__(sources, settings)
-        n_classes = int(_extra(settings, "n_classes", 10))
-        if n_classes < 2:
-            raise ValueError(f"model.n_classes must be >= 2, got {n_classes}")
+        n_classes = settings.extra["n_classes"]
+        if n_classes is None:
+            raise ValueError("supervised needs model.extra.n_classes (the training step sets it from the store's labels)")
         self.classifiers = nn.ModuleDict({s: nn.Linear(settings.latent, n_classes) for s in self.sources})
         init_weights(self.classifiers)
 
@@ -304,13 +295,11 @@ class MMVAEMethod(Method):
             {s.name: DCGANEncoder(s, latent=2 * settings.latent, width=settings.width) for s in sources}
         )
         self.kinds = recon_kinds(sources, settings)
-        self.k = int(_extra(settings, "mmvae_k", 10))
-        if self.k < 1:
-            raise ValueError(f"model.mmvae_k must be >= 1, got {self.k}")
+        self.k = int(settings.extra["mmvae_k"])
         # element count of one sample of each source: the likelihood weights and the
         # per-element normalisation of the bound (over the sources a sample has)
         self.numel = {s.name: s.channels * s.size**s.dims for s in sources}
-        self.llik_weights = self._llik_weights(self.numel, str(_extra(settings, "mmvae_llik_scaling", "auto")))
+        self.llik_weights = self._llik_weights(self.numel, str(settings.extra["mmvae_llik_scaling"]))
         self.n_elements = sum(self.numel.values())
         self.decoders = nn.ModuleDict(
             {s.name: DCGANDecoder(s, latent=settings.latent, width=settings.width) for s in sources}
@@ -318,10 +307,9 @@ class MMVAEMethod(Method):
 
     @staticmethod
     def _llik_weights(numel: dict[str, int], mode: str) -> dict[str, float]:
+        """mode "none" | "auto" (the schema's enum)."""
         if mode == "none":
             return {name: 1.0 for name in numel}
-        if mode != "auto":
-            raise ValueError(f"model.mmvae_llik_scaling must be 'auto' or 'none', got {mode!r}")
         return {name: max(numel.values()) / n for name, n in numel.items()}
 
     def posterior(self, x: torch.Tensor, source: str) -> Laplace:

@@ -252,7 +252,7 @@ class Trainer:
         self.val_rows = rows_of(store.index, split, "val")
         seed = settings.seed * 1000 + fold
         torch.manual_seed(seed)
-        if "n_classes" not in model_settings.extra:  # for methods that use labels (supervised)
+        if model_settings.extra["n_classes"] is None:  # for methods that use labels (supervised)
             n_classes = store.index["label"].nunique()
             model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_classes})
             self.model_settings = model_settings
