@@ -266,7 +266,7 @@ def test_falff_file_writes_map_mask_and_mean_matching_the_array_function(tmp_pat
 
 
 @pytest.mark.parametrize("case,reason", [
-    ("zero_byte", "unreadable NIfTI"),
+    ("zero_byte", "empty file \\(0 bytes\\)"),
     ("truncated", "corrupt NIfTI|unreadable NIfTI"),
     ("three_d", "expected a 4D BOLD series"),
     ("nan", "NaN"),

@@ -283,7 +283,7 @@ def test_missing_and_garbage_files(tmp_path):
     missing = tmp_path / "missing.nii.gz"
     with pytest.raises(BadInputError) as info:
         read_header(missing)
-    assert info.value.reason.startswith("unreadable NIfTI: FileNotFoundError: ")
+    assert (info.value.path, info.value.reason) == (str(missing), "file not found")
     garbage = tmp_path / "garbage.nii"
     garbage.write_bytes(b"not a nifti" * 40)
     with pytest.raises(BadInputError) as info:
@@ -323,3 +323,31 @@ def test_t2w_and_flair_have_limits_of_their_own_that_accept_thick_slices(tmp_pat
     with pytest.raises(BadInputError, match="voxel size"):
         check_header(read_header(path), path, limits["T1w"])
     assert MriSettings.from_config({"header": {"FLAIR": {"voxel_mm": [0.5, 3.0]}}}).header["FLAIR"].voxel_mm == (0.5, 3.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*no sidecar RepetitionTime")
+@pytest.mark.parametrize("case", ["missing", "zero_byte", "garbage", "truncated"])
+def test_every_input_reader_gives_the_same_reason(tmp_path, case):
+    """One reader opens every input NIfTI: the structural loader (volumes.load_volume) and
+    the BOLD reader (falff) name the same defect with the same reason as read_header."""
+    from mmssl.preprocess.falff import falff_file
+    from mmssl.preprocess.volumes import load_volume
+
+    path = tmp_path / "img.nii.gz"
+    if case == "zero_byte":
+        path.write_bytes(b"")
+    elif case == "garbage":
+        path.write_bytes(b"not a nifti" * 40)
+    elif case == "truncated":
+        nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(size=(8, 8, 8, 120)).astype(np.float32), np.eye(4)),
+                 str(path))
+        path.write_bytes(path.read_bytes()[:4000])
+    expected = {"missing": "file not found", "zero_byte": "empty file (0 bytes)",
+                "garbage": "unreadable NIfTI: ", "truncated": "corrupt NIfTI data: "}[case]
+    reasons = []
+    for read in (load_volume, lambda p: falff_file(p, None, *(tmp_path / f"o{i}.nii.gz" for i in range(3)))):
+        with pytest.raises(BadInputError) as info:
+            read(path)
+        assert info.value.path == str(path)
+        reasons.append(info.value.reason)
+    assert all(r.startswith(expected) for r in reasons), reasons

@@ -43,7 +43,6 @@ from mmssl.objectives.cca import RunningCCA
 from mmssl.objectives.contrastive import ContrastiveMethod
 from mmssl.objectives.registry import register
 
-RECON_KINDS = ("bce", "mse")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ import scipy.fft
 
 from mmssl.io import atomic_path
 from mmssl.preprocess.errors import BadInputError
+from mmssl.preprocess.header import read_data, read_header
 
 _CHUNK_VOXELS = 8192  # (8192, ~160) float32 blocks (~5 MB) stay in cache; a whole brain at once does not
 _TIME_UNIT_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
@@ -264,22 +264,13 @@ def _sidecar_tr(sidecar_path: str | Path) -> float | None:
 
 def _header_tr(nifti_path: str | Path) -> float | None:
     """TR in seconds from pixdim[4] and xyzt_units; None when the header has no positive time step."""
-    header = _load(nifti_path).header
+    header = read_header(nifti_path).header
     zooms = header.get_zooms()
     if len(zooms) < 4 or not zooms[3] > 0:
         return None
     unit = header.get_xyzt_units()[1]
     return float(zooms[3]) * _TIME_UNIT_SECONDS.get(unit, 1.0)
 
-
-def _load(path: str | Path) -> nib.Nifti1Image:
-    """nib.load with every failure mode turned into BadInputError naming the file."""
-    if not Path(path).is_file():
-        raise BadInputError(path, "file not found")
-    try:
-        return nib.load(str(path))
-    except Exception as error:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error, ValueError, ...
-        raise BadInputError(path, f"unreadable NIfTI: {type(error).__name__}: {error}") from error
 
 
 @dataclass
@@ -315,7 +306,7 @@ def falff_file(
     ``settings`` None: the schema's ``falff`` defaults.
     """
     settings = settings or FalffSettings.from_config({})
-    image = _load(bold_path)
+    image = read_header(bold_path)
     if len(image.shape) != 4 or image.shape[3] < 2:
         raise BadInputError(bold_path, f"expected a 4D BOLD series, got shape {image.shape}")
     tr = read_tr(bold_path, sidecar, settings.tr_tolerance)
@@ -324,7 +315,7 @@ def falff_file(
         spectrum_slices(n_volumes, tr, settings)
     except TooFewVolumesError as error:
         raise BadInputError(bold_path, f"too few volumes: {error}") from error
-    series = _read_data(image, bold_path)
+    series = read_data(image, bold_path)
     data = series[..., settings.dummy_volumes:]
     if not np.isfinite(data).all():
         raise BadInputError(bold_path, f"{int((~np.isfinite(data)).sum())} NaN or inf values")
@@ -341,13 +332,6 @@ def falff_file(
     return FalffResult(tr=tr, n_volumes=n_volumes, n_mask_voxels=int(mask.sum()), median_falff=float(np.median(values[mask])),
                        median_alff=float(np.median(alff[mask])), global_signal=inside.mean(axis=0, dtype=np.float64), dvars=dvars)
 
-
-def _read_data(image: nib.Nifti1Image, path: str | Path) -> np.ndarray:
-    """Voxel data as float32; a truncated or corrupt gzip stream becomes BadInputError."""
-    try:
-        return image.get_fdata(dtype=np.float32)
-    except (OSError, EOFError, ValueError, zlib.error) as error:
-        raise BadInputError(path, f"corrupt NIfTI data: {type(error).__name__}: {error}") from error
 
 
 def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: str | Path) -> Path:

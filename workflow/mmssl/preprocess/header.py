@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +94,18 @@ def read_header(path: str | Path) -> nib.Nifti1Image:
     """Load ``path`` with nibabel without reading the voxel data (nibabel's proxy is lazy).
 
     Returns the image (Nifti1Image, or its subclass Nifti2Image). Raises BadInputError(path,
-    reason) for a zero-byte file ('empty file (0 bytes)'), for anything nib.load rejects (missing
-    file, garbage, an unreadable header: 'unreadable NIfTI: <error type>: <message>'), and for an
-    image that is not a single-file NIfTI-1/2 (e.g. MGH, or an Analyze/NIfTI .hdr/.img pair).
+    reason) for a missing file ('file not found'), a zero-byte file ('empty file (0 bytes)'),
+    anything nib.load rejects (garbage, an unreadable header: 'unreadable NIfTI: <error type>:
+    <message>'), and an image that is not a single-file NIfTI-1/2 (e.g. MGH, or an
+    Analyze/NIfTI .hdr/.img pair). The one way the package opens an input NIfTI: the voxel
+    data then comes from :func:`read_data`.
     """
     path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "file not found")
     # nibabel's message for a 0-byte file depends on the suffix (an unknown file type, or an
     # EOFError from gzip); a truncated download or a failed copy deserves a clear reason.
-    if path.is_file() and path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         raise BadInputError(path, "empty file (0 bytes)")
     try:
         image = nib.load(str(path))
@@ -109,6 +114,15 @@ def read_header(path: str | Path) -> nib.Nifti1Image:
     if not isinstance(image, nib.Nifti1Image):
         raise BadInputError(path, f"not a single-file NIfTI-1/2 image: nibabel read it as {type(image).__name__}")
     return image
+
+
+def read_data(image: nib.Nifti1Image, path: str | Path) -> np.ndarray:
+    """The voxel data of an image from :func:`read_header`, as float32 (shape as stored);
+    a truncated or corrupt data block becomes BadInputError naming ``path``."""
+    try:
+        return np.asarray(image.dataobj, dtype=np.float32)
+    except (OSError, EOFError, ValueError, zlib.error) as error:  # gzip, short reads, bad scaling
+        raise BadInputError(path, f"corrupt NIfTI data: {type(error).__name__}: {error}") from error
 
 
 def check_header(img: nib.Nifti1Image | nib.Nifti2Image, path: str | Path, limits: HeaderLimits) -> dict[str, float | int | str]:

@@ -10,19 +10,15 @@ import numpy as np
 
 from mmssl.io import atomic_path
 from mmssl.preprocess.errors import BadInputError
+from mmssl.preprocess.header import read_data, read_header
 from mmssl.preprocess.registration import save_transform
 
 
 def load_volume(path: str | Path) -> nib.Nifti1Image:
     """A 3D image (a trailing axis of length 1 is dropped) as float32; anything unusable
     (missing, unreadable, not 3D, non-finite, constant) raises BadInputError naming it."""
-    if not Path(path).is_file():
-        raise BadInputError(path, "file not found")
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as error:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error, ValueError...
-        raise BadInputError(path, f"unreadable NIfTI: {type(error).__name__}: {error}") from error
+    img = read_header(path)
+    data = read_data(img, path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
