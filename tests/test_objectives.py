@@ -129,9 +129,10 @@ def test_combination_sums_its_parts_with_weights():
 def test_cross_source_term_sums_both_directions():
     x = {"a": torch.randn(8, 1, 32, 32), "b": torch.randn(8, 1, 32, 32)}
     m = build_method("S", two_sources(), {"penalty": 0.0}).eval()
-    proj = m.project(x)
-    expected = nce_pooled(proj["a"].u_z, proj["b"].u_z, m.critic).loss + nce_pooled(proj["b"].u_z, proj["a"].u_z, m.critic).loss
-    assert float(m.losses(x)["S"]) == pytest.approx(float(expected), rel=1e-5)
+    with torch.no_grad():
+        proj = m.project(x)
+        expected = nce_pooled(proj["a"].u_z, proj["b"].u_z, m.critic).loss + nce_pooled(proj["b"].u_z, proj["a"].u_z, m.critic).loss
+        assert float(m.losses(x)["S"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_a_method_without_local_parts_builds_no_local_heads():
@@ -148,10 +149,36 @@ def test_cs_defaults_to_the_authors_random_location():
     assert ModelSettings().cs_mode == "random_location"
 
 
+def test_random_location_cs_is_the_authors_pairing():
+    """CS in the authors' variant (their code, read for this: Entodi/fusion, CC mode of
+    MultiDim with InfoNceEstimator): for each sample one location of c_a drawn at random is
+    the anchor; every location of the same sample's c_b is a positive, each against every
+    location of every other sample's c_b; both directions summed. Checked against the naive
+    loop reference with the same draws."""
+    x = {"a": torch.randn(4, 1, 32, 32), "b": torch.randn(4, 1, 32, 32)}
+    m = build_method("CS", two_sources(), {"cs_mode": "random_location", "clip": None, "penalty": 0.0, "width": 4}).eval()
+    with torch.no_grad():
+        proj = m.project(x)
+        torch.manual_seed(7)
+        got = float(m.losses(x)["CS"])
+        torch.manual_seed(7)  # project() in eval mode draws nothing: the same draws follow
+        expected = 0.0
+        for a, b in (("a", "b"), ("b", "a")):
+            ca, cb = proj[a].u_c, proj[b].u_c  # (B, D, 64)
+            idx = torch.randint(ca.shape[2], (ca.shape[0],))
+            anchor = torch.stack([ca[i, :, int(idx[i])] for i in range(ca.shape[0])]).unsqueeze(2)  # (B, D, 1)
+            expected += float(naive_pooled(anchor, cb))
+    assert got == pytest.approx(expected, rel=1e-5)
+    # and a different draw gives a different value: the anchor really is one random location
+    torch.manual_seed(8)
+    with torch.no_grad():
+        assert float(m.losses(x)["CS"]) != pytest.approx(got, rel=1e-4)
+
+
 def test_random_location_cs_mode_runs_in_3d():
     m = build_method("CS", two_sources(32, 3), {"cs_mode": "random_location", "width": 4})
     loss = m.losses({"a": torch.randn(4, 1, 32, 32, 32), "b": torch.randn(4, 1, 32, 32, 32)})["CS"]
-    assert torch.isfinite(loss) and float(loss) > 0
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
 
 
 def test_single_source_rejects_cross_objectives():
