@@ -1,5 +1,5 @@
 """Brain maps (mmssl.maps): Integrated Gradients is complete and exact where it can be, the
-decision is the logistic regression it claims to be, the maps land on the MNI grid, a
+decision is the probe's (its tuned elastic net, the same test ROC AUC), the maps land on the MNI grid, a
 sample lacking a source is never read, link maps equal the training critic's scores, a
 supervised encoder's attribution falls in the region the known-answer benchmark planted,
 and the workflow plans the maps for MRI datasets only."""
@@ -17,19 +17,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mmssl.data.known_mri import (ATROPHY_REGION, FALFF_REGION, FALFF_SPECIFIC_REGION, T1_SPECIFIC_REGION,
                                   build_known_mri_store, region_mask)
 from mmssl.data.splits import SplitSettings, make_splits, read_split, subjects_table
 from mmssl.data.store import present_column, read_store, write_store
+from mmssl.evaluate.commands import run_probe
 from mmssl.evaluate.embed import embed
+from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned
 from mmssl.io import write_tsv
-from mmssl.maps.attribution import Decision, VolumeLogit, fit_decision, integrated_gradients
+from mmssl.maps.attribution import Decision, VolumeLogit, fold_decision, integrated_gradients
 from mmssl.maps.links import critic_scores, has_links, upsample_locations
-from mmssl.maps.pipeline import run_maps
+from mmssl.maps.pipeline import NoMap, probe_choice, run_maps
 from mmssl.maps.volumes import map_grid
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
@@ -44,6 +44,7 @@ from dryrun import job_counts  # noqa: E402
 
 GRID = {"voxel_mm": 6.0, "size": 32}  # the 32^3 known-answer benchmark: 192 mm / 32
 CLASSES = ["HC", "AD"]
+PROBE = {"n_trials": 4}  # the probe's binary settings: a short study, the schema's seed and max_iter
 TINY = {"width": 4, "latent": 16}
 # a strong, clean disease effect: the planted regions should be found by a few epochs
 KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.3, noise=0.2)
@@ -52,6 +53,14 @@ KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, speci
 def attribution_of(folder: Path, source: str) -> dict[str, Path]:
     stem = folder / f"{source}_desc-attribution_map"
     return {"nii": Path(f"{stem}.nii.gz"), "json": Path(f"{stem}.json"), "png": Path(f"{stem}.png")}
+
+
+def probe_of(latents: Path) -> Path:
+    """The probe's table of ``latents`` (`mmssl probe`, binary, HC vs AD), beside them."""
+    out = latents.with_name(latents.stem + "_probe.tsv")
+    if not out.exists():
+        run_probe(latents, out, {**PROBE, "classes": CLASSES}, "binary")
+    return out
 
 
 def untrained(method: str, store_dir: Path, path: Path) -> Path:
@@ -108,17 +117,50 @@ def test_integrated_gradients_is_complete_through_an_encoder():
     assert gap.abs().min() > 1e-3  # not a vacuous 0 = 0
 
 
-def test_the_decision_is_the_standardised_logistic_regression():
+def test_the_decision_is_the_probes_refit_on_the_raw_latent():
+    """fold_decision turns the probe's scaler + elastic net into w . z + b on the raw z, the
+    same logits as the probe's own model on standardised z."""
     rng = np.random.default_rng(0)
     z = rng.normal(5.0, [1.0, 10.0, 0.1], size=(200, 3))
     y = (z[:, 0] - 5 + 0.05 * (z[:, 1] - 5) + rng.normal(0, 0.5, 200)) > 0
-    decision = fit_decision(z, y, C=0.5)
-    scaler = StandardScaler().fit(z)
-    reference = LogisticRegression(C=0.5, class_weight="balanced", max_iter=2000).fit(scaler.transform(z), y)
-    assert np.allclose(decision.logits(z), reference.decision_function(scaler.transform(z)), atol=1e-6)
+    scaler, model = refit_tuned(z, y.astype(int), 0.5, 0.3, TunedProbeSettings.from_config(PROBE))
+    decision = fold_decision(scaler, model, z, y)
+    assert np.allclose(decision.logits(z), model.decision_function(scaler.transform(z)), atol=1e-8)
     assert decision.fit_auc > 0.8
-    with pytest.raises(ValueError, match="both classes"):
-        fit_decision(z, np.ones(200, bool), C=1.0)
+
+
+def test_the_decision_is_read_from_the_probe_table(known, tmp_path):
+    """probe_choice reads the test row of the source; a source the probe could not score is
+    NoMap with the probe's note; a table that is not a binary probe's is an error."""
+    table = probe_of(known / "random" / "latents.npz")
+    import pandas as pd
+
+    rows = pd.read_csv(table, sep="\t")
+    row = rows[(rows["source"] == "T1w") & (rows["split"] == "test")].iloc[0]
+    assert probe_choice(table, "T1w") == {"C": row["C"], "l1_ratio": row["l1_ratio"], "roc_auc": row["roc_auc"]}
+    rows["note"] = rows["note"].astype(object)
+    rows.loc[rows["source"] == "T1w", ["C", "note"]] = [np.nan, "roc_auc n/a: T1w: one class in test"]
+    rows.to_csv(tmp_path / "nan.tsv", sep="\t", index=False)
+    with pytest.raises(NoMap, match="one class in test"):
+        probe_choice(tmp_path / "nan.tsv", "T1w")
+    rows.drop(columns="l1_ratio").to_csv(tmp_path / "multi.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match="not a binary probe table"):
+        probe_choice(tmp_path / "multi.tsv", "T1w")
+
+
+def test_a_probe_table_of_other_latents_fails_loudly(known, tmp_path):
+    """The map's decision must reproduce the probe's test ROC AUC: a table whose AUC differs
+    (another run's, a stale one) is a bug to stop on, never a map."""
+    import pandas as pd
+
+    rows = pd.read_csv(probe_of(known / "random" / "latents.npz"), sep="\t")
+    rows.loc[(rows["source"] == "T1w") & (rows["split"] == "test"), "roc_auc"] += 0.01
+    rows.to_csv(tmp_path / "stale.tsv", sep="\t", index=False)
+    files = attribution_of(tmp_path, "T1w")
+    with pytest.raises(ValueError, match="is not the probe's"):
+        run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
+                 {"steps": 4}, attribution=files["nii"], device="cpu", probe=tmp_path / "stale.tsv", probe_settings=PROBE)
+    assert not files["nii"].exists()
 
 
 def test_the_maps_settings_come_from_the_schema_and_a_typo_is_named():
@@ -126,7 +168,7 @@ def test_the_maps_settings_come_from_the_schema_and_a_typo_is_named():
     from mmssl.maps.settings import MapsSettings
     from mmssl.schema import ConfigError
 
-    assert MapsSettings.from_config({}) == MapsSettings(enabled=True, C=1.0, steps=32, batch_size=64)
+    assert MapsSettings.from_config({}) == MapsSettings(enabled=True, steps=32, batch_size=64)
     config = validate({"datasets": {"known": {"kind": "synthetic_mri"}, "oasis": {"kind": "bids_mri"}}})
     defaults = asdict(MapsSettings.from_config({}))
     assert config["datasets"]["known"]["maps"] == config["datasets"]["oasis"]["maps"] == defaults
@@ -188,7 +230,8 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
 def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path):
     files = attribution_of(tmp_path, "T1w")
     run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
-             {"steps": 8}, attribution=files["nii"], figure=files["png"], device="cpu")
+             {"steps": 8}, attribution=files["nii"], figure=files["png"], device="cpu",
+             probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
     img = nib.load(files["nii"])
     grid = mni_grid(GridSettings(voxel_mm=6.0, size=32))
     assert img.shape == grid.shape and np.allclose(img.affine, grid.affine) and img.get_data_dtype() == np.float32
@@ -224,13 +267,14 @@ def test_only_subjects_having_the_source_are_attributed(known, tmp_path):
     embed(tmp_path / "store", known / "split.tsv", model, tmp_path / "latents.npz", device="cpu")
     files = attribution_of(tmp_path, "fALFF")
     info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID, {"steps": 8},
-                    attribution=files["nii"], device="cpu")["attribution"]
+                    attribution=files["nii"], device="cpu", probe=probe_of(tmp_path / "latents.npz"),
+                    probe_settings=PROBE)["attribution"]
     split = read_split(known / "split.tsv")
     test = set(split.loc[split["split"] == "test", "subject"])
     having = index[index["subject"].isin(test) & ~lacking]
     assert info["n_negative"] + info["n_positive"] == len(having) < len(test)
     assert info["n_positive"] == int((having["label"] == "AD").sum())
-    fit = set(split.loc[split["split"].isin(["train", "val"]), "subject"])
+    fit = set(split.loc[split["split"] == "train", "subject"])  # where the probe refits its decision
     assert info["n_fit"] == int((index["subject"].isin(fit) & ~lacking).sum())
     assert np.isfinite(nib.load(files["nii"]).get_fdata()).all()
 
@@ -243,7 +287,8 @@ def test_a_diverged_run_gives_nan_maps_that_say_why(known, tmp_path):
     embed(known / "store", known / "split.tsv", tmp_path / "model.pt", tmp_path / "latents.npz", device="cpu")
     files = attribution_of(tmp_path, "T1w")
     run_maps(known / "store", tmp_path / "latents.npz", tmp_path / "model.pt", "T1w", CLASSES, GRID, {},
-             attribution=files["nii"], figure=files["png"], links=tmp_path / "links.nii.gz", device="cpu")
+             attribution=files["nii"], figure=files["png"], links=tmp_path / "links.nii.gz", device="cpu",
+             probe=probe_of(tmp_path / "latents.npz"), probe_settings=PROBE)
     for nifti in (files["nii"], tmp_path / "links.nii.gz"):
         assert np.isnan(nib.load(nifti).get_fdata()).all()
     assert "diverged" in json.loads(files["json"].read_text())["note"] and files["png"].stat().st_size > 0
@@ -272,11 +317,14 @@ def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, t
                                        ("fALFF", FALFF_REGION, FALFF_SPECIFIC_REGION)):
         files = attribution_of(run, source)
         info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID, {"steps": 16},
-                        attribution=files["nii"], device="cpu")["attribution"]
+                        attribution=files["nii"], device="cpu", probe=probe_of(run / "latents.npz"),
+                        probe_settings=PROBE)["attribution"]
         volume = nib.load(files["nii"]).get_fdata()
         brain = np.abs(np.asarray(store.arrays[source][:10], np.float32)).sum((0, 1)) > 0
         hot, cold = enrichment(volume, brain, planted), enrichment(volume, brain, unrelated)
         assert info["test_roc_auc"] > 0.8, info  # the decision the map explains works
+        assert info["test_roc_auc"] == pytest.approx(probe_choice(probe_of(run / "latents.npz"), source)["roc_auc"],
+                                                     abs=1e-6)  # and it is the probe's
         assert hot > 4.0 and hot > 3.0 * cold, (source, hot, cold)
 
 

@@ -223,6 +223,11 @@ def maps_inputs(wildcards):
             "latents": res(ds, "latents", method, f"{fold}.npz")}
 
 
+def attribution_inputs(wildcards):
+    """maps_inputs and the probe's table of the same latents: the attribution explains its decision."""
+    return {**maps_inputs(wildcards), "probe": res(wildcards.dataset, "probe", wildcards.method, f"fold{wildcards.fold}.tsv")}
+
+
 def links_inputs(wildcards):
     """maps_inputs, for a method with a CL or CS part (the others have no link maps)."""
     from mmssl.maps.links import has_links

@@ -5,9 +5,9 @@
 
 
 rule maps:
-    """Integrated Gradients of a logistic AD-vs-HC decision on one source's latent, AD minus HC test-subject mean."""
+    """Integrated Gradients of the probe's AD-vs-HC decision on one source's latent, AD minus HC test-subject mean."""
     input:
-        unpack(maps_inputs),
+        unpack(attribution_inputs),
     output:
         attribution=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-attribution_map.nii.gz"),
         sidecar=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-attribution_map.json"),
@@ -25,12 +25,14 @@ rule maps:
         classes=maps_classes,
         grid=maps_grid,
         settings=settings_of("maps"),
+        probe=probe_settings,
     conda:
         "../../envs/mmssl.yaml"
     shell:
         "OMP_NUM_THREADS={threads} mmssl maps --store {input.store} --latents {input.latents} --model {input.model} "
         "--source {wildcards.source} --classes {params.classes} --grid-json {params.grid:q} "
-        "--settings-json {params.settings:q} --attribution {output.attribution} --figure {output.figure} 2> {log}"
+        "--settings-json {params.settings:q} --probe {input.probe} --probe-settings-json {params.probe:q} "
+        "--attribution {output.attribution} --figure {output.figure} 2> {log}"
 
 
 rule maps_links:

@@ -306,6 +306,18 @@ def _check_binary(name: str, y: np.ndarray) -> np.ndarray:
     return y.astype(int)
 
 
+def refit_tuned(z_train: np.ndarray, y_train: np.ndarray, C: float, l1_ratio: float,
+                settings: TunedProbeSettings) -> tuple[StandardScaler, LogisticRegression]:
+    """The tuned probe's final model for its chosen (C, l1_ratio): a StandardScaler fitted
+    on z_train (N, D) and the saga elastic-net refit on the standardised z_train with the
+    0/1 labels y_train (N,). The one code path for the probe and for whatever must
+    reproduce its decision exactly (the brain maps' attribution)."""
+    scaler = StandardScaler().fit(z_train)
+    with _single_thread():
+        model = _fit_quiet(_elasticnet(C, l1_ratio, settings), scaler.transform(z_train), y_train)
+    return scaler, model
+
+
 def _elasticnet(C: float, l1_ratio: float, s: TunedProbeSettings) -> LogisticRegression:
     """saga elastic-net logistic regression with balanced class weights (authors' code)."""
     kwargs: dict[str, Any] = dict(
@@ -391,7 +403,7 @@ def tuned_logistic_probe(
     with _single_thread():
         study = _run_study(xtr, ytr, xva, yva, s, storage, name)
         best = study.best_trial
-        model = _fit_quiet(_elasticnet(best.params["C"], best.params["l1_ratio"], s), xtr, ytr)
+    scaler, model = refit_tuned(z_train, ytr, best.params["C"], best.params["l1_ratio"], s)
     rows = []
     for split, (z, _) in z_eval.items():
         y = y_eval[split]

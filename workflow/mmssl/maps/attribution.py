@@ -1,11 +1,12 @@
 """Which voxels drive a representation's AD-vs-HC decision: Integrated Gradients of a
 linear decision on the frozen latent, with respect to the input volume.
 
-The decision function of source k is a logistic regression on the raw latent z_k (the
-``embed`` rule's, the probe's input), fitted on the fold's train + validation subjects
-that have k: standardised z, L2 penalty of strength 1/C, classes weighted to balance.
-Folding the standardisation into the weights gives logit(x) = w . z_k(x) + b, which is
-differentiable through the frozen encoder (eval mode: BatchNorm uses its running
+The decision function of source k is the probe's (:mod:`mmssl.evaluate.probe`): the
+elastic-net logistic regression with the (C, l1_ratio) its Optuna study chose, refit on the
+fold's train subjects that have k (standardised z, classes weighted to balance), so the map
+explains the decision whose test ROC AUC the tables report. Folding the standardisation
+into the weights gives logit(x) = w . z_k(x) + b, which is differentiable through the
+frozen encoder (eval mode: BatchNorm uses its running
 statistics, so a volume's logit does not depend on the others in its batch).
 
 Integrated Gradients (Sundararajan et al. 2017, Captum's implementation) attributes
@@ -32,10 +33,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-# lbfgs iterations of the decision's logistic regression: far more than a 64-d latent needs
-MAX_ITER = 2000
-
-
 @dataclass(frozen=True)
 class Decision:
     """logit = weight . z + bias on the raw latent z (the standardisation folded in).
@@ -50,20 +47,15 @@ class Decision:
         return np.asarray(z, dtype=np.float64) @ self.weight + self.bias
 
 
-def fit_decision(z: np.ndarray, positive: np.ndarray, C: float, seed: int = 0) -> Decision:
-    """Logistic regression of ``positive`` (N,) bool on z (N, D): standardised, L2, classes
-    balanced. Needs both classes."""
-    positive = np.asarray(positive, dtype=bool)
-    if positive.all() or not positive.any():
-        raise ValueError(f"the decision needs both classes; got {int(positive.sum())} positive of {len(positive)}")
-    scaler = StandardScaler().fit(z)
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed)
-    model.fit(scaler.transform(z), positive.astype(int))
+def fold_decision(scaler: StandardScaler, model: LogisticRegression, z: np.ndarray, positive: np.ndarray) -> Decision:
+    """The fitted binary ``model`` on ``scaler``-standardised z as a Decision on the raw z;
+    fit_auc is its ROC AUC on z (N, D) with labels ``positive`` (N,) bool, the rows it was
+    fitted on."""
     # logit = coef . (z - mean) / scale + intercept = (coef / scale) . z + (intercept - coef . mean / scale)
-    weight = model.coef_[0] / scaler.scale_
+    weight = (model.coef_[0] / scaler.scale_).astype(np.float64)
     bias = float(model.intercept_[0] - weight @ scaler.mean_)
-    decision = Decision(weight=weight.astype(np.float64), bias=bias, fit_auc=0.0)
-    return Decision(weight=decision.weight, bias=bias, fit_auc=float(roc_auc_score(positive, decision.logits(z))))
+    decision = Decision(weight=weight, bias=bias, fit_auc=0.0)
+    return Decision(weight=weight, bias=bias, fit_auc=float(roc_auc_score(np.asarray(positive, bool), decision.logits(z))))
 
 
 class VolumeLogit(nn.Module):

@@ -14,7 +14,8 @@ def _maps_cmd(args: argparse.Namespace) -> None:
     from mmssl.maps.pipeline import run_maps
 
     run_maps(args.store, args.latents, args.model, args.source, args.classes, args.grid_json, args.settings_json,
-             attribution=args.attribution, figure=args.figure, links=args.links, device=args.device)
+             attribution=args.attribution, figure=args.figure, links=args.links, device=args.device,
+             probe=args.probe, probe_settings=args.probe_settings_json)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help='the MNI grid of the store\'s volumes, e.g. {"voxel_mm": 6.0, "size": 32}')
     p.add_argument("--settings-json", type=settings_arg,
                    help="the dataset's maps section (left-out keys: schema defaults)")
+    p.add_argument("--probe", type=Path,
+                   help="the probe's table of these latents (`mmssl probe`, binary): the attribution explains its decision")
+    p.add_argument("--probe-settings-json", type=settings_arg,
+                   help="the probe's binary settings, as given to `mmssl probe` (saga's seed and iterations)")
     p.add_argument("--attribution", type=Path, help="output NIfTI of the attribution map (its .json sidecar beside it)")
     p.add_argument("--figure", type=Path, help="output PNG of the attribution map")
     p.add_argument("--links", type=Path,

@@ -3,14 +3,17 @@ source of one (method, fold), with a JSON sidecar each.
 
 Rows. The latents file (:mod:`mmssl.evaluate.latents`) says which samples each analysis
 uses; the maps take the same ones, so they explain the representation the probe scores:
-the decision is fitted on the ``use__<source>`` rows of the train and val splits, the
-attribution is of its ``use__<source>`` test rows, and the links of source a with b use the
+the decision is the probe's, refit on the ``use__<source>`` rows of the train split with
+the (C, l1_ratio) the probe chose (its table names them), the attribution is of its
+``use__<source>`` test rows, and the links of source a with b use the
 ``use__<a>~<b>`` test rows (samples having both). A subject counts once (its first such
 row); rows whose label is not one of ``classes`` are left out of the decision and the
 attribution. A sample lacking a source is never read: only rows the latents mark as
 having it are taken from the store (its array rows there are zeros, not data). Before
 attributing, each test volume's logit through the encoder is checked against the logit
-of its z in the latents file, which catches a store row read for the wrong sample.
+of its z in the latents file, which catches a store row read for the wrong sample, and
+the decision's test ROC AUC against the probe table's, which catches a decision that is
+not the probe's.
 
 Attribution map (``{source}_desc-attribution_map.nii.gz``): the mean Integrated-Gradients
 attribution of the AD (``classes[1]``) test subjects minus that of the HC (``classes[0]``)
@@ -20,8 +23,8 @@ which any encoder responds to); the group difference cancels it and keeps where 
 decision treats AD and HC brains differently. Positive: voxels that push AD subjects
 towards AD more than HC subjects.
 
-A map that cannot be made (a diverged run; a class without subjects in train+val or
-test) is written as NaN everywhere, and its sidecar and figure say why, so the rest of the
+A map that cannot be made (a diverged run; a class without subjects in train or test; a
+source the probe could not score) is written as NaN everywhere, and its sidecar and figure say why, so the rest of the
 grid goes on.
 """
 
@@ -38,7 +41,8 @@ from mmssl.data.store import read_store
 from mmssl.evaluate.embed import first_per_subject
 from mmssl.evaluate.latents import latents_status, load_latents, pair_name, source_pairs
 from mmssl.io import write_json
-from mmssl.maps.attribution import VolumeLogit, attribute_groups, fit_decision
+from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned
+from mmssl.maps.attribution import VolumeLogit, attribute_groups, fold_decision
 from mmssl.maps.figures import plot_map
 from mmssl.maps.links import critic_scores, latent_embedding, local_embeddings, upsample_locations
 from mmssl.maps.settings import MapsSettings
@@ -50,7 +54,7 @@ from mmssl.train.loop import select_device
 
 log = logging.getLogger(__name__)
 
-FIT_SPLITS = ("train", "val")
+FIT_SPLITS = ("train",)  # where the probe refits its chosen (C, l1_ratio)
 MAP_SPLIT = "test"
 # a logit recomputed from the store may differ from the latents' by float noise (another
 # batch composition, TF32 convolutions on a GPU), never by more than this share
@@ -85,21 +89,45 @@ def read_volumes(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def probe_choice(probe_tsv: str | Path, source: str) -> dict[str, float]:
+    """The probe's choice for ``source`` from its table (``mmssl probe``, binary task): C,
+    l1_ratio and the test ROC AUC of the refit decision. NoMap when the probe could not
+    score the source (its note says why)."""
+    import pandas as pd
+
+    table = pd.read_csv(probe_tsv, sep="\t")
+    missing = {"source", "split", "roc_auc", "C", "l1_ratio"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{probe_tsv}: not a binary probe table (no columns {sorted(missing)})")
+    rows = table[(table["source"].astype(str) == source) & (table["split"] == MAP_SPLIT)]
+    if len(rows) != 1:
+        raise ValueError(f"{probe_tsv}: expected one {MAP_SPLIT} row of {source}, found {len(rows)}")
+    row = rows.iloc[0]
+    if not np.isfinite([row["C"], row["l1_ratio"], row["roc_auc"]]).all():
+        note = row.get("note")
+        raise NoMap(f"{source}: the probe has no decision ({note if isinstance(note, str) and note else 'no C / l1_ratio'})")
+    return {"C": float(row["C"]), "l1_ratio": float(row["l1_ratio"]), "roc_auc": float(row["roc_auc"])}
+
+
 def attribution_map(model: torch.nn.Module, store: Any, data: dict[str, Any], source: str, classes: list[str],
-                    settings: MapsSettings, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
-    """(*S) AD-minus-HC mean attribution of ``source`` and its sidecar facts; NoMap when a
-    class lacks subjects."""
+                    settings: MapsSettings, device: torch.device, choice: dict[str, float],
+                    probe_settings: TunedProbeSettings) -> tuple[np.ndarray, dict[str, Any]]:
+    """(*S) AD-minus-HC mean attribution of ``source`` under the probe's decision (``choice``:
+    :func:`probe_choice`; ``probe_settings``: the probe's, for saga's seed and iterations)
+    and its sidecar facts; NoMap when a class lacks subjects."""
     labels = data["label"].astype(str)
     keep = np.isin(labels, classes)
     positive = labels == classes[1]
     use = data["use"][source]
     fit = chosen_rows(data, use, FIT_SPLITS, keep)
     test = chosen_rows(data, use, (MAP_SPLIT,), keep)
-    for name, rows in (("train+val", fit), (MAP_SPLIT, test)):
+    for name, rows in (("+".join(FIT_SPLITS), fit), (MAP_SPLIT, test)):
         counts = {c: int(np.sum(labels[rows] == c)) for c in classes}
         if min(counts.values()) < 1:
             raise NoMap(f"{source}: {name} subjects with the source per class {counts}; the map needs both classes")
-    decision = fit_decision(data["z"][source][fit], positive[fit], settings.C)
+    z_fit = data["z"][source][fit]
+    scaler, linear = refit_tuned(z_fit, positive[fit].astype(int), choice["C"], choice["l1_ratio"], probe_settings)
+    decision = fold_decision(scaler, linear, z_fit, positive[fit])
     rows = store_rows(data["sample"][test], store.index["sample"].to_numpy())
     if not store.present(source)[rows].all():  # the latents' contract; never attribute zeros
         raise ValueError(f"{source}: the latents mark test rows the store says lack the source")
@@ -113,8 +141,12 @@ def attribution_map(model: torch.nn.Module, store: Any, data: dict[str, Any], so
                          f"{gap:.3g}: the store rows, the model and the latents do not belong together")
     from sklearn.metrics import roc_auc_score
 
+    test_auc = float(roc_auc_score(positive[test], expected))
+    if abs(test_auc - choice["roc_auc"]) > 1e-6:  # not the probe's decision, or not its rows: a bug, never a map
+        raise ValueError(f"{source}: the decision's test ROC AUC {test_auc:.6f} is not the probe's {choice['roc_auc']:.6f}: "
+                         "the probe table, the latents and the probe settings do not belong together")
     info = {"n_fit": len(fit), "n_negative": int(acc.counts[0]), "n_positive": int(acc.counts[1]),
-            "fit_roc_auc": decision.fit_auc, "test_roc_auc": float(roc_auc_score(positive[test], expected)),
+            "C": choice["C"], "l1_ratio": choice["l1_ratio"], "fit_roc_auc": decision.fit_auc, "test_roc_auc": test_auc,
             "ig_completeness_error": acc.completeness_error(), "logit_check_max_abs_diff": gap}
     return acc.difference(), info
 
@@ -169,13 +201,18 @@ def write_map(volume: np.ndarray | None, grid: Grid, nifti: Path, info: dict[str
 
 def run_maps(store_dir: str | Path, latents_npz: str | Path, model_path: str | Path, source: str, classes: list[str],
              grid: dict[str, Any], settings: dict[str, Any] | None = None, attribution: str | Path | None = None,
-             figure: str | Path | None = None, links: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+             figure: str | Path | None = None, links: str | Path | None = None, device: str = "auto",
+             probe: str | Path | None = None, probe_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the requested maps of ``source`` (see the module docstring): ``attribution``
     (NIfTI; sidecar beside it) with its ``figure`` (PNG), and/or ``links`` (NIfTI; sidecar).
     classes: [negative, positive] labels (HC, AD); grid: {voxel_mm, size} of the store's
-    volumes; settings: the dataset's ``maps`` section. Returns the sidecars by map name."""
+    volumes; settings: the dataset's ``maps`` section. The attribution needs ``probe``, the
+    probe's table of these latents, and ``probe_settings``, the probe's binary settings
+    (``classes`` may be among them). Returns the sidecars by map name."""
     if attribution is None and links is None:
         raise ValueError("nothing to do: give an attribution and/or a links output")
+    if attribution is not None and probe is None:
+        raise ValueError("the attribution map explains the probe's decision: give the probe's table (--probe)")
     if len(classes) != 2:
         raise ValueError(f"classes must be [negative, positive]; got {classes}")
     s = MapsSettings.from_config(settings)
@@ -197,14 +234,16 @@ def run_maps(store_dir: str | Path, latents_npz: str | Path, model_path: str | P
     if attribution is not None:
         info = {**base, "map": "Integrated Gradients of the decision's logit, mean over positive minus mean over "
                 "negative test subjects", "classes": {"negative": classes[0], "positive": classes[1]},
-                "decision": f"logistic regression on standardised z (L2, C={s.C:g}, balanced), fitted on "
-                            f"{'+'.join(FIT_SPLITS)}", "baseline": "zeros (the z-normalised brain's mean)",
+                "decision": "the probe's: elastic-net logistic regression on standardised z (saga, balanced) with "
+                            f"its chosen C and l1_ratio, refit on {'+'.join(FIT_SPLITS)}",
+                "baseline": "zeros (the z-normalised brain's mean)",
                 "steps": s.steps, "library": "captum IntegratedGradients (gausslegendre)"}
         volume = None
         try:
             if diverged:
                 raise NoMap("training diverged: no weights")
-            volume, found = attribution_map(model, store, data, source, classes, s, dev)
+            tuned = TunedProbeSettings.from_config({k: v for k, v in (probe_settings or {}).items() if k != "classes"})
+            volume, found = attribution_map(model, store, data, source, classes, s, dev, probe_choice(probe, source), tuned)
             info.update(found)
             log.info("%s %s: attribution of %d %s / %d %s test subjects, decision test ROC AUC %.3f, IG completeness "
                      "error %.2g", label, source, found["n_positive"], classes[1], found["n_negative"], classes[0],

@@ -9,11 +9,10 @@ from mmssl.settings import schema_settings
 @schema_settings("maps", "maps")
 class MapsSettings:
     """enabled: whether the workflow's default target asks for the maps (the rules run on
-    request either way). C: inverse L2 strength of the AD-vs-HC logistic decision on the
-    standardised latent. steps: Integrated Gradients path points. batch_size: volumes per
-    forward/backward pass (path points x subjects)."""
+    request either way). steps: Integrated Gradients path points. batch_size: volumes per
+    forward/backward pass (path points x subjects). The decision attributed is the probe's
+    (its own settings: ``probe.binary``)."""
 
     enabled: bool
-    C: float
     steps: int
     batch_size: int
