@@ -5,8 +5,8 @@ Rows. The latents file (:mod:`mmssl.evaluate.latents`) says which samples each a
 uses; the maps take the same ones, so they explain the representation the probe scores:
 the decision is the probe's, refit on the ``use__<source>`` rows of the train split with
 the (C, l1_ratio) the probe chose (its table names them), the attribution is of its
-``use__<source>`` test rows, and the links of source a with b use the
-``use__<a>~<b>`` test rows (samples having both). A subject counts once (its first such
+``use__<source>`` test rows, and the links of source a with b use the ``use__<a>~<b>``
+test rows (samples having both). A subject counts once (its first such
 row); rows whose label is not one of ``classes`` are left out of the decision and the
 attribution. A sample lacking a source is never read: only rows the latents mark as
 having it are taken from the store (its array rows there are zeros, not data). Before
@@ -24,8 +24,8 @@ decision treats AD and HC brains differently. Positive: voxels that push AD subj
 towards AD more than HC subjects.
 
 A map that cannot be made (a diverged run; a class without subjects in train or test; a
-source the probe could not score) is written as NaN everywhere, and its sidecar and figure say why, so the rest of the
-grid goes on.
+source the probe could not score) is written as NaN everywhere, and its sidecar and figure
+say why, so the rest of the grid goes on.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import torch
 from mmssl.data.store import read_store
 from mmssl.evaluate.embed import first_per_subject
 from mmssl.evaluate.latents import latents_status, load_latents, pair_name, source_pairs
-from mmssl.io import write_json
 from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned
+from mmssl.io import write_json
 from mmssl.maps.attribution import VolumeLogit, attribute_groups, fold_decision
 from mmssl.maps.figures import plot_map
 from mmssl.maps.links import critic_scores, latent_embedding, local_embeddings, upsample_locations
