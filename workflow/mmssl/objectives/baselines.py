@@ -153,7 +153,8 @@ class SupervisedMethod(Method):
         super().__init__(sources, settings)
         n_classes = settings.extra["n_classes"]
         if n_classes is None:
-            raise ValueError("supervised needs model.extra.n_classes (the training step sets it from the store's labels)")
+            raise ValueError("supervised needs model.extra.n_classes: the training step sets it from the store's labels "
+                             "when they have two or more classes")
         self.classifiers = nn.ModuleDict({s: nn.Linear(settings.latent, n_classes) for s in self.sources})
         init_weights(self.classifiers)
 

@@ -252,9 +252,11 @@ class Trainer:
         self.val_rows = rows_of(store.index, split, "val")
         seed = settings.seed * 1000 + fold
         torch.manual_seed(seed)
-        if model_settings.extra["n_classes"] is None:  # for methods that use labels (supervised)
-            n_classes = store.index["label"].nunique()
-            model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_classes})
+        n_labels = store.index["label"].nunique()
+        # for methods that use labels (supervised); a store of one label leaves it unset, and
+        # such a method then stops saying so
+        if model_settings.extra["n_classes"] is None and n_labels >= 2:
+            model_settings = replace(model_settings, extra={**model_settings.extra, "n_classes": n_labels})
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
         self.train_rows, self.val_rows = self.training_rows(self.train_rows), self.training_rows(self.val_rows)
