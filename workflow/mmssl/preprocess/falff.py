@@ -93,7 +93,6 @@ class FalffSettings:
         return cls(**values)
 
 
-
 def spectrum_slices(n_volumes: int, tr: float, settings: FalffSettings) -> tuple[slice, slice]:
     """rfft bin ranges (numerator band, denominator 0 < f <= Nyquist) for ``n_volumes`` samples.
 
@@ -272,7 +271,6 @@ def _header_tr(nifti_path: str | Path) -> float | None:
     return float(zooms[3]) * _TIME_UNIT_SECONDS.get(unit, 1.0)
 
 
-
 @dataclass
 class FalffResult:
     """What falff_file computed: TR used (s), volumes after dummies, mask voxels, median
@@ -331,7 +329,6 @@ def falff_file(
     dvars = np.concatenate([[np.nan], np.sqrt(np.mean(np.diff(inside.astype(np.float64), axis=1) ** 2, axis=0))])
     return FalffResult(tr=tr, n_volumes=n_volumes, n_mask_voxels=int(mask.sum()), median_falff=float(np.median(values[mask])),
                        median_alff=float(np.median(alff[mask])), global_signal=inside.mean(axis=0, dtype=np.float64), dvars=dvars)
-
 
 
 def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: str | Path) -> Path:
