@@ -11,7 +11,14 @@ PROFILE ?= profiles/local
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: demo test lint install dryrun lock clean-results
+# pybids' own BIDS example datasets (ds005, 7t_trt, synthetic, ds000117): public layouts nobody
+# here wrote, the inputs of tests/test_bids_examples.py. They ship in pybids' sdist on PyPI
+# (not in its wheel), fetched by pip and checked against this hash.
+PYBIDS_SDIST := pybids==0.22.0
+PYBIDS_SDIST_SHA256 := 98e7957e47c08d3c131de6f6cef629d009abce888849102b33820ca6a9930152
+BIDS_EXAMPLES := tests/data/bids-examples
+
+.PHONY: demo test lint install dryrun lock clean-results bids-examples
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -39,8 +46,21 @@ lint: $(STAMP)
 	@! grep -q "^Lints for" $(VENV)/lint.txt || { cat $(VENV)/lint.txt; exit 1; }
 	@echo "snakemake --lint: clean"
 
+$(BIDS_EXAMPLES)/.complete: | $(STAMP)
+	rm -rf $(BIDS_EXAMPLES) $(BIDS_EXAMPLES).tmp
+	mkdir -p $(BIDS_EXAMPLES).tmp
+	$(PIP) download --quiet --no-deps --no-binary :all: "$(PYBIDS_SDIST)" -d $(BIDS_EXAMPLES).tmp
+	echo "$(PYBIDS_SDIST_SHA256)  $$(ls $(BIDS_EXAMPLES).tmp/pybids-*.tar.gz)" | sha256sum -c --quiet
+	tar -xzf $(BIDS_EXAMPLES).tmp/pybids-*.tar.gz -C $(BIDS_EXAMPLES).tmp --wildcards \
+		'*/tests/data/ds005/*' '*/tests/data/7t_trt/*' '*/tests/data/synthetic/*' '*/tests/data/ds000117/*'
+	mv $(BIDS_EXAMPLES).tmp/pybids-*/tests/data $(BIDS_EXAMPLES)
+	rm -rf $(BIDS_EXAMPLES).tmp
+	touch $@
+
+bids-examples: $(BIDS_EXAMPLES)/.complete
+
 # one worker per core; tests that share one built run (xdist_group) stay on one worker
-test: lint
+test: lint bids-examples
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
 
 dryrun: $(STAMP)

@@ -38,8 +38,10 @@ def run_preprocess_bold(bold: Path, sidecar: Path | None, root: Path, settings: 
     out = derivatives_of(root, bold, alff=alff)
     argv = ["preprocess-bold", "--bold", str(bold), "--settings-json", json.dumps(settings or {}),
             "--falff-json", json.dumps(falff or {}), *_flags(out)]
-    if sidecar is not None:
-        argv += ["--sidecar", str(sidecar)]
+    if sidecar is not None:  # what discovery resolves from the sidecar, as the rule passes it
+        tr = json.loads(Path(sidecar).read_text()).get("RepetitionTime")
+        if tr is not None:
+            argv += ["--tr", str(tr), "--tr-source", str(sidecar)]
     rc = main(argv)
     return rc, _status(out), {k: Path(v) for k, v in out.items()}
 

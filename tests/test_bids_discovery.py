@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmssl.preprocess.bids import discover, find_sidecar, parse_bids_name, session_days
+from mmssl.preprocess.bids import Selection, discover, find_sidecar, parse_bids_name, session_days
 from mmssl.preprocess.clinical import (
     PairingSettings,
     apply_label_rule,
@@ -74,7 +75,7 @@ def test_oasis_multi_session_multi_run_tree_finds_exactly_the_expected_scans(tmp
     assert result.scans.set_index(["subject", "session", "modality", "run"]).loc[("OAS30002", "d0000", "bold", "01"), "sidecar"] == ""
     excluded = result.excluded.set_index("path")["reason"].to_dict()
     nback = str(tmp_path / "sub-OAS30004/ses-d0010/func/sub-OAS30004_ses-d0010_task-nback_run-01_bold.nii.gz")
-    assert excluded == {nback: "BOLD task-nback is not the resting-state task-rest",
+    assert excluded == {nback: "BOLD task-nback is not the resting-state task-rest (discover.filters.bold.task)",
                         str(tmp_path / "sub-OAS30004"): "no usable scan: no T1w run and no BOLD run (task-rest)"}
     # the T2w is found only when asked for; its key keeps its acq entity
     with_t2 = discover(tmp_path, ["T1w", "T2w", "bold"])
@@ -108,12 +109,14 @@ def test_no_session_layout_inherited_sidecars_and_other_tasks(tmp_path):
     bold = result.scans[result.scans["modality"] == "bold"].set_index("subject")
     assert list(bold.index) == ["01", "02"]
     assert bold.loc["01", "sidecar"] == str(tmp_path / "task-rest_bold.json")
-    assert bold.loc["02", "sidecar"] == str(tmp_path / "sub-02/sub-02_task-rest_bold.json")
+    # inheritance: every level that applies, root first (the nearer file's keys win the merge)
+    assert bold.loc["02", "sidecar"] == f"{tmp_path / 'task-rest_bold.json'};{tmp_path / 'sub-02/sub-02_task-rest_bold.json'}"
     assert math.isnan(bold.loc["01", "days"]) and bold.loc["01", "session"] == ""
     reasons = dict(zip(result.excluded["path"].map(lambda p: Path(p).name), result.excluded["reason"]))
     assert "not the resting-state task-rest" in reasons["sub-01_task-nback_bold.nii.gz"]
     assert "duplicate" in next(r for n, r in reasons.items() if n.startswith("sub-02_task-rest_run-1_bold"))
-    assert len(discover(tmp_path, T1_BOLD, bold_task=None).scans.query("modality == 'bold'")) == 3
+    every_task = Selection.from_config({"filters": {"bold": {}}})
+    assert len(discover(tmp_path, T1_BOLD, every_task).scans.query("modality == 'bold'")) == 3
 
 
 def test_sidecar_inheritance_prefers_nearest_then_most_specific(tmp_path):
@@ -230,7 +233,8 @@ def test_pairing_all_same_session_and_visit(tmp_path):
     assert visit.samples.query("subject == 'C'")["sample"].tolist() == ["sub-C_ses-d0100_run-01__ses-d0130_run-01"]
     assert list(every.samples.columns) == sample_columns(T1_BOLD) == [
         "sample", "subject", "label", "age", "sex", "days_gap", "T1w_session", "T1w_run", "T1w_days", "T1w_path",
-        "T1w_sidecar", "bold_session", "bold_run", "bold_days", "bold_path", "bold_sidecar"]
+        "T1w_sidecar", "bold_session", "bold_run", "bold_days", "bold_path", "bold_sidecar", "bold_RepetitionTime",
+        "bold_RepetitionTime_file"]
     with pytest.raises(ValueError, match="pairing: 'nearest' is not allowed"):
         PairingSettings.from_config({"pairing": "nearest"})
 
@@ -296,3 +300,91 @@ def test_discover_command_dry_run_over_a_zero_byte_tree(tmp_path):
     assert t1_only["bold_path"] == t1_only["bold_session"] == t1_only["bold_run"] == ""
     assert set(excluded["subject"]) == {"OAS30004"}  # only the subject with nothing usable
     assert not list(out.glob(".tmp*"))
+
+
+def write_json(root: Path, rel: str, data: dict) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def test_one_scan_per_acquisition_echo_phase_variants_and_derivatives(tmp_path):
+    """Shapes of bids-examples ds210 (multi-echo rest with per-echo top-level sidecars),
+    qmri (part-phase), ds004332 / ds005 (rec-, acq- and ce- variants of one T1w) and a raw
+    tree that keeps derivatives inside it (space-, desc-)."""
+    for echo, te in ((1, 0.0125), (2, 0.0305), (3, 0.0485)):
+        write_json(tmp_path, f"task-rest_echo-{echo}_bold.json", {"RepetitionTime": 2.47, "EchoTime": te})
+        touch(tmp_path, f"sub-01/func/sub-01_task-rest_run-01_echo-{echo}_bold.nii.gz")
+    touch(tmp_path,
+          "sub-01/func/sub-01_task-rest_run-02_part-mag_bold.nii.gz", "sub-01/func/sub-01_task-rest_run-02_part-phase_bold.nii.gz",
+          "sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_rec-norm_T1w.nii.gz", "sub-01/anat/sub-01_ce-gadolinium_T1w.nii.gz",
+          "sub-01/anat/sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz",
+          "sub-01/func/sub-01_task-rest_run-01_space-MNI_desc-preproc_bold.nii.gz",
+          "sub-02/anat/sub-02_rec-orig_T1w.nii.gz", "sub-02/anat/sub-02_rec-norm_T1w.nii.gz")
+    write_json(tmp_path, "task-rest_bold.json", {"RepetitionTime": 2.47})
+    result = discover(tmp_path, T1_BOLD)
+    scans = result.scans.assign(name=result.scans["path"].map(lambda p: Path(p).name)).set_index("name")
+    assert sorted(scans.index) == ["sub-01_T1w.nii.gz", "sub-01_task-rest_run-01_echo-2_bold.nii.gz",
+                                   "sub-01_task-rest_run-02_part-mag_bold.nii.gz", "sub-02_rec-norm_T1w.nii.gz"]
+    assert scans.loc["sub-01_task-rest_run-01_echo-2_bold.nii.gz", "RepetitionTime"] == 2.47
+    reasons = {Path(p).name: r for p, r in zip(result.excluded["path"], result.excluded["reason"])}
+    assert reasons["sub-01_task-rest_run-01_echo-1_bold.nii.gz"] == (
+        "not chosen: sub-01_task-rest_run-01_echo-2_bold.nii.gz was chosen for this acquisition "
+        "(discover.select.echo_time 0.03 s is nearest EchoTime 0.0305)")
+    assert reasons["sub-01_task-rest_run-02_part-phase_bold.nii.gz"] == "part-phase is not a magnitude image"
+    assert reasons["sub-01_ce-gadolinium_T1w.nii.gz"].endswith("(discover.select.prefer.ce ranks ce-(absent) first)")
+    assert reasons["sub-01_rec-norm_T1w.nii.gz"].endswith("(discover.select.prefer.rec ranks rec-(absent) first)")
+    assert reasons["sub-02_rec-orig_T1w.nii.gz"].endswith("(discover.select.prefer.rec ranks rec-norm first)")
+    assert reasons["sub-01_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz"] == (
+        "derivative entity space-MNI152NLin2009cAsym, desc-preproc in the raw tree (a derivative, not a raw scan)")
+    assert reasons["sub-01_task-rest_run-01_space-MNI_desc-preproc_bold.nii.gz"].startswith("derivative entity space-MNI")
+    assert len(reasons) == 8  # every file left out is listed: 2 echoes, phase, ce, 2 rec, 2 derivatives
+    # the lowest echo when asked so; every file of a slot competes under the declared rule
+    lowest = discover(tmp_path, T1_BOLD, Selection.from_config({"select": {"echo_time": None}})).scans
+    assert lowest["path"].str.endswith("echo-1_bold.nii.gz").sum() == 1
+
+
+def test_sparse_acquisitions_and_unreadable_sidecars_are_excluded_with_the_file_named(tmp_path):
+    """bids-examples volume_timing: VolumeTiming instead of RepetitionTime (a sparse
+    acquisition) is never given the header's TR."""
+    touch(tmp_path, "sub-01/anat/sub-01_T1w.nii.gz", "sub-01/func/sub-01_task-rest_acq-dense_bold.nii.gz",
+          "sub-01/func/sub-01_task-rest_acq-sparse_bold.nii.gz", "sub-02/anat/sub-02_T1w.nii.gz",
+          "sub-02/func/sub-02_task-rest_bold.nii.gz")
+    write_json(tmp_path, "sub-01/func/sub-01_task-rest_acq-dense_bold.json", {"RepetitionTime": 2.0})
+    write_json(tmp_path, "sub-01/func/sub-01_task-rest_acq-sparse_bold.json", {"VolumeTiming": [0, 3, 6], "SliceTiming": [0, 1]})
+    (tmp_path / "sub-02/func/sub-02_task-rest_bold.json").write_text("{not json")
+    result = discover(tmp_path, T1_BOLD)
+    reasons = {Path(p).name: r for p, r in zip(result.excluded["path"], result.excluded["reason"])}
+    assert reasons["sub-01_task-rest_acq-sparse_bold.nii.gz"].startswith("irregular sampling: VolumeTiming in ")
+    assert reasons["sub-02_task-rest_bold.nii.gz"].startswith(f"sidecar {tmp_path / 'sub-02/func/sub-02_task-rest_bold.json'} cannot be read as JSON")
+    assert result.scans.query("modality == 'bold'")["path"].map(lambda p: Path(p).name).tolist() == ["sub-01_task-rest_acq-dense_bold.nii.gz"]
+
+
+def test_entity_filters_per_suffix(tmp_path):
+    touch(tmp_path, "sub-01/anat/sub-01_acq-MPRAGE_T1w.nii.gz", "sub-01/anat/sub-01_acq-fast_T1w.nii.gz",
+          "sub-01/func/sub-01_task-rest_acq-fullbrain_run-1_bold.nii.gz", "sub-01/func/sub-01_task-rest_acq-prefrontal_bold.nii.gz")
+    selection = Selection.from_config({"filters": {"T1w": {"acq": ["MPRAGE"]}, "bold": {"task": "rest", "acq": "fullbrain", "run": True}}})
+    result = discover(tmp_path, T1_BOLD, selection)
+    assert sorted(Path(p).name for p in result.scans["path"]) == ["sub-01_acq-MPRAGE_T1w.nii.gz",
+                                                                  "sub-01_task-rest_acq-fullbrain_run-1_bold.nii.gz"]
+    reasons = dict(zip(result.excluded["path"].map(lambda p: Path(p).name), result.excluded["reason"]))
+    assert reasons["sub-01_acq-fast_T1w.nii.gz"] == "discover.filters.T1w.acq: acq-fast is not one of ['MPRAGE']"
+    assert reasons["sub-01_task-rest_acq-prefrontal_bold.nii.gz"] == "discover.filters.bold.acq: acq-prefrontal is not one of ['fullbrain']"
+    absent = discover(tmp_path, T1_BOLD, Selection.from_config({"filters": {"bold": {"run": False}}}))
+    assert absent.scans.query("modality == 'bold'")["path"].str.endswith("acq-prefrontal_bold.nii.gz").all()
+
+
+def test_a_failed_discovery_keeps_every_reason_in_its_log(tmp_path, capsys):
+    touch(tmp_path / "bids", "sub-01/anat/sub-01_T1w.nii.gz")
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    out = tmp_path / "out"
+    args = parser.parse_args(["discover", "--bids-dir", str(tmp_path / "bids"), "--settings-json", "{}", "--dataset", "mine",
+                              "--sources", "T1w", "fALFF", "--exclude-participant-label", "01",
+                              "--out-subjects", str(out / "subjects.tsv"), "--out-samples", str(out / "samples.tsv"),
+                              "--out-excluded", str(out / "excluded.tsv")])
+    with pytest.raises(ValueError, match=r"dataset 'mine': no usable subject .*check datasets\.mine\.bids_dir, \.sources, "
+                                         r"\.discover\.filters, \.discover\.participant_label"):
+        args.func(args)
+    log = capsys.readouterr().err
+    assert "--- 1 exclusion(s)" in log and "in exclude_participant_label" in log

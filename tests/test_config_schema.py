@@ -17,7 +17,8 @@ from mmssl.schema import ConfigError, load_schema, schema_defaults
 from mmssl.settings import schema_default
 from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS
 from mmssl.preprocess.clinical import ClinicalColumns, PairingSettings
-from mmssl.preprocess.discovery import split_discover_settings
+from mmssl.preprocess.bids import Selection
+from mmssl.preprocess.discovery import day_patterns, discover_values
 from mmssl.preprocess.falff import FalffSettings
 from mmssl.preprocess.header import HeaderLimits
 from mmssl.preprocess.masking import MaskSettings
@@ -45,7 +46,9 @@ SECTIONS = [
     ("discover", PairingSettings, PairingSettings.from_config),
     ("clinical_columns", ClinicalColumns, ClinicalColumns.from_config),
 ]
-DISCOVERY_KEYS = {"site_key", "bold_task", "session_day_patterns"}  # the discover keys split_discover_settings keeps
+# the discover keys that are not PairingSettings': file selection (Selection), sites, session days, participants
+DISCOVERY_KEYS = {"site_key", "session_day_patterns", "filters", "select", "participant_label", "exclude_participant_label",
+                  "participants"}
 MRI_DEFS = ["preprocess", "registration", "registration_epi", "grid", "brain_mask", "qc", "header_T1w", "header_bold",
             "falff", "discover", "clinical_columns"]
 
@@ -127,16 +130,18 @@ def test_header_limits_defaults_per_kind_and_partial_overrides():
 
 
 def test_discover_defaults_split_and_match_the_discovery_functions():
-    discovery, pairing = split_discover_settings({})
-    assert (discovery, pairing) == split_discover_settings(schema_defaults("discover"))
-    assert discovery == {"site_key": None, "bold_task": "rest", "session_day_patterns": DEFAULT_SESSION_DAY_PATTERNS}
+    values = discover_values({})
+    assert values == discover_values(schema_defaults("discover"))
+    assert values["site_key"] is None and day_patterns(values) == DEFAULT_SESSION_DAY_PATTERNS
+    assert Selection.from_config({}) == Selection.from_config(values)
+    assert Selection.from_config({}).filters == {"bold": {"task": "rest"}}
     assert DISCOVERY_KEYS | {f.name for f in dataclasses.fields(PairingSettings)} == set(schema_defaults("discover"))
     # a custom label list replaces the default rules (it is not merged into them)
     custom = {"AD": {"cdr_above": 0.5}}
     assert PairingSettings.from_config({"labels": custom}).labels == custom
     assert PairingSettings.from_config({"columns": {"subject": "ID"}}).columns.subject == ("ID",)
     with pytest.raises(ValueError, match=r"discover\.session_day_patterns: '\(' is not a regular expression"):
-        split_discover_settings({"session_day_patterns": [["(", 1.0]]})
+        discover_values({"session_day_patterns": [["(", 1.0]]})
     with pytest.raises(ValueError, match=r"discover\.columns: .*'subjects' was unexpected.*allowed keys: age, age_at_entry"):
         PairingSettings.from_config({"columns": {"subjects": "ID"}})
 
@@ -182,7 +187,7 @@ def test_one_validate_call_fills_every_mri_default_and_names_a_typo_with_the_all
     config = yaml.safe_load((ROOT / ".test" / "config-mri.yaml").read_text())
     config["datasets"]["oasis_synthetic"]["preprocess"] = {"regstration": {}}
     with pytest.raises(ConfigError, match=r"^datasets\.oasis_synthetic\.preprocess: .*'regstration' was unexpected.*"
-                                          r"allowed keys: backend, brain_mask, grid, header, motion_correction, qc, "
+                                          r"allowed keys: backend, brain_mask, grid, header, min_coverage, motion_correction, qc, "
                                           r"registration, registration_epi, store_dtype$"):
         validate(config)
     config["datasets"]["oasis_synthetic"]["preprocess"] = {"grid": {"size": 0}}

@@ -67,13 +67,17 @@ def _check_mri_values(config: dict[str, Any]) -> None:
     mri = {name: spec for name, spec in config.get("datasets", {}).items() if spec.get("kind") == "bids_mri"}
     if not mri:
         return  # the imports below pull in SimpleITK, nibabel and pandas
-    from mmssl.preprocess.discovery import split_discover_settings
+    from mmssl.preprocess.discovery import check_discover_settings
     from mmssl.preprocess.falff import FalffSettings
     from mmssl.preprocess.settings import MriSettings
 
     builders = (("preprocess", MriSettings.from_config), ("falff", FalffSettings.from_config),
-                ("discover", split_discover_settings))
+                ("discover", check_discover_settings))
     for name, spec in mri.items():
+        labelled_by_visits = bool(spec.get("clinical_csv")) or spec.get("synthetic") is not None
+        if spec.get("discover", {}).get("pairing") == "visit" and not labelled_by_visits:
+            raise ConfigError(f"datasets.{name}.discover.pairing: visit matches clinical visits and needs "
+                              f"datasets.{name}.clinical_csv; use auto, all or same_session")
         for section, build in builders:
             try:
                 build(spec.get(section, {}))

@@ -330,26 +330,34 @@ def bids_dir_of(dataset):
 
 
 def discover_inputs(wildcards):
-    """The BIDS folder and a real dataset's clinical CSV (the synthetic dataset's lies inside
-    its folder, a directory output whose files Snakemake does not track one by one)."""
+    """The BIDS folder and a real dataset's clinical CSV when it has one (the synthetic
+    dataset's lies inside its folder, a directory output whose files Snakemake does not
+    track one by one; participants.tsv lies inside the BIDS folder too)."""
     inputs = {"bids": bids_dir_of(wildcards.dataset)}
-    if mri_spec(wildcards.dataset).get("synthetic") is None:
-        inputs["clinical"] = clinical_csv(wildcards)
+    clinical = clinical_csv(wildcards.dataset)
+    if clinical and mri_spec(wildcards.dataset).get("synthetic") is None:
+        inputs["clinical"] = clinical
     return inputs
 
 
-def clinical_csv(wildcards):
-    """The clinical table: the configured CSV, or the synthetic dataset's own."""
-    dataset = wildcards.dataset
+def clinical_csv(dataset):
+    """The clinical visit table: the configured CSV, the synthetic dataset's own, or None
+    (labels from discover.participants: participants.tsv)."""
     spec = mri_spec(dataset)
     if spec.get("clinical_csv"):
         if not Path(spec["clinical_csv"]).is_file():
-            raise WorkflowError(f"datasets.{dataset}.clinical_csv: {spec['clinical_csv']} is not a file (expected the "
-                                "OASIS-3 clinical CSV, e.g. OASIS3_UDSb4_cdr.csv); fix the path in your config file")
+            raise WorkflowError(f"datasets.{dataset}.clinical_csv: {spec['clinical_csv']} is not a file (expected a "
+                                "clinical visit table such as OASIS-3's OASIS3_UDSb4_cdr.csv); fix the path or leave "
+                                "the key out to take labels from participants.tsv")
         return spec["clinical_csv"]
     if spec.get("synthetic") is not None:
         return str(Path(bids_dir_of(dataset), "phenotype", "OASIS3_UDSb4_cdr.csv"))
-    raise WorkflowError(f"datasets.{dataset}.clinical_csv: required for a real BIDS dataset")
+    return None
+
+
+def clinical_flag(wildcards):
+    clinical = clinical_csv(wildcards.dataset)
+    return f"--clinical {shlex.quote(clinical)}" if clinical else ""
 
 
 def preprocess_env(wildcards):
@@ -406,8 +414,8 @@ def scan_outputs(suffix, alff=False):
 
 
 def raw_scans(dataset):
-    """(raw suffix, prefix) -> (raw path, sidecar) of every scan in discovery's samples;
-    read after the discover checkpoint has run."""
+    """(raw suffix, prefix) -> (raw path, sidecars, TR, TR's sidecar) of every scan in
+    discovery's samples; read after the discover checkpoint has run."""
     return _read_raw_scans(*discovered_samples(dataset))
 
 
@@ -422,16 +430,21 @@ def discovered_samples(dataset):
 def _read_raw_scans(path, mtime_ns):
     """Read once per version of samples.tsv (every scan job asks for it: re-reading it per
     job made an OASIS-3-sized dry run take 16 minutes); a new discovery changes the mtime.
-    Only a BOLD run's sidecar is an input (its TR); a structural sidecar is not read."""
+    Only a BOLD run's sidecars are inputs (its TR, merged by inheritance: ``;``-joined,
+    root first); a structural sidecar is not read."""
     samples = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     scans = {}
     for modality in DATATYPE:
         if f"{modality}_path" not in samples.columns:
             continue
-        columns = [f"{modality}_path", f"{modality}_sidecar"]
-        for raw, sidecar in samples[columns].drop_duplicates().itertuples(index=False):
+        if modality == BOLD:
+            columns = [f"{modality}_{field}" for field in ("path", "sidecar", "RepetitionTime", "RepetitionTime_file")]
+            rows = samples[columns].drop_duplicates().itertuples(index=False)
+        else:
+            rows = ((raw, "", "", "") for raw in samples[f"{modality}_path"].drop_duplicates())
+        for raw, sidecars, tr, tr_file in rows:
             if raw:
-                scans[scan_prefix(raw)] = (raw, sidecar if modality == BOLD else "")
+                scans[scan_prefix(raw)] = (raw, [s for s in sidecars.split(";") if s], tr, tr_file)
     return scans
 
 
@@ -453,13 +466,17 @@ def raw_anat(wildcards):
 
 
 def raw_bold(wildcards):
-    """The raw BOLD run of a preprocess_bold job, and its JSON sidecar when it has one."""
-    bold, sidecar = raw_scan(wildcards, BOLD)
-    return {"bold": bold, "sidecar": sidecar} if sidecar else {"bold": bold}
+    """The raw BOLD run of a preprocess_bold job, and the JSON sidecars its metadata merges
+    (so an edited top-level sidecar reruns the job)."""
+    bold, sidecars, _, _ = raw_scan(wildcards, BOLD)
+    return {"bold": bold, "sidecars": sidecars}
 
 
-def sidecar_flag(wildcards, input):
-    return f"--sidecar {shlex.quote(input.sidecar)}" if "sidecar" in input.keys() else ""
+def tr_flags(wildcards):
+    """``--tr`` and ``--tr-source``: the run's RepetitionTime as discovery resolved it (none:
+    the header's)."""
+    _, _, tr, tr_file = raw_scan(wildcards, BOLD)
+    return f"--tr {tr} --tr-source {shlex.quote(tr_file)}" if tr else ""
 
 
 def alff_flags(wildcards, output):

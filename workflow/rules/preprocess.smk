@@ -41,20 +41,21 @@ checkpoint discover:
         subjects=res("{dataset}", "subjects.tsv"),
         samples=res("{dataset}", "samples.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
+        description=res("{dataset}", "preproc", "dataset_description.json"),
     log:
         res("{dataset}", "logs", "discover.log"),
     benchmark:
         res("{dataset}", "benchmarks", "discover.tsv")
     params:
-        clinical=clinical_csv,
+        clinical=clinical_flag,
         settings=settings_of("discover"),
         sources=sources_flag,
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl discover --bids-dir {input.bids} --clinical {params.clinical:q} --settings-json {params.settings:q} "
+        "mmssl discover --bids-dir {input.bids} {params.clinical} --settings-json {params.settings:q} "
         "--sources {params.sources} --dataset {wildcards.dataset} --out-subjects {output.subjects} "
-        "--out-samples {output.samples} --out-excluded {output.excluded} 2> {log}"
+        "--out-samples {output.samples} --out-excluded {output.excluded} --out-description {output.description} 2> {log}"
 
 
 # One structural image: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid.
@@ -118,14 +119,14 @@ rule preprocess_bold:
         **SCAN_WILDCARDS,
         dataset=mri_datasets(with_alff=False),
     params:
-        sidecar=sidecar_flag,
+        tr=tr_flags,
         settings=settings_of("preprocess"),
         falff=settings_of("falff"),
         alff=alff_flags,
     conda:
         preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.sidecar} "
+        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.tr} "
         "--settings-json {params.settings:q} --falff-json {params.falff:q} "
         "--out-falff {output.fALFF} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
         "--out-status {output.status} --out-falff-native {output.falff_native} --out-mask-native {output.mask_native} "

@@ -34,6 +34,16 @@ classes in splits or in the probe.
 Nearest visit: smallest |visit days - session days|, ties to the earlier visit. A session
 whose label has no day number (``ses-M000`` gives days via months, ``ses-baseline`` none) is
 excluded unless ``undated_session_days`` supplies one.
+
+This clinical table is one adapter; a dataset without one takes its subjects' labels from
+BIDS itself (:mod:`mmssl.preprocess.participants`, :func:`build_subject_samples`), where
+every session is used and no visit is matched.
+
+``pairing: auto`` (the default) is ``all`` for a subject whose every session carries a day
+number (OASIS-3: the paper's pairs) and ``same_session`` otherwise (``ses-1``, ``ses-mri``,
+no session level): sessions without dates are not paired with each other unless asked
+for (``all``); ``days_gap`` is then empty, not 0, for a sample whose scans lie in
+sessions of unknown date.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmssl.paths import BOLD
 from mmssl.preprocess.bids import EXCLUDED_COLUMNS
 from mmssl.preprocess.errors import NotEnoughSubjectsError
 
@@ -56,7 +67,9 @@ SUBJECT_COLUMNS = ("subject", "label", "age", "sex", "n_samples")
 SAMPLE_COLUMNS = ("sample", "subject", "label", "age", "sex", "days_gap")
 # the per-modality columns of a samples table, ``{modality}_{field}``; empty when absent
 SCAN_FIELDS = ("session", "run", "days", "path", "sidecar")
-PAIRINGS = ("all", "same_session", "visit")
+# a BOLD run's metadata resolved by inheritance at discovery, and the file that gave it
+BOLD_FIELDS = ("RepetitionTime", "RepetitionTime_file")
+PAIRINGS = ("auto", "all", "same_session", "visit")
 # the part of a sample id that stands for a modality the sample lacks (a scan key is
 # never this: it is made of key-value entities, or of a suffix when a name has none)
 ABSENT = "none"
@@ -161,7 +174,11 @@ class SamplesResult:
 def sample_columns(modalities: Sequence[str]) -> list[str]:
     """The columns of a samples table: ``SAMPLE_COLUMNS``, then ``{modality}_{field}`` for
     each raw modality and each of ``SCAN_FIELDS`` (e.g. T1w_session, ..., bold_sidecar)."""
-    return [*SAMPLE_COLUMNS, *(f"{m}_{field}" for m in modalities for field in SCAN_FIELDS)]
+    return [*SAMPLE_COLUMNS, *(f"{m}_{field}" for m in modalities for field in _fields(m))]
+
+
+def _fields(modality: str) -> tuple[str, ...]:
+    return (*SCAN_FIELDS, *BOLD_FIELDS) if modality == BOLD else SCAN_FIELDS
 
 
 def sample_id(subject: str, keys: Sequence[str | None]) -> str:
@@ -269,7 +286,9 @@ def _match_one(subject: str, session: str, days: float, visits: pd.DataFrame | N
     if math.isnan(days):
         if settings.undated_session_days is None:
             return {"subject": subject, "session": session,
-                    "reason": f"session label {session or '(none)'!r} carries no day number to match a clinical visit"}
+                    "reason": f"session label {session or '(none)'!r} carries no day number to match a clinical visit "
+                              "(set discover.session_day_patterns or discover.undated_session_days, or leave clinical_csv "
+                              "out to take labels from participants.tsv)"}
         days = float(settings.undated_session_days)
     gaps = (visits["days"] - days).abs().to_numpy()
     best = int(np.argmin(gaps))  # visits are sorted by days, so a tie goes to the earlier visit
@@ -305,27 +324,63 @@ def build_samples(scans: pd.DataFrame, clinical: pd.DataFrame, modalities: Seque
     """
     settings = settings or PairingSettings.from_config({})
     modalities = list(modalities)
-    unknown = sorted(set(scans["modality"]) - set(modalities))
-    if unknown:
-        raise ValueError(f"scans of modalities {unknown} that are not among the configured {modalities}")
     matched, unmatched = match_sessions(scans, clinical, settings)
     excluded = _scan_exclusions(scans, unmatched)
     usable = scans.merge(matched[["subject", "session", "days", "visit_days"]].rename(columns={"days": "match_days"}),
                          on=["subject", "session"], how="inner")
-    sample_rows, subject_rows = [], []
-    for subject, group in usable.groupby("subject", sort=True):
-        samples = _subject_samples(subject, group, modalities, settings.pairing)
+
+    def info(subject: str, group: pd.DataFrame) -> dict:
         mine = matched[(matched["subject"] == subject) & matched["session"].isin(set(group["session"]))]
-        info = _subject_info(mine, settings.subject_label)
-        sample_rows += [{**sample, **info} for sample in samples]
-        subject_rows.append({**info, "subject": subject, "n_samples": len(samples)})
+        return _subject_info(mine, settings.subject_label)
+
+    result = _samples_per_subject(usable, modalities, settings.pairing, info)
     for subject in sorted(set(scans["subject"]) - set(usable["subject"])):
         excluded.append({"subject": subject, "session": "", "path": "",
                          "reason": "no MR session matched a clinical visit (see its session rows)"})
+    result.excluded = pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS))
+    return result
+
+
+def build_subject_samples(scans: pd.DataFrame, subjects: pd.DataFrame, modalities: Sequence[str],
+                          pairing: str) -> SamplesResult:
+    """Samples without clinical visits: every session is used, and each subject takes its
+    label, age and sex from ``subjects`` (columns subject, label, age, sex, from
+    :func:`mmssl.preprocess.participants.read_participants`; a subject not in it gets an
+    empty label). ``pairing``: auto, all or same_session (visit needs a clinical table)."""
+    if pairing == "visit":
+        raise ValueError("discover.pairing: visit matches clinical visits, which needs clinical_csv; "
+                         "use auto, all or same_session with labels from participants.tsv")
+    modalities = list(modalities)
+    usable = scans.assign(match_days=scans["days"], visit_days=np.nan)
+    table = subjects.set_index("subject")
+
+    def info(subject: str, group: pd.DataFrame) -> dict:
+        if subject not in table.index:
+            return {"label": "", "age": np.nan, "sex": ""}
+        row = table.loc[subject]
+        return {"label": row["label"], "age": row["age"], "sex": row["sex"]}
+
+    result = _samples_per_subject(usable, modalities, pairing, info)
+    result.excluded = pd.DataFrame([], columns=list(EXCLUDED_COLUMNS))
+    return result
+
+
+def _samples_per_subject(usable: pd.DataFrame, modalities: Sequence[str], pairing: str, info: Any) -> SamplesResult:
+    """The samples and subjects tables of the usable scans (with ``match_days`` and
+    ``visit_days``), ``info(subject, scans)`` giving a subject's label, age and sex."""
+    modalities = list(modalities)
+    unknown = sorted(set(usable["modality"]) - set(modalities))
+    if unknown:
+        raise ValueError(f"scans of modalities {unknown} that are not among the configured {modalities}")
+    sample_rows, subject_rows = [], []
+    for subject, group in usable.groupby("subject", sort=True):
+        samples = _subject_samples(subject, group, modalities, pairing)
+        subject_info = info(subject, group)
+        sample_rows += [{**sample, **subject_info} for sample in samples]
+        subject_rows.append({**subject_info, "subject": subject, "n_samples": len(samples)})
     samples_df = pd.DataFrame(sample_rows, columns=sample_columns(modalities))
     subjects_df = pd.DataFrame(subject_rows, columns=list(SUBJECT_COLUMNS))
-    return SamplesResult(subjects=subjects_df, samples=samples_df,
-                         excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)))
+    return SamplesResult(subjects=subjects_df, samples=samples_df, excluded=pd.DataFrame([], columns=list(EXCLUDED_COLUMNS)))
 
 
 def _scan_exclusions(scans: pd.DataFrame, unmatched: pd.DataFrame) -> list[dict]:
@@ -338,6 +393,10 @@ def _subject_samples(subject: str, group: pd.DataFrame, modalities: list[str], p
     """Samples of one subject: per group of its scans (all of them, one session, or the
     sessions of one clinical visit), every combination of one scan per modality, a
     modality without a scan in the group left empty; more complete samples first."""
+    if pairing == "auto":
+        # dated sessions (OASIS-3's d0129, Clinica's M006) pair across sessions as the paper's
+        # pairs do; sessions of unknown date pair only within themselves
+        pairing = "all" if group["days"].notna().all() else "same_session"
     if pairing == "all":
         groups = [group]
     else:
@@ -353,13 +412,24 @@ def _subject_samples(subject: str, group: pd.DataFrame, modalities: list[str], p
 
 def _sample_row(subject: str, modalities: list[str], combo: Sequence[Any]) -> dict:
     """One samples-table row (without label, age, sex) from one scan per modality (None: absent)."""
-    days = [scan.match_days for scan in combo if scan is not None]
+    present = [scan for scan in combo if scan is not None]
+    days = [scan.match_days for scan in present]
+    if len({scan.session for scan in present}) == 1:
+        gap = 0.0
+    elif all(not math.isnan(scan.days) for scan in present):
+        gap = max(days) - min(days)
+    else:
+        gap = math.nan  # a session of unknown date (its days assumed, or none): the gap is unknown, not 0
     row: dict[str, Any] = {"sample": sample_id(subject, [None if scan is None else scan.key for scan in combo]),
-                           "subject": subject, "days_gap": max(days) - min(days)}
+                           "subject": subject, "days_gap": gap}
     for modality, scan in zip(modalities, combo):
         row |= {f"{modality}_session": "" if scan is None else scan.session, f"{modality}_run": "" if scan is None else scan.run,
                 f"{modality}_days": math.nan if scan is None else scan.match_days,
                 f"{modality}_path": "" if scan is None else scan.path, f"{modality}_sidecar": "" if scan is None else scan.sidecar}
+        if modality == BOLD:  # a scans table made by hand may lack the metadata columns
+            empty = {"RepetitionTime": math.nan, "RepetitionTime_file": ""}
+            row |= {f"{modality}_{key}": getattr(scan, key, empty[key]) if scan is not None else empty[key]
+                    for key in BOLD_FIELDS}
     return row
 
 

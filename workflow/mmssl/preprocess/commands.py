@@ -65,7 +65,7 @@ def cmd_preprocess_anat(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess_bold(args: argparse.Namespace) -> int:
-    from mmssl.preprocess.falff import FalffSettings
+    from mmssl.preprocess.falff import FalffSettings, GivenTR
     from mmssl.preprocess.pipeline import preprocess_bold_files
     from mmssl.preprocess.settings import MriSettings
 
@@ -75,7 +75,8 @@ def cmd_preprocess_bold(args: argparse.Namespace) -> int:
     given = [key for key in ALFF_DERIVATIVES if key in out]
     if given and len(given) != len(ALFF_DERIVATIVES):
         raise ValueError(f"preprocess-bold: give all of {['--out-' + k.lower().replace('_', '-') for k in ALFF_DERIVATIVES]} or none")
-    return excluding_bad_input(args.bold, out, lambda: preprocess_bold_files(args.bold, args.sidecar, out, settings, falff_settings))
+    tr = GivenTR(args.tr, args.tr_source or "the metadata") if args.tr is not None else None
+    return excluding_bad_input(args.bold, out, lambda: preprocess_bold_files(args.bold, tr, out, settings, falff_settings))
 
 
 def cmd_synthetic_bids(args: argparse.Namespace) -> int:
@@ -86,23 +87,44 @@ def cmd_synthetic_bids(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from mmssl.preprocess.discovery import require_enough_subjects, run_discovery
+    from mmssl.preprocess.derivatives import write_dataset_description
+    from mmssl.preprocess.discovery import require_usable, run_discovery
 
-    found = run_discovery(args.bids_dir, args.clinical, args.settings_json, args.sources)
-    write_tsv(found.excluded, args.out_excluded)  # first: the reasons are wanted when the next check fails
-    require_enough_subjects(found, args.settings_json, args.dataset)
+    settings = dict(args.settings_json)
+    for key in ("participant_label", "exclude_participant_label"):  # the BIDS-App flags override the config keys
+        if getattr(args, key) is not None:
+            settings[key] = [label.removeprefix("sub-") for label in getattr(args, key)]
+    found = run_discovery(args.bids_dir, args.clinical, settings, args.sources)
+    write_tsv(found.excluded, args.out_excluded)
+    try:
+        require_usable(found, args.sources, settings, args.dataset)
+    except ValueError:
+        # Snakemake deletes a failed job's outputs: the reasons go to the log, which it keeps
+        print_exclusions(found.excluded)
+        raise
     write_tsv(found.subjects, args.out_subjects)
     write_tsv(found.samples, args.out_samples)
+    if args.out_description:
+        write_dataset_description(args.out_description, args.bids_dir, args.dataset)
     print(f"{len(found.subjects)} subjects, {len(found.samples)} samples, {len(found.excluded)} exclusions "
           f"({args.out_excluded})", file=sys.stderr)
     return 0
+
+
+def print_exclusions(excluded: Any) -> None:
+    """Every exclusion, as TSV, on stderr (a job's log) under a heading: what survives a
+    failed job whose excluded.tsv Snakemake removes."""
+    print(f"--- {len(excluded)} exclusion(s) (subject, session, path, reason) ---", file=sys.stderr)
+    excluded.to_csv(sys.stderr, sep="\t", index=False)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     excluded, table = collect(args.discovery_excluded, args.samples, args.statuses, args.preproc_dir, args.sources)
     write_tsv(excluded, args.out_excluded)
     if table.empty:
-        raise ValueError(f"no usable sample left after preprocessing; reasons are listed in {args.out_excluded}")
+        print_exclusions(excluded)
+        raise ValueError("no usable sample left after preprocessing; every exclusion and its reason is listed above "
+                         "(this log), and per scan in preproc/*/*_status.tsv")
     write_tsv(table, args.out_samples)
     counts = ", ".join(f"{s} {int((table[s].fillna('') != '').sum())}" for s in args.sources)
     print(f"{table['subject'].nunique()} subjects, {len(table)} samples kept ({counts}); {len(excluded)} exclusions",
@@ -219,7 +241,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_synthetic_bids)
 
     p = sub.add_parser("discover", help="find the sources' runs, match clinical visits, write subjects/samples/excluded TSVs")
-    _paths(p, "--bids-dir", "--clinical", "--out-subjects", "--out-samples", "--out-excluded")
+    _paths(p, "--bids-dir", "--out-subjects", "--out-samples", "--out-excluded")
+    p.add_argument("--clinical", type=Path, help="a clinical visit table (OASIS-3 UDS-like); without it labels come "
+                   "from discover.participants (participants.tsv)")
+    p.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                   help="BIDS-App: only these subjects (overrides discover.participant_label)")
+    p.add_argument("--exclude-participant-label", nargs="+", metavar="LABEL",
+                   help="BIDS-App: leave these subjects out (overrides discover.exclude_participant_label)")
+    p.add_argument("--out-description", type=Path,
+                   help="the derivatives' dataset_description.json (GeneratedBy, SourceDatasets)")
     _settings(p, "discover")
     _source_list(p)
     p.add_argument("--dataset", required=True, help="dataset name, for messages")
@@ -234,7 +264,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("preprocess-bold", help="one BOLD run: header check, fALFF (and ALFF), mean EPI to MNI, 3 mm 64^3")
     _paths(p, "--bold")
-    p.add_argument("--sidecar", type=Path, help="its JSON sidecar (none: TR from the header)")
+    p.add_argument("--tr", type=float, help="its RepetitionTime (s), resolved by discovery from the sidecars by BIDS "
+                   "inheritance (samples.tsv bold_RepetitionTime; none: the header's, with a warning)")
+    p.add_argument("--tr-source", help="the sidecar that gave --tr, for messages")
     _settings(p, "preprocess")
     _settings(p, "falff", "--falff-json")
     _add_outputs(p, "bold")

@@ -1,7 +1,12 @@
-"""Discovery of one BIDS dataset: the runs of the configured sources' raw modalities from
-file names, clinical visits matched to sessions, the subjects table and the samples, and
-every exclusion with its reason (see :mod:`mmssl.preprocess.bids` and
-:mod:`mmssl.preprocess.clinical`)."""
+"""Discovery of one BIDS dataset: the scans of the configured sources' raw modalities
+(:mod:`mmssl.preprocess.bids`), the subjects' labels (a clinical visit table,
+:mod:`mmssl.preprocess.clinical`, or BIDS's own participants table,
+:mod:`mmssl.preprocess.participants`), the samples, and every exclusion with its reason.
+
+Discovery stops, with one message naming the keys to change, when no subject is usable or
+a configured source has no scan at all: found at plan time rather than after hours of
+preprocessing.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,17 @@ from typing import Any
 
 import pandas as pd
 
-from mmssl.paths import BOLD, raw_modalities
-from mmssl.preprocess.bids import discover
-from mmssl.preprocess.clinical import PairingSettings, build_samples, read_clinical, require_subjects_per_class
+from mmssl.paths import BOLD, raw_modalities, sources_of
+from mmssl.preprocess.bids import Selection, discover, missing_reason
+from mmssl.preprocess.clinical import (
+    PairingSettings,
+    build_samples,
+    build_subject_samples,
+    read_clinical,
+    require_subjects_per_class,
+)
 from mmssl.preprocess.errors import NotEnoughSubjectsError
+from mmssl.preprocess.participants import read_participants
 
 
 @dataclass
@@ -32,25 +44,50 @@ class Discovery:
     excluded: pd.DataFrame
 
 
-def run_discovery(bids_dir: str | Path, clinical_path: str | Path, settings: Mapping[str, Any],
+class NothingToUseError(ValueError):
+    """No usable subject, or a configured source without any scan: the run cannot go on."""
+
+
+def run_discovery(bids_dir: str | Path, clinical_path: str | Path | None, settings: Mapping[str, Any],
                   sources: Sequence[str]) -> Discovery:
-    """Discover the runs that ``sources`` (the dataset's config key ``sources``) need in
-    ``bids_dir`` and form samples with the clinical table (``settings``: the ``discover``
-    config section)."""
+    """Discover the scans that ``sources`` (the dataset's config key ``sources``) need in
+    ``bids_dir`` and form samples, labelled from the clinical table ``clinical_path``
+    (None: from ``discover.participants``; ``settings``: the ``discover`` config section)."""
     modalities = raw_modalities(sources)
-    discovery_settings, pairing = split_discover_settings(settings)
-    site_key = discovery_settings.pop("site_key")
-    found = discover(Path(bids_dir), modalities, **discovery_settings)
-    result = build_samples(found.scans, read_clinical(Path(clinical_path), pairing.columns), modalities, pairing)
-    if site_key:
-        add_sites(result, site_key, modalities)
+    values = discover_values(settings)
+    found = discover(Path(bids_dir), modalities, Selection.from_config(values), day_patterns(values))
+    pairing = PairingSettings.from_config(values)
+    if clinical_path is not None:
+        result = build_samples(found.scans, read_clinical(Path(clinical_path), pairing.columns), modalities, pairing)
+    else:
+        subjects = read_participants(bids_dir, values["participants"], values["default_label"])
+        result = build_subject_samples(found.scans, subjects, modalities, pairing.pairing)
+    if values["site_key"]:
+        add_sites(result, values["site_key"], modalities)
     return Discovery(result.subjects, result.samples, pd.concat([found.excluded, result.excluded], ignore_index=True))
 
 
-def require_enough_subjects(found: Discovery, settings: Mapping[str, Any], dataset: str) -> None:
-    """NotEnoughSubjectsError, with the exclusion reasons' counts, when some class has fewer
-    subjects than ``min_subjects_per_class`` (the folds need them)."""
-    _, pairing = split_discover_settings(settings)
+def require_usable(found: Discovery, sources: Sequence[str], settings: Mapping[str, Any], dataset: str) -> None:
+    """NothingToUseError when no sample is left or a configured source has no scan at all
+    (the message names the keys to change), NotEnoughSubjectsError when some class has
+    fewer subjects than ``min_subjects_per_class``."""
+    values = discover_values(settings)
+    where = f"dataset {dataset!r}" if dataset else "discovery"
+    keys = (f"datasets.{dataset}.bids_dir, .sources, .discover.filters, .discover.participant_label"
+            if dataset else "bids_dir, sources, discover.filters, discover.participant_label")
+    if found.samples.empty:
+        raise NothingToUseError(f"{where}: no usable subject ({missing_reason(raw_modalities(sources), Selection.from_config(values))}"
+                                f" for every subject); check {keys}, and clinical_csv / discover.window_days when labels "
+                                f"come from a clinical table. Exclusion reasons: {reason_summary(found.excluded)}")
+    for modality in raw_modalities(sources):
+        column = found.samples[f"{modality}_path"].fillna("")
+        if not (column != "").any():
+            names = ", ".join(sources_of(modality, sources))
+            raise NothingToUseError(
+                f"{where}: source {names} has no {missing_reason([modality], Selection.from_config(values))[3:]} in any subject; "
+                f"remove it from datasets.{dataset}.sources or change datasets.{dataset}.discover.filters.{modality}. "
+                f"Exclusion reasons: {reason_summary(found.excluded)}")
+    pairing = PairingSettings.from_config(values)
     if pairing.min_subjects_per_class is None:
         return
     try:
@@ -59,32 +96,45 @@ def require_enough_subjects(found: Discovery, settings: Mapping[str, Any], datas
         raise NotEnoughSubjectsError(f"{error}\nexclusion reasons: {reason_summary(found.excluded)}") from error
 
 
-def split_discover_settings(settings: Mapping[str, Any] | None) -> tuple[dict[str, Any], PairingSettings]:
+def discover_values(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``discover`` section, its left-out keys filled in from the schema's defaults and
-    validated, split into the discovery keys (site_key, bold_task, session_day_patterns) and
-    the pairing settings. A wrong key or value (a session pattern that is no regular
-    expression included) raises ValueError naming it."""
+    validated. A wrong key or value (a session pattern that is no regular expression
+    included) raises ValueError naming it."""
     from mmssl.schema import section_values
 
     values = section_values("discover", settings, "discover")
-    patterns = tuple((str(p), float(u)) for p, u in values["session_day_patterns"])
-    for pattern, _ in patterns:
+    for pattern, _ in values["session_day_patterns"]:
         try:
             re.compile(pattern)
         except re.error as err:
             raise ValueError(f"discover.session_day_patterns: {pattern!r} is not a regular expression ({err})") from err
-    discovery = {"site_key": values["site_key"], "bold_task": values["bold_task"], "session_day_patterns": patterns}
-    return discovery, PairingSettings.from_config(values)
+    return values
 
 
-def sidecar_value(sidecar: str, key: str) -> str:
-    """``key`` of a JSON sidecar ('' when the file or the key is missing or unreadable)."""
-    if not sidecar or not Path(sidecar).is_file():
-        return ""
-    try:
-        return str(json.loads(Path(sidecar).read_text() or "{}").get(key, ""))
-    except (ValueError, OSError):
-        return ""
+def check_discover_settings(settings: Mapping[str, Any] | None) -> None:
+    """Build every setting of a ``discover`` section (ValueError naming a wrong one)."""
+    values = discover_values(settings)
+    Selection.from_config(values)
+    PairingSettings.from_config(values)
+
+
+def day_patterns(values: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple((str(p), float(u)) for p, u in values["session_day_patterns"])
+
+
+def sidecar_value(sidecars: str, key: str) -> str:
+    """``key`` of the merged metadata of a ``;``-joined sidecar chain (root first: the last
+    file holding it wins); '' when no file has it or a file cannot be read."""
+    value = ""
+    for sidecar in filter(None, sidecars.split(";")):
+        try:
+            text = Path(sidecar).read_text()
+            data = json.loads(text) if text.strip() else {}
+        except (ValueError, OSError):
+            continue
+        if isinstance(data, dict) and key in data:
+            value = str(data[key])
+    return value
 
 
 def add_sites(result: Any, site_key: str, modalities: Sequence[str]) -> None:

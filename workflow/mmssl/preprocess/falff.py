@@ -227,15 +227,28 @@ def mean_epi_mask(data: np.ndarray, affine: np.ndarray | None = None) -> np.ndar
     return np.asarray(mask.get_fdata(), dtype=bool)
 
 
-def read_tr(nifti_path: str | Path, sidecar_path: str | Path | None, tolerance: float = 0.01) -> float:
-    """Repetition time in seconds: the sidecar's RepetitionTime, else the header (with a warning).
+@dataclass(frozen=True)
+class GivenTR:
+    """A RepetitionTime resolved elsewhere (discovery merges the run's sidecars by the BIDS
+    inheritance principle) and the file that gave it, for messages."""
+
+    seconds: float
+    source: str
+
+
+def read_tr(nifti_path: str | Path, sidecar_path: str | Path | GivenTR | None, tolerance: float = 0.01) -> float:
+    """Repetition time in seconds: the metadata's RepetitionTime (a :class:`GivenTR`, or
+    the sidecar file's), else the header (with a warning).
 
     The header TR is pixdim[4] in its xyzt_units time unit (seconds assumed when unknown).
     Both present and differing by more than ``tolerance`` (relative) -> BadInputError; so is
     no usable TR anywhere, and an unreadable sidecar.
     """
     header_tr = _header_tr(nifti_path)
-    sidecar_tr = _sidecar_tr(sidecar_path) if sidecar_path else None
+    if isinstance(sidecar_path, GivenTR):
+        sidecar_tr, sidecar_path = sidecar_path.seconds, sidecar_path.source
+    else:
+        sidecar_tr = _sidecar_tr(sidecar_path) if sidecar_path else None
     if sidecar_tr is None:
         if header_tr is None:
             raise BadInputError(nifti_path, "missing TR: no RepetitionTime in a sidecar and no time step in the header")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mmssl.io import write_json, write_tsv
 from mmssl.preprocess.errors import BadInputError
-from mmssl.preprocess.falff import FalffSettings, falff_file
+from mmssl.preprocess.falff import FalffSettings, GivenTR, falff_file
 from mmssl.preprocess.header import checked_header
 from mmssl.preprocess.masking import brain_mask_fsl, brain_mask_python, register_to_template, template_metric_mask
 from mmssl.preprocess.motion import confounds_table, mcflirt_corrected, motion_summary
@@ -75,12 +75,14 @@ def t1_to_mni(image: nib.Nifti1Image, settings: MriSettings) -> T1Result:
 @dataclass
 class FalffMniResult:
     """falff: fALFF on the 64³ grid, 0 outside ``mask`` (template brain ∩ moved EPI mask);
-    registration: template->native-EPI affine; falff_mean_in_brain: mean over ``mask``."""
+    registration: template->native-EPI affine; falff_mean_in_brain: mean over ``mask``;
+    coverage: the share of the template brain that ``mask`` keeps (the run's field of view)."""
 
     falff: nib.Nifti1Image
     mask: nib.Nifti1Image
     registration: AffineResult
     falff_mean_in_brain: float
+    coverage: float
 
 
 def falff_to_mni(
@@ -99,6 +101,7 @@ def falff_to_mni(
         registration = register_affine_flirt(moving, mni_template(res), template_metric_mask(settings.brain_mask))
     grid = mni_grid(settings.grid)
     mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold).copy()
+    n_brain = int(mask.sum())
     if epi_mask is not None:
         falff_grid, valid = to_grid_masked(falff, epi_mask, registration.fixed_to_moving, grid)
         mask &= valid
@@ -107,7 +110,8 @@ def falff_to_mni(
     falff_grid = zero_outside(falff_grid, mask)
     values = np.asarray(falff_grid.dataobj)[mask]
     mean = float(values.mean()) if values.size else float("nan")
-    return FalffMniResult(falff_grid, nib.Nifti1Image(mask.astype(np.uint8), grid.affine), registration, mean)
+    coverage = float(mask.sum()) / n_brain if n_brain else float("nan")
+    return FalffMniResult(falff_grid, nib.Nifti1Image(mask.astype(np.uint8), grid.affine), registration, mean, coverage)
 
 
 # ---------------------------------------------------------------------------------------
@@ -134,13 +138,16 @@ def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str 
 
 
 def preprocess_bold_files(
-    bold: str | Path, sidecar: str | Path | None, out: Mapping[str, str | Path], settings: MriSettings, falff_settings: FalffSettings
+    bold: str | Path, sidecar: str | Path | GivenTR | None, out: Mapping[str, str | Path], settings: MriSettings,
+    falff_settings: FalffSettings,
 ) -> dict[str, Any]:
     """Native BOLD run ``bold`` -> native fALFF map, EPI mask, mean EPI and confounds
     (``out["falff_native"]``, ``"mask_native"``, ``"boldref"``, ``"confounds"``), then the
     fALFF map on the 3 mm grid with its mask and transform (``"fALFF"``, ``"mask"``,
     ``"xfm"``), and the QC JSON ``out["qc"]`` (returned too). When ``out`` has ``"ALFF"``
-    (and ``"alff_native"``) the ALFF map goes the same way, with the same transform and mask."""
+    (and ``"alff_native"``) the ALFF map goes the same way, with the same transform and mask.
+    ``sidecar``: the run's RepetitionTime as discovery resolved it (a GivenTR), or a sidecar
+    file to read it from (None: the header's)."""
     with_alff = "ALFF" in out
     header = checked_header(bold, settings.header["bold"])
     with _bold_series(bold, settings.motion_correction) as (series, motion):
@@ -153,11 +160,14 @@ def preprocess_bold_files(
         summary = motion_summary(motion, falff_settings.dummy_volumes)
     write_tsv(confounds, out["confounds"], na_rep="n/a")
     mni = falff_to_mni(load_map(out["falff_native"]), load_volume(out["boldref"]), load_mask(out["mask_native"]), settings)
+    if not mni.coverage >= settings.min_coverage:
+        raise BadInputError(bold, f"partial coverage: the run covers {mni.coverage:.0%} of the MNI brain mask after "
+                                  f"registration, below preprocess.min_coverage {settings.min_coverage:.0%}")
     save_nifti(mni.falff, out["fALFF"])
     save_nifti(mni.mask, out["mask"], np.uint8)
     save_xfm(mni.registration.fixed_to_moving, out["xfm"])
     qc = {"similarity_epi": mni.registration.similarity, "registration_metric_epi": mni.registration.metric,
-          "falff_mean_in_brain": mni.falff_mean_in_brain, "tr": result.tr, "n_volumes": result.n_volumes, **summary, **header}
+          "falff_mean_in_brain": mni.falff_mean_in_brain, "coverage_epi": mni.coverage, "tr": result.tr, "n_volumes": result.n_volumes, **summary, **header}
     if with_alff:
         # the same transform and mask as fALFF: one registration of the mean EPI serves both maps
         alff = map_to_grid(load_map(out["alff_native"]), load_mask(out["mask_native"]), mni, settings)

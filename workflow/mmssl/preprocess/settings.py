@@ -27,7 +27,8 @@ class MriSettings:
     registration, its own defaults). store_dtype: dtype of the packed store.
     motion_correction: run FSL ``mcflirt`` on each BOLD run before fALFF (FSL backend
     only; see :mod:`mmssl.preprocess.motion`). header: plausible ranges of the T1w and
-    BOLD headers, per kind (see :class:`HeaderLimits`).
+    BOLD headers, per kind (see :class:`HeaderLimits`). min_coverage: the least share of
+    the MNI brain mask a BOLD run's field of view must cover after registration.
     """
 
     backend: str
@@ -39,6 +40,7 @@ class MriSettings:
     store_dtype: str
     motion_correction: bool
     header: Mapping[str, HeaderLimits]
+    min_coverage: float
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> MriSettings:
@@ -62,6 +64,7 @@ class MriSettings:
             store_dtype=values["store_dtype"],
             motion_correction=values["motion_correction"],
             header={kind: _header_limits(limits, f"preprocess.header.{kind}") for kind, limits in values["header"].items()},
+            min_coverage=float(values["min_coverage"]),
         )
 
 
