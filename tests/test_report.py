@@ -1,7 +1,7 @@
 """The report's tables on tiny synthetic probe / similarity TSVs: the floor row, the bold
 rule (a best only when distinguishable), one fold's bootstrap interval, the "(k
 diverged)" note, SVCCA n/a, per-method fold counts, and the paired differences against
-random and S."""
+random and S with the corrected resampled t (Nadeau-Bengio), none below 3 folds."""
 
 from __future__ import annotations
 
@@ -133,14 +133,19 @@ def test_paired_differences_against_random_and_s(tmp_path: Path) -> None:
     paired = paired_differences(summary, METHODS)
     x = paired[paired["source"] == "x"].set_index(["method", "base"])
     # A - random on x, folds 0, 1, 2: 0.30, 0.35, 0.40 -> mean 0.35, sd 0.05, t = 0.35 / (0.05 / sqrt 3)
+    # -> mean 0.35, sd 0.05; the folds run 0..3 (B's diverged 2 and 3 count), so K = 4 and
+    # n_test/n_train = 1/(K - 1) = 1/3: t = 0.35 / sqrt((1/3 + 1/3) 0.05²) = 8.5732, df 2
     a = x.loc[("A", "random")]
     assert (a["mean"], a["sd"], a["k"], a["folds"]) == (pytest.approx(0.35), pytest.approx(0.05), 3, "0,1,2")
-    assert a["t"] == pytest.approx(0.35 / (0.05 / np.sqrt(3)))
-    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(0.35 - 4.302653 * 0.05 / np.sqrt(3)),
-                                           pytest.approx(0.35 + 4.302653 * 0.05 / np.sqrt(3)))
-    # B - S: only B's 2 finished folds pair up: 0.25, 0.26
+    assert (a["ratio"], a["ratio_from"]) == (pytest.approx(1 / 3), "1/(K − 1), K = 4 folds")
+    se = np.sqrt((1 / 3 + 1 / 3) * 0.05 ** 2)
+    assert a["t"] == pytest.approx(0.35 / se) == pytest.approx(8.573214)
+    assert a["p"] == pytest.approx(0.0133339, rel=1e-5)
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(0.35 - 4.302653 * se), pytest.approx(0.35 + 4.302653 * se))
+    # B - S: only B's 2 finished folds pair up: 0.25, 0.26 -> mean and sd, but no t, p or interval
     b = x.loc[("B", "S")]
     assert (b["mean"], b["sd"], b["k"], b["folds"]) == (pytest.approx(0.255), pytest.approx(0.01 / np.sqrt(2)), 2, "0,1")
+    assert np.isnan([b["t"], b["p"], b["ci_low"], b["ci_high"]]).all()
     # C (one fold) and D (diverged) have no paired differences; every method but the base itself is compared
     assert sorted(set(x.index)) == sorted({("S", "random"), ("A", "random"), ("B", "random"), ("random", "S"),
                                            ("A", "S"), ("B", "S")})
@@ -149,17 +154,33 @@ def test_paired_differences_against_random_and_s(tmp_path: Path) -> None:
         "",
         "| method | vs | x accuracy | y accuracy |",
         "|---|---|---|---|",
-        "| S | random | +0.220 ± 0.062 (t = 6.10, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
-        "| A | random | +0.350 ± 0.050 (t = 12.12, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
-        "| B | random | +0.440 ± 0.014 (t = 44.00, 2 folds) | -0.100 ± 0.000 (t = -inf, 2 folds) |",
-        "| random (floor) | S | -0.220 ± 0.062 (t = -6.10, 3 folds) | +0.100 ± 0.000 (t = +inf, 3 folds) |",
-        "| A | S | +0.130 ± 0.044 (t = 5.17, 3 folds) | +0.000 ± 0.000 (t = n/a, 3 folds) |",
-        "| B | S | +0.255 ± 0.007 (t = 51.00, 2 folds) | +0.000 ± 0.000 (t = n/a, 2 folds) |",
+        "| S | random | +0.220 ± 0.062 (t = 4.31, p = 0.050, 3 folds) "
+        "| -0.100 ± 0.000 (t = -inf, p < 0.001, 3 folds) |",
+        "| A | random | +0.350 ± 0.050 (t = 8.57, p = 0.013, 3 folds) "
+        "| -0.100 ± 0.000 (t = -inf, p < 0.001, 3 folds) |",
+        "| B | random | +0.440 ± 0.014 (2 folds; t, p: n/a (k < 3 folds)) "
+        "| -0.100 ± 0.000 (2 folds; t, p: n/a (k < 3 folds)) |",
+        "| random (floor) | S | -0.220 ± 0.062 (t = -4.31, p = 0.050, 3 folds) "
+        "| +0.100 ± 0.000 (t = +inf, p < 0.001, 3 folds) |",
+        "| A | S | +0.130 ± 0.044 (t = 3.65, p = 0.067, 3 folds) | +0.000 ± 0.000 (t = n/a, p = n/a, 3 folds) |",
+        "| B | S | +0.255 ± 0.007 (2 folds; t, p: n/a (k < 3 folds)) "
+        "| +0.000 ± 0.000 (2 folds; t, p: n/a (k < 3 folds)) |",
+        "",
+        "Mean difference ± sd over the k folds where both finished. t: the corrected resampled t of Nadeau & "
+        "Bengio (2003), mean / sqrt((1/k + n_test/n_train) · sd²), df k − 1, with its two-sided p; the 95% "
+        "interval is in summary.tsv. The correction accounts for the folds' overlapping training sets, which the "
+        "naive paired t ignores. n_test/n_train = 0.3333: 1/(K − 1), K = 4 folds (from the number of folds: the "
+        "result tables carry no training-set size). With fewer than 3 folds (1 degree of freedom) no t or p is "
+        "given: n/a.",
     ]
     rows = comparison_rows(paired, "toy")
     r = rows[(rows["method"] == "A") & (rows["metric"] == "accuracy_minus_random") & (rows["source"] == "x")].iloc[0]
     assert r["value"] == pytest.approx(0.35) and np.isnan(r["fold"]) and r["status"] == "ok"
-    assert r["note"] == "paired t over folds 0,1,2: sd=0.05 t=12.1244 df=2"
+    assert r["note"] == ("corrected resampled t (Nadeau-Bengio, n_test/n_train=0.3333) over folds 0,1,2: "
+                         "sd=0.05 t=8.57321 df=2 p=0.01333")
+    r = rows[(rows["method"] == "B") & (rows["metric"] == "accuracy_minus_S") & (rows["source"] == "x")].iloc[0]
+    assert r["value"] == pytest.approx(0.255) and np.isnan(r["ci_low"]) and np.isnan(r["ci_high"])
+    assert r["note"] == "folds 0,1: sd=0.00707107; t, p, interval n/a (k < 3 folds)"
     # no fold pairs up: the section says so; no baseline among the methods: no section
     one = collect("toy", write_runs(tmp_path / "one", {"random": {0: RUNS["random"][0]}, "A": {0: RUNS["A"][0]}}))
     assert paired_table(paired_differences(one, ["random", "A"]), ["random", "A"]).splitlines()[2] == \
@@ -190,9 +211,10 @@ def test_report_command_writes_summary_and_both_tables(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = parser.parse_args(["report", "--dataset", "toy", "--methods", *METHODS, "--inputs", *map(str, files),
                               "--summary", str(out / "summary.tsv"), "--table", str(out / "table.md"),
-                              "--figure", str(out / "figure.png")])
+                              "--figure", str(out / "figure.png"), "--n-folds", "5"])
     args.func(args)
     table = (out / "table.md").read_text()
+    assert "n_test/n_train = 0.25: 1/(K − 1), K = 5 folds" in table  # --n-folds over the results' folds 0..3
     assert "| random (floor) | 3 |" in table and "| B | 4 | **0.965 ± 0.021 (2 diverged)** |" in table
     assert "Test sets: n = 50 per fold." in table
     assert "SVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps " \
