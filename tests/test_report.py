@@ -1,7 +1,7 @@
 """The report's tables on tiny synthetic probe / similarity TSVs: the floor row, the bold
 rule (a best only when distinguishable), one fold's bootstrap interval, the "(k
 diverged)" note, SVCCA n/a, per-method fold counts, and the paired differences against
-random and S."""
+random and S with the corrected resampled t (Nadeau-Bengio), none below 3 folds."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mmssl.report.commands import add_commands
-from mmssl.report.tables import (best_of, collect, comparison_rows, markdown_table, paired_differences, paired_table,
-                                 run_of, write_report)
+from mmssl.report.tables import (best_of, collect, comparison_rows, corrected_resampled_t, markdown_table,
+                                 paired_differences, paired_table, run_of, write_report)
 
 NAN = float("nan")
 SVCCA_NOTE = "svcca n/a: 4 samples < 5 x 3 kept dims"
@@ -133,14 +134,19 @@ def test_paired_differences_against_random_and_s(tmp_path: Path) -> None:
     paired = paired_differences(summary, METHODS)
     x = paired[paired["source"] == "x"].set_index(["method", "base"])
     # A - random on x, folds 0, 1, 2: 0.30, 0.35, 0.40 -> mean 0.35, sd 0.05, t = 0.35 / (0.05 / sqrt 3)
+    # -> mean 0.35, sd 0.05; the folds run 0..3 (B's diverged 2 and 3 count), so K = 4 and
+    # n_test/n_train = 1/(K - 1) = 1/3: t = 0.35 / sqrt((1/3 + 1/3) 0.05²) = 8.5732, df 2
     a = x.loc[("A", "random")]
     assert (a["mean"], a["sd"], a["k"], a["folds"]) == (pytest.approx(0.35), pytest.approx(0.05), 3, "0,1,2")
-    assert a["t"] == pytest.approx(0.35 / (0.05 / np.sqrt(3)))
-    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(0.35 - 4.302653 * 0.05 / np.sqrt(3)),
-                                           pytest.approx(0.35 + 4.302653 * 0.05 / np.sqrt(3)))
-    # B - S: only B's 2 finished folds pair up: 0.25, 0.26
+    assert (a["ratio"], a["ratio_from"]) == (pytest.approx(1 / 3), "1/(K − 1), K = 4 folds")
+    se = np.sqrt((1 / 3 + 1 / 3) * 0.05 ** 2)
+    assert a["t"] == pytest.approx(0.35 / se) == pytest.approx(8.573214)
+    assert a["p"] == pytest.approx(0.0133339, rel=1e-5)
+    assert (a["ci_low"], a["ci_high"]) == (pytest.approx(0.35 - 4.302653 * se), pytest.approx(0.35 + 4.302653 * se))
+    # B - S: only B's 2 finished folds pair up: 0.25, 0.26 -> mean and sd, but no t, p or interval
     b = x.loc[("B", "S")]
     assert (b["mean"], b["sd"], b["k"], b["folds"]) == (pytest.approx(0.255), pytest.approx(0.01 / np.sqrt(2)), 2, "0,1")
+    assert np.isnan([b["t"], b["p"], b["ci_low"], b["ci_high"]]).all()
     # C (one fold) and D (diverged) have no paired differences; every method but the base itself is compared
     assert sorted(set(x.index)) == sorted({("S", "random"), ("A", "random"), ("B", "random"), ("random", "S"),
                                            ("A", "S"), ("B", "S")})
@@ -149,22 +155,112 @@ def test_paired_differences_against_random_and_s(tmp_path: Path) -> None:
         "",
         "| method | vs | x accuracy | y accuracy |",
         "|---|---|---|---|",
-        "| S | random | +0.220 ± 0.062 (t = 6.10, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
-        "| A | random | +0.350 ± 0.050 (t = 12.12, 3 folds) | -0.100 ± 0.000 (t = -inf, 3 folds) |",
-        "| B | random | +0.440 ± 0.014 (t = 44.00, 2 folds) | -0.100 ± 0.000 (t = -inf, 2 folds) |",
-        "| random (floor) | S | -0.220 ± 0.062 (t = -6.10, 3 folds) | +0.100 ± 0.000 (t = +inf, 3 folds) |",
-        "| A | S | +0.130 ± 0.044 (t = 5.17, 3 folds) | +0.000 ± 0.000 (t = n/a, 3 folds) |",
-        "| B | S | +0.255 ± 0.007 (t = 51.00, 2 folds) | +0.000 ± 0.000 (t = n/a, 2 folds) |",
+        "| S | random | +0.220 ± 0.062 (t = 4.31, p = 0.050, 3 folds) "
+        "| -0.100 ± 0.000 (t = -inf, p < 0.001, 3 folds) |",
+        "| A | random | +0.350 ± 0.050 (t = 8.57, p = 0.013, 3 folds) "
+        "| -0.100 ± 0.000 (t = -inf, p < 0.001, 3 folds) |",
+        "| B | random | +0.440 ± 0.014 (2 folds; t, p: n/a (k < 3 folds)) "
+        "| -0.100 ± 0.000 (2 folds; t, p: n/a (k < 3 folds)) |",
+        "| random (floor) | S | -0.220 ± 0.062 (t = -4.31, p = 0.050, 3 folds) "
+        "| +0.100 ± 0.000 (t = +inf, p < 0.001, 3 folds) |",
+        "| A | S | +0.130 ± 0.044 (t = 3.65, p = 0.067, 3 folds) | +0.000 ± 0.000 (t = n/a, p = n/a, 3 folds) |",
+        "| B | S | +0.255 ± 0.007 (2 folds; t, p: n/a (k < 3 folds)) "
+        "| +0.000 ± 0.000 (2 folds; t, p: n/a (k < 3 folds)) |",
+        "",
+        "Mean difference ± sd over the k folds where both finished. t: the corrected resampled t of Nadeau & "
+        "Bengio (2003), mean / sqrt((1/k + n_test/n_train) · sd²), df k − 1, with its two-sided p; the 95% "
+        "interval is in summary.tsv. The correction accounts for the folds' overlapping training sets, which the "
+        "naive paired t ignores. n_test/n_train = 0.3333: 1/(K − 1), K = 4 folds (from the number of folds: the "
+        "result tables carry no training-set size). With fewer than 3 folds (1 degree of freedom) no t or p is "
+        "given: n/a.",
     ]
     rows = comparison_rows(paired, "toy")
     r = rows[(rows["method"] == "A") & (rows["metric"] == "accuracy_minus_random") & (rows["source"] == "x")].iloc[0]
     assert r["value"] == pytest.approx(0.35) and np.isnan(r["fold"]) and r["status"] == "ok"
-    assert r["note"] == "paired t over folds 0,1,2: sd=0.05 t=12.1244 df=2"
+    assert r["note"] == ("corrected resampled t (Nadeau-Bengio, n_test/n_train=0.3333) over folds 0,1,2: "
+                         "sd=0.05 t=8.57321 df=2 p=0.01333")
+    r = rows[(rows["method"] == "B") & (rows["metric"] == "accuracy_minus_S") & (rows["source"] == "x")].iloc[0]
+    assert r["value"] == pytest.approx(0.255) and np.isnan(r["ci_low"]) and np.isnan(r["ci_high"])
+    assert r["note"] == "folds 0,1: sd=0.00707107; t, p, interval n/a (k < 3 folds)"
     # no fold pairs up: the section says so; no baseline among the methods: no section
     one = collect("toy", write_runs(tmp_path / "one", {"random": {0: RUNS["random"][0]}, "A": {0: RUNS["A"][0]}}))
     assert paired_table(paired_differences(one, ["random", "A"]), ["random", "A"]).splitlines()[2] == \
         "None: they need at least 2 folds in which both the method and random finished."
     assert paired_table(paired_differences(summary, ["A", "B"]), ["A", "B"]) == ""
+
+
+# A - random per fold, the hand-worked example: k = 5 folds of 5-fold cross-validation
+DIFFS = [0.02, 0.03, 0.01, 0.04, 0.02]
+
+
+def write_pairs(root: Path, diffs: list[float]) -> list[Path]:
+    """random and A, one fold per difference (folds 0..k-1), x accuracy A - random = diffs[fold]."""
+    files = []
+    for fold, d in enumerate(diffs):
+        for method, acc in (("random", 0.70 + 0.01 * fold), ("A", 0.70 + 0.01 * fold + d)):
+            probe = pd.DataFrame({"source": ["x"], "split": "test", "accuracy": [acc], "n": 1000, "epoch": 3,
+                                  "status": "ok"})
+            sim = pd.DataFrame({"source_a": ["x"], "source_b": ["x"], "split": "test", "n": 1000, "epoch": 3,
+                                "cka": [1.0], "status": "ok"})
+            files += write_run(root, method, fold, probe, sim)
+    return files
+
+
+def test_corrected_resampled_t_by_hand(tmp_path: Path) -> None:
+    # by hand: mean = 0.12 / 5 = 0.024; squared deviations from it (-0.004, 0.006, -0.014,
+    # 0.016, -0.004) sum to 520e-6, so var (ddof 1) = 520e-6 / 4 = 1.3e-4. 5-fold CV:
+    # n_test/n_train = 1/4. Corrected variance of the mean: (1/5 + 1/4) * 1.3e-4 = 5.85e-5.
+    k, mean, var, ratio = 5, 0.024, 1.3e-4, 1 / 4
+    se = np.sqrt((1 / k + ratio) * var)
+    t = mean / se  # 3.13786
+    p = 2 * stats.t.sf(t, k - 1)  # 0.034920
+    half = stats.t.ppf(0.975, k - 1) * se  # 2.776445 * se
+    assert (t, p) == (pytest.approx(3.137858, rel=1e-6), pytest.approx(0.0349197, rel=1e-5))
+    got = corrected_resampled_t(DIFFS, ratio)
+    assert got == pytest.approx((mean, np.sqrt(var), t, p, mean - half, mean + half), rel=1e-9)
+    # the same through the report: K = 5 comes from the folds 0..4 of the results
+    summary = collect("toy", write_pairs(tmp_path, DIFFS))
+    a = paired_differences(summary, ["random", "A"]).set_index(["method", "base"]).loc[("A", "random")]
+    assert (a["k"], a["ratio"], a["ratio_from"]) == (5, pytest.approx(0.25), "1/(K − 1), K = 5 folds")
+    assert (a["mean"], a["t"], a["p"], a["ci_low"], a["ci_high"]) == pytest.approx(
+        (mean, t, p, mean - half, mean + half), rel=1e-9)
+    assert paired_table(paired_differences(summary, ["random", "A"]), ["random", "A"]).splitlines()[4] == \
+        "| A | random | +0.024 ± 0.011 (t = 3.14, p = 0.035, 5 folds) |"
+    # the design's K, or the actual n_test / n_train (a fixed test pool: 1,000 test, 3,200 train), when given
+    ten = paired_differences(summary, ["random", "A"], n_folds=10).iloc[0]
+    assert (ten["ratio"], ten["t"]) == (pytest.approx(1 / 9), pytest.approx(mean / np.sqrt((1 / 5 + 1 / 9) * var)))
+    pool = paired_differences(summary, ["random", "A"], test_train_ratio=1000 / 3200).iloc[0]
+    assert (pool["ratio_from"], pool["t"]) == ("given", pytest.approx(mean / np.sqrt((1 / 5 + 0.3125) * var)))
+
+
+def test_two_folds_give_no_t_or_p(tmp_path: Path) -> None:
+    mean, sd, t, p, low, high = corrected_resampled_t([0.02, 0.03], 1 / 4)
+    assert (mean, sd) == (pytest.approx(0.025), pytest.approx(0.01 / np.sqrt(2)))
+    assert np.isnan([t, p, low, high]).all()
+    summary = collect("toy", write_pairs(tmp_path, DIFFS[:2]))
+    paired = paired_differences(summary, ["random", "A"])
+    assert len(paired) == 1 and np.isnan(paired[["t", "p", "ci_low", "ci_high"]].to_numpy(dtype=float)).all()
+    table = paired_table(paired, ["random", "A"])
+    assert "| A | random | +0.025 ± 0.007 (2 folds; t, p: n/a (k < 3 folds)) |" in table
+    assert "With fewer than 3 folds (1 degree of freedom) no t or p is given: n/a." in table
+    row = comparison_rows(paired, "toy").iloc[0]
+    assert row["value"] == pytest.approx(0.025) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+    assert "t=" not in row["note"] and row["note"].endswith("t, p, interval n/a (k < 3 folds)")
+
+
+def test_corrected_t_is_smaller_than_the_naive_paired_t() -> None:
+    d = np.array(DIFFS)
+    k = len(d)
+    naive_t = d.mean() / (d.std(ddof=1) / np.sqrt(k))  # 4.7068: ignores the overlapping training sets
+    naive_p = 2 * stats.t.sf(abs(naive_t), k - 1)
+    for ratio in (1 / 4, 1 / 9, 1000 / 3200):
+        _, _, t, p, low, high = corrected_resampled_t(d, ratio)
+        assert 0 < t < naive_t and p > naive_p
+        assert t / naive_t == pytest.approx(np.sqrt((1 / k) / (1 / k + ratio)))
+        naive_half = stats.t.ppf(0.975, k - 1) * d.std(ddof=1) / np.sqrt(k)
+        assert high - low > 2 * naive_half
+    _, _, t, _, _, _ = corrected_resampled_t(-d, 1 / 4)
+    assert -naive_t < t < 0
 
 
 def test_summary_is_long_with_one_row_per_metric_value(tmp_path: Path) -> None:
@@ -190,9 +286,10 @@ def test_report_command_writes_summary_and_both_tables(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = parser.parse_args(["report", "--dataset", "toy", "--methods", *METHODS, "--inputs", *map(str, files),
                               "--summary", str(out / "summary.tsv"), "--table", str(out / "table.md"),
-                              "--figure", str(out / "figure.png")])
+                              "--figure", str(out / "figure.png"), "--n-folds", "5"])
     args.func(args)
     table = (out / "table.md").read_text()
+    assert "n_test/n_train = 0.25: 1/(K − 1), K = 5 folds" in table  # --n-folds over the results' folds 0..3
     assert "| random (floor) | 3 |" in table and "| B | 4 | **0.965 ± 0.021 (2 diverged)** |" in table
     assert "Test sets: n = 50 per fold." in table
     assert "SVCCA n/a: reported only with at least 5 evaluation samples per dimension SVCCA keeps " \

@@ -9,7 +9,8 @@ from pathlib import Path
 def _report_cmd(args: argparse.Namespace) -> None:
     from mmssl.report.tables import write_report  # pandas and matplotlib: only when reporting
 
-    write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure)
+    write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure, args.n_folds,
+                 args.test_train_ratio)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,4 +24,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", type=Path, required=True, help="output summary.tsv (long format)")
     p.add_argument("--table", type=Path, required=True, help="output table.md")
     p.add_argument("--figure", type=Path, required=True, help="output figure.png")
+    p.add_argument("--n-folds", type=int, default=None,
+                   help="K, the folds of the cross-validation (splits.n_folds), for the corrected resampled t of the "
+                   "paired differences: n_test/n_train = 1/(K - 1) (default: the highest fold index in --inputs + 1)")
+    p.add_argument("--test-train-ratio", type=float, default=None,
+                   help="n_test/n_train of one fold for that correction, when known (e.g. a fixed test pool: "
+                   "1000/3200 = 0.3125); overrides --n-folds")
     p.set_defaults(func=_report_cmd)

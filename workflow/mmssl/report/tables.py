@@ -30,10 +30,21 @@ column title says ``(no clear best)``; a column with fewer than two methods with
 has neither.
 
 Paired differences (:func:`paired_differences`): for every method and each baseline
-(``random``, ``S``) in the table, the per-fold differences method - baseline of each
+(``random``, ``S``) in the table, the per-fold differences d method - baseline of each
 probe metric over the folds where both finished (at least 2): their mean, sd (ddof 1),
-the number of folds k, the paired t statistic mean / (sd / sqrt(k)) with k - 1 degrees
-of freedom, and the 95% t interval of the mean difference.
+the number of folds k, and, from 3 folds on, the corrected resampled t of Nadeau & Bengio
+(2003, "Inference for the generalization error", Machine Learning 52):
+t = mean(d) / sqrt((1/k + n_test/n_train) * var(d)), k - 1 degrees of freedom, its
+two-sided p (Student's t) and the 95% interval mean ± t_0.975,k-1 * sqrt((1/k +
+n_test/n_train) * var(d)). The naive paired t, mean / (sd / sqrt(k)), treats the folds as
+independent; they are not, as their training sets overlap, and the n_test/n_train term
+widens the variance for that. n_test/n_train is 1/(K - 1) for K-fold cross-validation:
+the result tables carry the test set's n but not the training set's, so the ratio comes
+from the number of folds K, which is ``n_folds`` when given, else the highest fold index
+in the results + 1 (a lower bound of the design's K when its last folds were not run,
+which only enlarges the correction); ``test_train_ratio`` overrides it with the actual
+ratio (e.g. a fixed test pool: 1,000 test / 3,200 train digits). With 2 folds (1 degree
+of freedom) no t, p or interval is given: they read n/a (k < 3 folds).
 """
 
 from __future__ import annotations
@@ -236,16 +247,74 @@ def markdown_table(summary: pd.DataFrame, methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PAIRED_COLUMNS = ["method", "base", "source", "split", "metric", "mean", "sd", "k", "t", "ci_low", "ci_high", "folds"]
+PAIRED_COLUMNS = ["method", "base", "source", "split", "metric", "mean", "sd", "k", "t", "p", "ci_low", "ci_high",
+                  "folds", "ratio", "ratio_from"]
+# the fewest paired folds a t, p and interval are given from: 2 folds leave 1 degree of freedom
+MIN_FOLDS_T = 3
+NO_T = f"n/a (k < {MIN_FOLDS_T} folds)"
 
 
-def paired_differences(summary: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+def corrected_resampled_t(d: np.ndarray | pd.Series | list[float], test_train_ratio: float,
+                          level: float = 0.95) -> tuple[float, float, float, float, float, float]:
+    """The corrected resampled t-test of Nadeau & Bengio (2003) on k per-fold differences
+    d (k >= 2): (mean, sd, t, p, ci_low, ci_high), sd with ddof 1, t = mean / sqrt((1/k +
+    test_train_ratio) * sd²) with k - 1 degrees of freedom, p two-sided, the interval
+    mean ± t_(1+level)/2,k-1 * that standard error. t is ±inf when every difference is the
+    same non-zero value (p 0, the interval that value), NaN when all are 0 (p NaN). t, p
+    and the interval are NaN below MIN_FOLDS_T folds. test_train_ratio: n_test / n_train
+    of one fold (1/(K - 1) for K-fold cross-validation)."""
+    d = np.asarray(d, dtype=float)
+    k = len(d)
+    if k < 2:
+        raise ValueError(f"paired differences need at least 2 folds; got {k}")
+    if not test_train_ratio > 0:
+        raise ValueError(f"test_train_ratio must be > 0; got {test_train_ratio}")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if k < MIN_FOLDS_T:
+        return mean, sd, np.nan, np.nan, np.nan, np.nan
+    se = float(np.sqrt((1.0 / k + test_train_ratio) * sd ** 2))
+    df = k - 1
+    if se > 0:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), df))
+    elif mean != 0:
+        t, p = float(np.sign(mean)) * np.inf, 0.0
+    else:
+        t, p = np.nan, np.nan
+    half = float(stats.t.ppf((1 + level) / 2, df)) * se
+    return mean, sd, t, p, mean - half, mean + half
+
+
+def design_folds(summary: pd.DataFrame) -> int:
+    """K, the number of folds of the cross-validation, as the results show it: the highest
+    fold index + 1 (folds are numbered 0..K-1; diverged folds count)."""
+    folds = summary["fold"].dropna()
+    return int(folds.max()) + 1 if len(folds) else 0
+
+
+def correction_ratio(summary: pd.DataFrame, n_folds: int | None = None,
+                        test_train_ratio: float | None = None) -> tuple[float, str]:
+    """(n_test / n_train for the correction, where it comes from): ``test_train_ratio``
+    when given ("given"), else 1/(K - 1) with K = ``n_folds`` or :func:`design_folds`, at
+    least 2 ("1/(K − 1), K = 5 folds")."""
+    if test_train_ratio is not None:
+        if not test_train_ratio > 0:
+            raise ValueError(f"test_train_ratio must be > 0; got {test_train_ratio}")
+        return float(test_train_ratio), "given"
+    k = max(int(n_folds if n_folds is not None else design_folds(summary)), 2)
+    return 1.0 / (k - 1), f"1/(K − 1), K = {k} folds"
+
+
+def paired_differences(summary: pd.DataFrame, methods: list[str], n_folds: int | None = None,
+                       test_train_ratio: float | None = None) -> pd.DataFrame:
     """The paired per-fold differences method - baseline of each probe metric (accuracy,
     roc_auc on test / hold-out), for every method and each baseline in ``methods`` (see
     the module docstring), where >= 2 folds pair up. Columns PAIRED_COLUMNS: mean and sd
-    (ddof 1) of the differences, k folds, paired t = mean / (sd / sqrt(k)) (±inf when
-    every difference is the same non-zero value, NaN when all are 0), the 95% t interval
-    of the mean difference, and the folds used ("0,1,2")."""
+    (ddof 1) of the differences, k folds, the corrected resampled t (Nadeau-Bengio), its
+    two-sided p and 95% interval of the mean difference (:func:`corrected_resampled_t`;
+    NaN below 3 folds), the folds used ("0,1,2") and the n_test/n_train ratio of the
+    correction and where it comes from (:func:`correction_ratio`)."""
+    ratio, ratio_from = correction_ratio(summary, n_folds, test_train_ratio)
     rows = summary[summary["metric"].isin(PROBE_METRICS) & summary["split"].isin(["test", "holdout"])
                    & (summary["status"] == "ok") & summary["value"].notna()]
     out = []
@@ -258,24 +327,31 @@ def paired_differences(summary: pd.DataFrame, methods: list[str]) -> pd.DataFram
                 k = len(d)
                 if k < 2:
                     continue
-                mean, sd = float(d.mean()), float(d.std(ddof=1))
-                se = sd / np.sqrt(k)
-                t = mean / se if se > 0 else (float(np.sign(mean)) * np.inf if mean != 0 else np.nan)
-                half = float(stats.t.ppf(0.975, k - 1)) * se
+                mean, sd, t, p, low, high = corrected_resampled_t(d.to_numpy(), ratio)
                 folds = ",".join(str(f) for f in sorted(d.index.get_level_values("fold")))
-                out.append([method, base, source, split, metric, mean, sd, k, t, mean - half, mean + half, folds])
+                out.append([method, base, source, split, metric, mean, sd, k, t, p, low, high, folds, ratio,
+                            ratio_from])
     return pd.DataFrame(out, columns=PAIRED_COLUMNS)
 
 
 def comparison_rows(paired: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """summary.tsv rows of :func:`paired_differences`: metric ``<metric>_minus_<baseline>``,
-    value the mean difference, ci_low / ci_high its 95% t interval, fold, n and epoch
-    empty, note "paired t over folds 0,1,2: sd=… t=… df=…"."""
+    value the mean difference, ci_low / ci_high its 95% interval (corrected resampled t;
+    empty below 3 folds), fold, n and epoch empty, note "corrected resampled t
+    (Nadeau-Bengio, n_test/n_train=0.25) over folds 0,1,2: sd=… t=… df=… p=…", or below 3
+    folds "folds 0,1: sd=…; t, p, interval n/a (k < 3 folds)"."""
+    notes = []
+    for r in paired.itertuples():
+        if r.k < MIN_FOLDS_T:
+            notes.append(f"folds {r.folds}: sd={r.sd:.6g}; t, p, interval {NO_T}")
+        else:
+            notes.append(f"corrected resampled t (Nadeau-Bengio, n_test/n_train={r.ratio:.4g}) over folds {r.folds}: "
+                         f"sd={r.sd:.6g} t={r.t:.6g} df={r.k - 1} p={r.p:.4g}")
     return pd.DataFrame({
         "dataset": dataset, "method": paired["method"], "fold": np.nan, "source": paired["source"],
         "split": paired["split"], "metric": paired["metric"] + "_minus_" + paired["base"], "value": paired["mean"],
         "status": "ok", "n": np.nan, "ci_low": paired["ci_low"], "ci_high": paired["ci_high"], "epoch": np.nan,
-        "note": [f"paired t over folds {r.folds}: sd={r.sd:.6g} t={r.t:.6g} df={r.k - 1}" for r in paired.itertuples()],
+        "note": notes,
     }, columns=SUMMARY_COLUMNS)
 
 
@@ -283,10 +359,24 @@ def _t_text(t: float) -> str:
     return "n/a" if np.isnan(t) else ("+inf" if t > 0 else "-inf") if np.isinf(t) else f"{t:.2f}"
 
 
+def _p_text(p: float) -> str:
+    return "p = n/a" if np.isnan(p) else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _paired_cell(r: pd.Series) -> str:
+    """"+0.350 ± 0.050 (t = 5.12, p = 0.036, 3 folds)"; below 3 folds
+    "+0.255 ± 0.007 (2 folds; t, p: n/a (k < 3 folds))"."""
+    head = f"{r['mean']:+.3f} ± {r['sd']:.3f}"
+    if r["k"] < MIN_FOLDS_T:
+        return f"{head} ({r['k']} folds; t, p: {NO_T})"
+    return f"{head} (t = {_t_text(r['t'])}, {_p_text(r['p'])}, {r['k']} folds)"
+
+
 def paired_table(paired: pd.DataFrame, methods: list[str]) -> str:
     """Markdown section: one row per (method, baseline) with a comparison, one column per
-    probe column; cell "mean difference ± sd (t = paired t, k folds)". Empty when no
-    baseline is among ``methods``."""
+    probe column; cell "mean difference ± sd (t = corrected resampled t, p = two-sided p,
+    k folds)", or below 3 folds "mean difference ± sd (k folds; t, p: n/a (k < 3
+    folds))"; then a note on the test. Empty when no baseline is among ``methods``."""
     bases = [b for b in BASELINES if b in methods]
     if not bases:
         return ""
@@ -302,10 +392,17 @@ def paired_table(paired: pd.DataFrame, methods: list[str]) -> str:
             mine = c[(c["method"] == m) & (c["base"] == base)].set_index("column")
             if mine.empty:
                 continue
-            vals = [f"{mine.at[col, 'mean']:+.3f} ± {mine.at[col, 'sd']:.3f} (t = {_t_text(mine.at[col, 't'])}, "
-                    f"{mine.at[col, 'k']} folds)" if col in mine.index else "" for col in columns]
+            vals = [_paired_cell(mine.loc[col]) if col in mine.index else "" for col in columns]
             lines.append(f"| {_label(m)} | {base} | " + " | ".join(vals) + " |")
-    return title + "\n".join(lines) + "\n"
+    ratio, ratio_from = float(paired["ratio"].iloc[0]), str(paired["ratio_from"].iloc[0])
+    note = ("\nMean difference ± sd over the k folds where both finished. t: the corrected resampled t of Nadeau & "
+            "Bengio (2003), mean / sqrt((1/k + n_test/n_train) · sd²), df k − 1, with its two-sided p; the 95% "
+            "interval is in summary.tsv. The correction accounts for the folds' overlapping training sets, which "
+            f"the naive paired t ignores. n_test/n_train = {ratio:.4g}"
+            + (" (given)" if ratio_from == "given" else
+               f": {ratio_from} (from the number of folds: the result tables carry no training-set size)")
+            + f". With fewer than {MIN_FOLDS_T} folds (1 degree of freedom) no t or p is given: n/a.\n")
+    return title + "\n".join(lines) + "\n" + note
 
 
 def figure(summary: pd.DataFrame, methods: list[str], path: Path, title: str) -> None:
@@ -382,10 +479,12 @@ def _notes(summary: pd.DataFrame) -> str:
 
 
 def write_report(dataset: str, files: list[Path], methods: list[str], summary_path: Path, table_path: Path,
-                 figure_path: Path) -> pd.DataFrame:
-    """summary.tsv, table.md and figure.png of one dataset from its probe / similarity TSVs."""
+                 figure_path: Path, n_folds: int | None = None, test_train_ratio: float | None = None) -> pd.DataFrame:
+    """summary.tsv, table.md and figure.png of one dataset from its probe / similarity TSVs.
+    n_folds / test_train_ratio: for the paired differences' correction
+    (:func:`correction_ratio`; default 1/(K - 1), K from the results' fold indices)."""
     summary = collect(dataset, files)
-    paired = paired_differences(summary, methods)
+    paired = paired_differences(summary, methods, n_folds, test_train_ratio)
     full = pd.concat([summary, comparison_rows(paired, dataset)], ignore_index=True) if len(paired) else summary
     with atomic_path(summary_path) as tmp:  # 6 significant digits, as the tables show 3
         full.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
