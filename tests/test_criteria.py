@@ -209,7 +209,7 @@ def test_critic_s_term_sums_both_orders(name, estimator, criteria):
     model = build_method(name, SOURCES[:2], cfg).double()
     proj = model.project(_batch())
     got = float(model.contrastive_terms(proj, None)["S"].detach())
-    want = sum(float(estimator(proj[i].u_z, proj[j].u_z, PLAIN).loss) for i, j in permutations("ab", 2))
+    want = sum(float(estimator(proj[i].u_z, proj[j].u_z, PLAIN).loss.detach()) for i, j in permutations("ab", 2))
     assert got == pytest.approx(want, abs=TOL, rel=TOL)
 
 
