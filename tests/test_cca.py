@@ -1,6 +1,7 @@
 """Deep CCA with covariances carried across batches (issue 13): at batch 64 with a 64-d
 latent the per-batch term is ~k for any data; the running-covariance term measures
-correlation."""
+correlation. Its two forms (issue 21): the authors' code's Frobenius norm of T and DCCA's
+top-k sum, against a numpy reference."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 
 from mmssl.objectives.baselines import CCATerm
 from mmssl.objectives.base import ModelSettings
-from mmssl.objectives.cca import RunningCCA, cca_correlation
+from mmssl.objectives.cca import RunningCCA, cca_correlation, cca_objective
 from mmssl.objectives.registry import build_method
 from mmssl.types import SourceSpec
 
@@ -21,10 +22,12 @@ B, D, K = 64, 64, 10
 STEPS = 200  # batches fed before measuring: the default momentum 0.99 pools ~150 of them by then
 
 
-def feed(pair, steps: int = STEPS, momentum: float = 0.99, seed: int = 0) -> tuple[RunningCCA, float]:
-    """Train-mode RunningCCA fed `steps` batches from pair(generator); returns it and the last value."""
+def feed(pair, steps: int = STEPS, momentum: float = 0.99, seed: int = 0,
+         form: str = "topk") -> tuple[RunningCCA, float]:
+    """Train-mode RunningCCA (top-k sum unless told) fed `steps` batches from pair(generator);
+    returns it and the last value."""
     g = torch.Generator().manual_seed(seed)
-    cca = RunningCCA(D, D, k=K, momentum=momentum)
+    cca = RunningCCA(D, D, k=K, momentum=momentum, form=form)
     with torch.no_grad():
         for _ in range(steps):
             value = cca(*pair(g))
@@ -116,9 +119,10 @@ def test_gradient_is_finite_and_nonzero_when_correlated():
         assert torch.isfinite(g).all() and g.abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("form", ["topk", "frobenius"])
 @pytest.mark.parametrize("warm", [False, True])
-def test_gradient_is_finite_for_collapsed_latents(warm):
-    cca = feed(independent_normal, steps=20)[0] if warm else RunningCCA(D, D, k=K)
+def test_gradient_is_finite_for_collapsed_latents(warm, form):
+    cca = feed(independent_normal, steps=20, form=form)[0] if warm else RunningCCA(D, D, k=K, form=form)
     const = torch.full((B, D), 0.3)
     for g in _grads(cca, const, const):  # batch covariances exactly 0: all eigenvalues equal r
         assert torch.isfinite(g).all()
@@ -133,7 +137,7 @@ def test_gradient_is_the_batch_gradient_at_the_running_estimate():
     g = torch.Generator().manual_seed(3)
     h1, h2 = partial(g)
     h1, h2 = h1[:, :8] * 1.0, h2[:, :8] * 1.0  # d 8 < B: the per-batch term is well defined
-    fresh = RunningCCA(8, 8, k=4)
+    fresh = RunningCCA(8, 8, k=4, form="topk")
     a = h1.clone().requires_grad_(True)
     fresh(a, h2).backward()
     b = h1.clone().requires_grad_(True)
@@ -167,7 +171,7 @@ def test_matches_reference_on_one_large_batch():
     h1, h2 = _large_pair()
     ref = reference_canonical_correlations(h1, h2)
     for k in (None, 3):
-        cca = RunningCCA(8, 8, r=1e-10, k=k)
+        cca = RunningCCA(8, 8, r=1e-10, k=k, form="topk")
         got = float(cca(torch.tensor(h1), torch.tensor(h2)))
         assert got == pytest.approx(ref[:k].sum(), rel=1e-6)
 
@@ -178,7 +182,7 @@ def test_streamed_batches_match_reference_on_the_whole_set():
     of order 1 / sqrt(2000) per correlation)."""
     h1, h2 = _large_pair()
     ref = reference_canonical_correlations(h1, h2)
-    cca = RunningCCA(8, 8, r=1e-10, k=None, momentum=1.0)
+    cca = RunningCCA(8, 8, r=1e-10, k=None, momentum=1.0, form="topk")
     with torch.no_grad():
         for i in range(0, len(h1), 64):  # last batch: 16 samples
             value = cca(torch.tensor(h1[i:i + 64]), torch.tensor(h2[i:i + 64]))
@@ -194,7 +198,7 @@ def test_eval_mode_does_not_update_and_state_is_saved():
     cca(*partial(torch.Generator().manual_seed(4)))
     for key, value in cca.state_dict().items():
         assert torch.equal(value, before[key])
-    twin = RunningCCA(D, D, k=K)
+    twin = RunningCCA(D, D, k=K, form="topk")
     twin.load_state_dict(before)
     twin.eval()
     h = partial(torch.Generator().manual_seed(5))
@@ -203,32 +207,87 @@ def test_eval_mode_does_not_update_and_state_is_saved():
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="momentum"):
-        RunningCCA(4, 4, momentum=1.5)
+        RunningCCA(4, 4, momentum=1.5, form="topk")
     with pytest.raises(ValueError, match="k must be"):
-        RunningCCA(4, 3, k=4)
+        RunningCCA(4, 3, k=4, form="topk")
     with pytest.raises(ValueError, match="ridge"):
-        RunningCCA(4, 4, r=0.0)
+        RunningCCA(4, 4, r=0.0, form="topk")
+    with pytest.raises(ValueError, match="form must be one of"):
+        RunningCCA(4, 4, form="trace")
+    with pytest.raises(TypeError, match="form"):  # no default in code: the schema's cca_form
+        RunningCCA(4, 4)
     with pytest.raises(ValueError, match="built for latents"):
-        RunningCCA(4, 4)(torch.randn(8, 5), torch.randn(8, 4))
+        RunningCCA(4, 4, form="frobenius")(torch.randn(8, 5), torch.randn(8, 4))
     with pytest.raises(ValueError, match="same B"):
-        RunningCCA(4, 4)(torch.randn(8, 4), torch.randn(9, 4))
+        RunningCCA(4, 4, form="frobenius")(torch.randn(8, 4), torch.randn(9, 4))
 
 
 def test_cca_term_reads_model_extra_and_pairs_sources():
     settings = ModelSettings.from_config({"latent": 8, "width": 8, "extra": {"cca_k": 3, "cca_momentum": 0.5}})
     term = CCATerm(["a", "b", "c"], settings)
     assert term.pairs == [("a", "b"), ("a", "c"), ("b", "c")]
-    assert all(c.k == 3 and c.momentum == 0.5 for c in term.running)
+    assert all(c.k == 3 and c.momentum == 0.5 and c.form == "frobenius" for c in term.running)
     g = torch.Generator().manual_seed(0)
     z = {s: torch.randn(32, 8, generator=g) for s in "cba"}  # order of z does not matter
-    assert -3 * 3 <= float(term(z)) <= 0  # 3 pairs, each at most k = 3
+    assert -3 * math.sqrt(3) <= float(term(z)) <= 0  # 3 pairs, each at most sqrt(k) = sqrt(3)
     assert len(list(term.buffers())) == 3 * 4
     with pytest.raises(ValueError, match="needs the latents"):
         term({"a": z["a"], "b": z["b"]})
     sources = [SourceSpec("a", 1, 32, 2), SourceSpec("b", 3, 32, 2)]
     model = build_method("DCCAE", sources, {"latent": 16, "width": 8})
-    assert (model.cca.momentum, model.cca.k, model.cca.r) == (0.99, 10, 1e-3)  # the defaults
+    # the defaults: the authors' code's form, over all correlations
+    assert (model.cca.momentum, model.cca.k, model.cca.r, model.cca.form) == (0.99, None, 1e-3, "frobenius")
+    assert "form=frobenius" in repr(model.cca.running[0])
     assert {k for k in model.state_dict() if k.startswith("cca.")} == {
         f"cca.running.0.{b}" for b in ("sum11", "sum22", "sum12", "count")}
-    with pytest.raises(ValueError, match="k must be"):  # default k 10 > latent 8: caught when built
-        build_method("L-CCA", sources, {"latent": 8, "width": 8})
+    with pytest.raises(ValueError, match="k must be"):  # k 10 > latent 8: caught when built
+        build_method("L-CCA", sources, {"latent": 8, "width": 8, "extra": {"cca_k": 10}})
+    topk = build_method("DCCAE", sources, {"latent": 16, "width": 8, "extra": {"cca_form": "topk", "cca_k": 4}})
+    assert (topk.cca.form, topk.cca.running[0].form, topk.cca.running[0].k) == ("topk", "topk", 4)
+
+
+# ---------------------------------------------------------------- the two forms against numpy
+def numpy_forms(h1: np.ndarray, h2: np.ndarray, r: float, k: int | None) -> tuple[float, float, float]:
+    """(Frobenius over the top k, top-k sum, the authors' -loss sqrt(trace(T^T T))) from
+    T = S11^-1/2 S12 S22^-1/2 (covariances of the centred batch / (n - 1), + r I), by numpy."""
+    n = len(h1)
+    a, b = h1 - h1.mean(0), h2 - h2.mean(0)
+    s11 = a.T @ a / (n - 1) + r * np.eye(a.shape[1])
+    s22 = b.T @ b / (n - 1) + r * np.eye(b.shape[1])
+    s12 = a.T @ b / (n - 1)
+
+    def inv_sqrt(s):
+        lam, vec = np.linalg.eigh(s)
+        return vec @ np.diag(lam ** -0.5) @ vec.T
+
+    t = inv_sqrt(s11) @ s12 @ inv_sqrt(s22)
+    sv = np.linalg.svd(t, compute_uv=False)[:k]  # descending
+    return float(np.sqrt(np.sum(sv ** 2))), float(np.sum(sv)), float(np.sqrt(np.trace(t.T @ t)))
+
+
+@pytest.mark.parametrize("k", [None, 1, 3])
+def test_both_forms_match_numpy(k):
+    """A fresh RunningCCA's value is the CCA of its first batch: frobenius = sqrt(sum of the
+    squared top-k singular values of T), topk = their sum; frobenius over all of them is
+    the authors' sqrt(trace(T^T T))."""
+    g = np.random.default_rng(1)
+    h1 = g.normal(size=(200, 6)) @ g.normal(size=(6, 6))
+    h2 = h1[:, :5] @ g.normal(size=(5, 5)) * 0.4 + g.normal(size=(200, 5))
+    frob, topk, authors = numpy_forms(h1, h2, 1e-3, k)
+    got = {form: float(RunningCCA(6, 5, r=1e-3, k=k, form=form)(torch.tensor(h1), torch.tensor(h2)))
+           for form in ("frobenius", "topk")}
+    assert got["frobenius"] == pytest.approx(frob, rel=1e-10, abs=1e-10)
+    assert got["topk"] == pytest.approx(topk, rel=1e-10, abs=1e-10)
+    if k is None:
+        assert got["frobenius"] == pytest.approx(authors, rel=1e-10, abs=1e-10)
+    if k != 1:  # two different objectives (equal only for one correlation)
+        assert abs(got["frobenius"] - got["topk"]) > 0.1
+
+
+def test_frobenius_form_measures_correlation_and_has_a_finite_gradient_at_zero():
+    _, indep = feed(independent_normal, form="frobenius")
+    _, full = feed(perfect, form="frobenius")
+    assert full > 0.99 * math.sqrt(K) and indep < 0.2 * math.sqrt(K), (indep, full)
+    zero = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    cca_objective(zero, "frobenius", 5).backward()
+    assert torch.equal(zero.grad, torch.zeros(5, dtype=torch.float64))

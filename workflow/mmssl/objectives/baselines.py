@@ -11,14 +11,19 @@ is the schema's, filled in by ``ModelSettings``):
 - ``recon``: source -> ``"bce"`` | ``"mse"`` (default ``"bce"`` for 2D sources, [0, 1]
   images; ``"mse"`` for 3D sources, standardized volumes).
 - ``recon_weight`` (1.0): weight of the reconstruction term (AE, DCCAE, S-AE).
-- ``cca_weight`` (1.0), ``cca_r`` (1e-3), ``cca_k`` (10; null = all), ``cca_momentum``
-  (0.99): DCCAE and L-CCA. The CCA term sums the top-k canonical correlations of
-  covariances carried across batches (exponential moving averages with weight
-  ``cca_momentum`` on the past: ~199 batches pooled; stochastic deep CCA, Wang et al.
-  2015, see ``mmssl.objectives.cca``). Per batch (``cca_momentum: 0``) it carries no
-  signal at batch 64 with a 64-d latent: 64 samples can be aligned in 63 directions, so
-  the top 10 of two independent latents sum to 9.99 of 10. The top-k default follows the
-  authors' code (a top-k CCA objective).
+- ``cca_weight`` (1.0), ``cca_r`` (1e-3), ``cca_form`` (``frobenius``), ``cca_k``
+  (null = all), ``cca_momentum`` (0.99): DCCAE and L-CCA. The CCA term is computed from
+  the canonical correlations of covariances carried across batches (exponential moving
+  averages with weight ``cca_momentum`` on the past: ~199 batches pooled; stochastic deep
+  CCA, Wang et al. 2015, see ``mmssl.objectives.cca``): ``frobenius`` = the root of the
+  sum of the squares of the k largest (with all of them, the Frobenius norm of T: what
+  the authors' code computes, -sqrt(trace(T^T T)); its top-k path raises, so no top-k run
+  was possible), ``topk`` = their sum (DCCA, Andrew et al. 2013). The paper gives no
+  formula, so the authors' code settles the default (frobenius over all). Per batch
+  (``cca_momentum: 0``) the term carries no signal at batch 64 with a 64-d latent: 64
+  samples can be aligned in 63 directions, so the top 10 of two independent latents sum
+  to 9.99 of 10. The form and k that ran are in the model's settings saved in
+  ``model.pt`` (``model.extra``) and in the module's repr.
 - ``mmvae_k`` (10): importance samples per unimodal posterior.
 - ``mmvae_llik_scaling`` (``"auto"``): ``"auto"`` weights each source's log-likelihood
   by (largest source's element count) / (its element count), as Shi et al. do for
@@ -27,6 +32,7 @@ is the schema's, filled in by ``ModelSettings``):
 
 from __future__ import annotations
 
+import logging
 import math
 from itertools import combinations, permutations
 
@@ -42,6 +48,8 @@ from mmssl.objectives.base import MIN_SAMPLES, Meta, Method, ModelSettings, Pres
 from mmssl.objectives.cca import RunningCCA
 from mmssl.objectives.contrastive import ContrastiveMethod
 from mmssl.objectives.registry import register
+
+log = logging.getLogger(__name__)
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -107,8 +115,9 @@ class Reconstruction(nn.Module):
 
 
 class CCATerm(nn.Module):
-    """-(sum of the top-k canonical correlations) summed over unordered source pairs,
-    weighted; one ``RunningCCA`` (covariances carried across batches) per pair."""
+    """-(the CCA objective, ``cca_form`` over the ``cca_k`` largest canonical correlations)
+    summed over unordered source pairs, weighted; one ``RunningCCA`` (covariances carried
+    across batches) per pair."""
 
     def __init__(self, sources: list[str], settings: ModelSettings) -> None:
         super().__init__()
@@ -117,9 +126,14 @@ class CCATerm(nn.Module):
         k = settings.extra["cca_k"]
         self.k = None if k is None else int(k)
         self.momentum = float(settings.extra["cca_momentum"])
+        self.form = str(settings.extra["cca_form"])
         self.pairs = list(combinations(sources, 2))
         d = settings.latent
-        self.running = nn.ModuleList(RunningCCA(d, d, r=self.r, k=self.k, momentum=self.momentum) for _ in self.pairs)
+        self.running = nn.ModuleList(RunningCCA(d, d, r=self.r, k=self.k, momentum=self.momentum, form=self.form)
+                                    for _ in self.pairs)
+        log.info("CCA term: form %s over %s canonical correlations, ridge %g, momentum %g, weight %g, pairs %s",
+                 self.form, "all" if self.k is None else f"the top {self.k}", self.r, self.momentum, self.weight,
+                 self.pairs)
 
     def forward(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         """z: source -> (B, latent) for every source of the method."""

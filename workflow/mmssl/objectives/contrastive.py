@@ -6,8 +6,14 @@ combination of them.
 - CS: locations of c_i vs locations of c_j, i != j (cross-spatial).
 - S:  latent z_i vs latent z_j, i != j (cross-latent, CMC/SimCLR-like).
 
-Cross-source terms are summed over ordered pairs (i, j), i != j, as in the paper's eq. 1;
-each part is weighted by alpha (``ModelSettings.weights``), and so is its penalty.
+Cross-source terms are summed over ordered pairs (i, j), i != j, as in the paper's eq. 1
+(InfoNCE, and the critic form of DCL: the anchor's source and the target's play different
+roles, so i -> j and j -> i are different terms, as in the authors' code). A criterion
+that is symmetric in the two sources (S with Barlow Twins, VICReg, y-aware or the official
+DCL: :mod:`mmssl.objectives.criteria`) gives the same value for both orders; S then counts
+each unordered pair {i, j} once, which is the mean of the two orders and the value of the
+criterion's official code (summing both would double it). Each part is weighted by alpha
+(``ModelSettings.weights``), and so is its penalty.
 
 Missing sources (``present``, see :mod:`mmssl.objectives.base`): each term of a pair
 (i, j) is computed over the samples that have both i and j (L: those that have i), with
@@ -19,7 +25,7 @@ Each encoder runs only on the samples some term needs it for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import permutations
+from itertools import combinations, permutations
 
 import torch
 from torch import nn
@@ -27,14 +33,17 @@ from torch import nn
 from mmssl.types import SourceSpec
 from mmssl.models.heads import build_latent_head, build_local_head
 from mmssl.objectives.base import MIN_SAMPLES, Meta, Method, ModelSettings, Presence, positions, rows_with, take
-from mmssl.objectives.criteria import (CRITERION_PARTS, barlow_twins, dcl_pooled, dcl_same_location, vicreg,
-                                       yaware_infonce)
+from mmssl.objectives.criteria import (CRITERION_PARTS, DCL_S_FORMS, barlow_twins, dcl_official, dcl_pooled,
+                                       dcl_same_location, vicreg, yaware)
 from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_same_location
 
 PARTS = ("L", "CL", "CS", "S")
 CROSS_SOURCE = {"CL", "CS", "S"}
 LOCAL_PARTS = {"L", "CL", "CS"}  # the parts that use the locations c (all but S)
-SCORELESS = {"barlow", "vicreg"}  # criteria without critic scores (no clipping, no penalty)
+# criteria whose S term is a function of the two latents z_i, z_j alone: symmetric in the
+# two sources, no critic scores (no clipping, no penalty); dcl's S is one of them under
+# model.criteria.dcl.s_form: official
+LATENT_S = {"barlow", "vicreg", "yaware"}
 
 
 @dataclass
@@ -61,6 +70,9 @@ class ContrastiveMethod(Method):
             raise ValueError(f"criterion {criterion!r} applies to part(s) {list(CRITERION_PARTS[criterion])} only, "
                              f"not {unsupported}")
         self.criterion = criterion
+        if criterion == "dcl" and settings.criteria["dcl"]["s_form"] not in DCL_S_FORMS:
+            raise ValueError(f"model.criteria.dcl.s_form must be one of {list(DCL_S_FORMS)}, "
+                             f"got {settings.criteria['dcl']['s_form']!r}")
         # y-aware needs a continuous variable of each sample (the loader's metadata)
         self.metadata_columns = (settings.criteria["yaware"]["column"],) if criterion == "yaware" else ()
         if CROSS_SOURCE & set(parts) and len(sources) < 2:
@@ -110,9 +122,19 @@ class ContrastiveMethod(Method):
             out[s] = Projected(rows, z, u_z, u_c)
         return out
 
+    def latent_s(self, part: str) -> bool:
+        """Whether ``part`` is S under a criterion that relates the latents z alone
+        (Barlow Twins, VICReg, y-aware, official DCL): symmetric, scoreless."""
+        if part != "S":
+            return False
+        return self.criterion in LATENT_S or (
+            self.criterion == "dcl" and self.settings.criteria["dcl"]["s_form"] == "official")
+
     def _pairs(self, part: str) -> list[tuple[str, str]]:
         if part == "L":
             return [(s, s) for s in self.sources]
+        if self.latent_s(part):  # symmetric: one term per unordered pair, the mean of both orders
+            return list(combinations(self.sources, 2))
         return list(permutations(self.sources, 2))
 
     def _aligned(self, proj: dict[str, Projected], present: Presence, a: str,
@@ -130,7 +152,7 @@ class ContrastiveMethod(Method):
 
     def _term(self, part: str, a: Projected, b: Projected, meta: torch.Tensor | None = None) -> NCEResult:
         """One part between the aligned passes a and b; meta: (n,) the y-aware variable."""
-        if self.criterion in ("barlow", "vicreg", "yaware"):  # S only (checked at construction)
+        if self.latent_s(part):
             return self._latent_term(a.z, b.z, meta)
         pooled, same = (dcl_pooled, dcl_same_location) if self.criterion == "dcl" else (nce_pooled, nce_same_location)
         if part in ("L", "CL"):
@@ -145,15 +167,17 @@ class ContrastiveMethod(Method):
         return pooled(anchor, cb, self.critic)
 
     def _latent_term(self, za: torch.Tensor, zb: torch.Tensor, meta: torch.Tensor | None) -> NCEResult:
-        """Barlow Twins, VICReg or y-aware InfoNCE between two (n, latent) latents. The
-        first two have no score penalty and no MI bound (NaN)."""
+        """Barlow Twins, VICReg, y-aware or official DCL between two (n, latent) latents:
+        no critic scores, so no score penalty, and no MI bound (NaN)."""
         cfg = self.settings.criteria[self.criterion]
         if self.criterion == "yaware":
             if meta is None:
                 raise ValueError(f"criterion yaware needs the metadata column {cfg['column']!r} with every batch")
-            return yaware_infonce(za, zb, meta, float(cfg["sigma"]), self.critic)
-        if self.criterion == "barlow":
-            loss = barlow_twins(za, zb, float(cfg["lambda"]))
+            loss = yaware(za, zb, meta, float(cfg["sigma"]), float(cfg["temperature"]))
+        elif self.criterion == "dcl":
+            loss = dcl_official(za, zb, float(cfg["temperature"]))
+        elif self.criterion == "barlow":
+            loss = barlow_twins(za, zb, float(cfg["lambda"]), float(cfg["eps"]))
         else:
             loss = vicreg(za, zb, *(float(cfg[k]) for k in ("sim", "var", "cov", "gamma", "eps")))
         zero = torch.zeros((), device=za.device)
@@ -181,7 +205,7 @@ class ContrastiveMethod(Method):
             if not results:
                 continue
             terms[part] = alpha * torch.stack([r.loss for r in results]).sum()
-            if self.criterion not in SCORELESS:  # no critic scores to penalise
+            if not self.latent_s(part):  # S of a latent criterion: no critic scores to penalise
                 penalties.append(alpha * torch.stack([r.penalty for r in results]).sum())
         if self.critic.penalty > 0 and penalties:
             terms["penalty"] = sum(penalties[1:], penalties[0])
