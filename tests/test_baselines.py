@@ -139,7 +139,7 @@ def test_cca_rejects_bad_input():
 @pytest.mark.parametrize("method", BASELINES)
 def test_baseline_loss_falls_on_fixed_batch_2d(method):
     x, y = blob_batch(32, 32, 2)
-    cfg = dict(SMALL, cca_k=4)  # CCA on batch 32 with latent 8: use the top 4 correlations
+    cfg = dict(SMALL, cca_k=4, cca_form="topk")  # CCA on batch 32 with latent 8: the sum of the top 4 correlations
     assert_decreasing(train_curve(method, x, y, specs(), cfg))
 
 
@@ -171,7 +171,8 @@ def test_baseline_settings_take_the_schemas_defaults_and_refuse_unknown_keys():
     from mmssl.schema import schema_defaults
 
     defaults = schema_defaults("model")["extra"]
-    assert defaults["cca_k"] == 10 and defaults["cca_momentum"] == 0.99 and defaults["n_classes"] is None
+    assert defaults["cca_k"] is None and defaults["cca_form"] == "frobenius" and defaults["cca_momentum"] == 0.99
+    assert defaults["n_classes"] is None
     model = build_method("DCCAE", specs(), {"latent": 16, "width": 8})
     assert (model.cca.weight, model.cca.r, model.cca.k, model.cca.momentum) == (
         defaults["cca_weight"], defaults["cca_r"], defaults["cca_k"], defaults["cca_momentum"])

@@ -5,6 +5,11 @@ localrules:
     report,
 
 
+def n_folds_of(wildcards):
+    """K of the cross-validation: the corrected resampled t's n_test/n_train is 1/(K-1)."""
+    return dataset_spec(wildcards.dataset)["splits"]["n_folds"]
+
+
 rule report:
     """summary.tsv, table.md and figure.png of one dataset."""
     input:
@@ -19,8 +24,9 @@ rule report:
         res("{dataset}", "benchmarks", "report.tsv")
     params:
         methods=method_list,
+        n_folds=n_folds_of,
     conda:
         "../../envs/mmssl.yaml"
     shell:
-        "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --inputs {input} "
+        "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --n-folds {params.n_folds} --inputs {input} "
         "--summary {output.summary} --table {output.table} --figure {output.figure} 2> {log}"
