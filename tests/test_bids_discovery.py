@@ -382,9 +382,10 @@ def test_a_failed_discovery_keeps_every_reason_in_its_log(tmp_path, capsys):
     args = parser.parse_args(["discover", "--bids-dir", str(tmp_path / "bids"), "--settings-json", "{}", "--dataset", "mine",
                               "--sources", "T1w", "fALFF", "--exclude-participant-label", "01",
                               "--out-subjects", str(out / "subjects.tsv"), "--out-samples", str(out / "samples.tsv"),
-                              "--out-excluded", str(out / "excluded.tsv")])
+                              "--out-excluded", str(out / "excluded.tsv"), "--log-excluded", str(tmp_path / "log.tsv")])
     with pytest.raises(ValueError, match=r"dataset 'mine': no usable subject .*check datasets\.mine\.bids_dir, \.sources, "
                                          r"\.discover\.filters, \.discover\.participant_label"):
         args.func(args)
-    log = capsys.readouterr().err
-    assert "--- 1 exclusion(s)" in log and "in exclude_participant_label" in log
+    assert f"1 exclusion(s) with their reasons: {tmp_path / 'log.tsv'}" in capsys.readouterr().err
+    kept = pd.read_csv(tmp_path / "log.tsv", sep="\t", dtype=str)
+    assert kept["reason"].tolist() == ["in exclude_participant_label"]

@@ -213,3 +213,27 @@ def test_bad_inputs_are_excluded_by_the_expected_step_with_their_reason(dataset,
         assert row.reason_contains in excluded["reason"] and excluded["path"] == str(scan)
         assert all(out[k].stat().st_size == 0 for k in out if k != "status")  # empty placeholders, not images
     assert {row.excluded_by for row in bad.itertuples()} == {"discover", "clinical", "falff", "header"}
+
+
+def test_a_slab_acquisition_is_excluded_for_partial_coverage(dataset, tmp_path):
+    """After registration, a run whose field of view covers too little of the MNI brain mask
+    (7t_trt's acq-prefrontal, a slab) is excluded; a whole-brain run passes and reports its
+    coverage in QC."""
+    from scans import run_preprocess_bold
+
+    found = discover(dataset, ["T1w", "bold"])
+    bold = Path(found.scans.query("modality == 'bold'")["path"].iloc[0])
+    sidecar = Path(str(bold).replace(".nii.gz", ".json"))
+    rc, status, out = run_preprocess_bold(bold, sidecar, tmp_path / "whole", falff={"dummy_volumes": DUMMIES})
+    assert rc == 0 and status.empty, status
+    coverage = json.loads(out["qc"].read_text())["coverage_epi"]
+    assert 0.8 <= coverage <= 1.0, coverage
+    image = nib.load(bold)
+    slab_path = tmp_path / "bids" / bold.name
+    slab_path.parent.mkdir()
+    nz = image.shape[2]
+    nib.save(image.slicer[:, :, nz - nz // 3:], slab_path)  # the top third of the slices, affine moved along
+    rc, status, out = run_preprocess_bold(slab_path, sidecar, tmp_path / "slab", falff={"dummy_volumes": DUMMIES})
+    assert rc == 0 and len(status) == 1
+    assert status.iloc[0]["reason"].startswith("partial coverage: the run covers ")
+    assert "below preprocess.min_coverage 80%" in status.iloc[0]["reason"], status.iloc[0]["reason"]

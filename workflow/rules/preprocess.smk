@@ -43,7 +43,8 @@ checkpoint discover:
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
         description=res("{dataset}", "preproc", "dataset_description.json"),
     log:
-        res("{dataset}", "logs", "discover.log"),
+        main=res("{dataset}", "logs", "discover.log"),
+        excluded=res("{dataset}", "logs", "discover_excluded.tsv"),
     benchmark:
         res("{dataset}", "benchmarks", "discover.tsv")
     params:
@@ -55,7 +56,8 @@ checkpoint discover:
     shell:
         "mmssl discover --bids-dir {input.bids} {params.clinical} --settings-json {params.settings:q} "
         "--sources {params.sources} --dataset {wildcards.dataset} --out-subjects {output.subjects} "
-        "--out-samples {output.samples} --out-excluded {output.excluded} --out-description {output.description} 2> {log}"
+        "--out-samples {output.samples} --out-excluded {output.excluded} --out-description {output.description} "
+        "--log-excluded {log.excluded} 2> {log.main}"
 
 
 # One structural image: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid.
@@ -152,7 +154,8 @@ rule collect:
         excluded=res("{dataset}", "excluded.tsv"),
         samples=res("{dataset}", "preproc", "samples.tsv"),
     log:
-        res("{dataset}", "logs", "collect.log"),
+        main=res("{dataset}", "logs", "collect.log"),
+        excluded=res("{dataset}", "logs", "collect_excluded.tsv"),
     benchmark:
         res("{dataset}", "benchmarks", "collect.tsv")
     params:
@@ -163,7 +166,7 @@ rule collect:
     shell:
         "mmssl collect --discovery-excluded {input.excluded} --samples {input.samples} --statuses {input.statuses} "
         "--preproc-dir {params.preproc} --sources {params.sources} "
-        "--out-excluded {output.excluded} --out-samples {output.samples} 2> {log}"
+        "--out-excluded {output.excluded} --out-samples {output.samples} --log-excluded {log.excluded} 2> {log.main}"
 
 
 rule landmarks:

@@ -96,12 +96,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
             settings[key] = [label.removeprefix("sub-") for label in getattr(args, key)]
     found = run_discovery(args.bids_dir, args.clinical, settings, args.sources)
     write_tsv(found.excluded, args.out_excluded)
-    try:
-        require_usable(found, args.sources, settings, args.dataset)
-    except ValueError:
-        # Snakemake deletes a failed job's outputs: the reasons go to the log, which it keeps
-        print_exclusions(found.excluded)
-        raise
+    keep_exclusions(found.excluded, args.log_excluded)
+    require_usable(found, args.sources, settings, args.dataset)
     write_tsv(found.subjects, args.out_subjects)
     write_tsv(found.samples, args.out_samples)
     if args.out_description:
@@ -111,20 +107,21 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_exclusions(excluded: Any) -> None:
-    """Every exclusion, as TSV, on stderr (a job's log) under a heading: what survives a
-    failed job whose excluded.tsv Snakemake removes."""
-    print(f"--- {len(excluded)} exclusion(s) (subject, session, path, reason) ---", file=sys.stderr)
-    excluded.to_csv(sys.stderr, sep="\t", index=False)
+def keep_exclusions(excluded: Any, log_path: Path | None) -> None:
+    """A copy of the exclusions in the job's log folder (a declared log: Snakemake deletes a
+    failed job's outputs, excluded.tsv among them, but keeps its logs), so the reasons
+    survive the failure they explain; its path goes to stderr."""
+    if log_path is not None:
+        write_tsv(excluded, log_path)
+        print(f"{len(excluded)} exclusion(s) with their reasons: {log_path}", file=sys.stderr)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     excluded, table = collect(args.discovery_excluded, args.samples, args.statuses, args.preproc_dir, args.sources)
     write_tsv(excluded, args.out_excluded)
+    keep_exclusions(excluded, args.log_excluded)
     if table.empty:
-        print_exclusions(excluded)
-        raise ValueError("no usable sample left after preprocessing; every exclusion and its reason is listed above "
-                         "(this log), and per scan in preproc/*/*_status.tsv")
+        raise ValueError(f"no usable sample left after preprocessing; every exclusion and its reason is in {args.log_excluded}")
     write_tsv(table, args.out_samples)
     counts = ", ".join(f"{s} {int((table[s].fillna('') != '').sum())}" for s in args.sources)
     print(f"{table['subject'].nunique()} subjects, {len(table)} samples kept ({counts}); {len(excluded)} exclusions",
@@ -221,6 +218,11 @@ def _source_file(text: str) -> tuple[str, Path]:
     return source, Path(path)
 
 
+def _log_excluded(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-excluded", type=Path,
+                        help="a copy of the exclusions that survives a failed job (the rule's log)")
+
+
 def _paths(parser: argparse.ArgumentParser, *flags: str) -> None:
     """Required file arguments (each a Path)."""
     for flag in flags:
@@ -250,6 +252,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="BIDS-App: leave these subjects out (overrides discover.exclude_participant_label)")
     p.add_argument("--out-description", type=Path,
                    help="the derivatives' dataset_description.json (GeneratedBy, SourceDatasets)")
+    _log_excluded(p)
     _settings(p, "discover")
     _source_list(p)
     p.add_argument("--dataset", required=True, help="dataset name, for messages")
@@ -277,6 +280,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--statuses", nargs="*", default=[], type=Path, help="every scan's status TSV")
     p.add_argument("--preproc-dir", required=True, type=Path, help="results/{dataset}/preproc (derivative names: mmssl.paths)")
     _source_list(p)
+    _log_excluded(p)
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("landmarks", help="histogram landmarks of one source from one fold's training subjects that have it")

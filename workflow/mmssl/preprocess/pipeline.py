@@ -31,7 +31,7 @@ from mmssl.preprocess.motion import confounds_table, mcflirt_corrected, motion_s
 from mmssl.preprocess.qc import structural_metric_keys
 from mmssl.preprocess.registration import AffineResult, register_affine_flirt
 from mmssl.preprocess.settings import MriSettings
-from mmssl.preprocess.spatial import grid_brain_mask, mni_grid, mni_template, to_grid, to_grid_masked, zero_outside
+from mmssl.preprocess.spatial import fov_coverage, grid_brain_mask, mni_grid, mni_template, to_grid, to_grid_masked, zero_outside
 from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_nifti, save_xfm
 
 
@@ -76,7 +76,8 @@ def t1_to_mni(image: nib.Nifti1Image, settings: MriSettings) -> T1Result:
 class FalffMniResult:
     """falff: fALFF on the 64³ grid, 0 outside ``mask`` (template brain ∩ moved EPI mask);
     registration: template->native-EPI affine; falff_mean_in_brain: mean over ``mask``;
-    coverage: the share of the template brain that ``mask`` keeps (the run's field of view)."""
+    coverage: the share of the template brain inside the run's field of view
+    (:func:`~mmssl.preprocess.spatial.fov_coverage`)."""
 
     falff: nib.Nifti1Image
     mask: nib.Nifti1Image
@@ -101,7 +102,8 @@ def falff_to_mni(
         registration = register_affine_flirt(moving, mni_template(res), template_metric_mask(settings.brain_mask))
     grid = mni_grid(settings.grid)
     mask = grid_brain_mask(settings.grid, settings.brain_mask.dilate_voxels, settings.brain_mask.template_threshold).copy()
-    n_brain = int(mask.sum())
+    brain = grid_brain_mask(settings.grid, 0, settings.brain_mask.template_threshold)
+    coverage = fov_coverage(mean_epi, registration.fixed_to_moving, grid, brain)
     if epi_mask is not None:
         falff_grid, valid = to_grid_masked(falff, epi_mask, registration.fixed_to_moving, grid)
         mask &= valid
@@ -110,7 +112,6 @@ def falff_to_mni(
     falff_grid = zero_outside(falff_grid, mask)
     values = np.asarray(falff_grid.dataobj)[mask]
     mean = float(values.mean()) if values.size else float("nan")
-    coverage = float(mask.sum()) / n_brain if n_brain else float("nan")
     return FalffMniResult(falff_grid, nib.Nifti1Image(mask.astype(np.uint8), grid.affine), registration, mean, coverage)
 
 

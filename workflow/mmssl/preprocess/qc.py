@@ -161,7 +161,7 @@ def write_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
 
 
 METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "mask_volume_ml_t2w", "similarity_t2w", "mask_volume_ml_flair",
-                  "similarity_flair", "similarity_epi", "falff_mean_in_brain", "alff_mean_in_brain", "mean_fd")
+                  "similarity_flair", "similarity_epi", "coverage_epi", "falff_mean_in_brain", "alff_mean_in_brain", "mean_fd")
 
 
 def subject_montages(table: pd.DataFrame) -> pd.DataFrame:
