@@ -543,3 +543,50 @@ def test_the_known_answer_mri_kind_plans_a_store_and_a_binary_probe(tmp_path):
     assert counts["prepare_known_mri"] == 1 and counts["splits"] == 2 and counts["train"] == 4
     assert "prepare_two_view" not in counts and "discover" not in counts
     assert "--task binary" in proc.stdout  # ROC AUC of HC vs AD, as for OASIS-3
+
+
+def test_a_public_bids_layout_plans_with_only_bids_dir(tmp_path):
+    """pybids' 7t_trt (sessions 1 and 2, no clinical table, TR in top-level sidecars) with
+    nothing but kind and bids_dir: discovery, then one job per T1w and per resting BOLD run."""
+    from test_bids_examples import example
+
+    root = example("7t_trt")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"results: results\nmethods: [random, S]\ndatasets:\n  t7:\n    kind: bids_mri\n    bids_dir: {root}\n")
+    snakemake(tmp_path, "results/t7/samples.tsv", config=config)
+    samples = pd.read_csv(tmp_path / "results" / "t7" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert samples["subject"].nunique() == 10 and len(samples) == 60
+    bold = samples[samples["bold_path"] != ""]
+    prefrontal = bold["bold_path"].str.contains("acq-prefrontal")
+    assert set(bold.loc[~prefrontal, "bold_RepetitionTime"].astype(float)) == {3.0}  # top-level sidecars, per acq
+    assert set(bold.loc[prefrontal, "bold_RepetitionTime"].astype(float)) == {4.0}
+    description = tmp_path / "results" / "t7" / "preproc" / "dataset_description.json"
+    assert '"DatasetType": "derivative"' in description.read_text()
+    proc = snakemake(tmp_path, "-n", "-p", config=config)
+    planned = job_counts(proc.stdout)
+    assert planned["preprocess_t1"] == 10 and planned["preprocess_bold"] == 60
+    assert "--tr 3.0 --tr-source" in proc.stdout and "maps" not in planned  # no label, no decision to map
+
+
+@pytest.mark.slow
+def test_an_unlabelled_bids_dataset_trains_and_reports_similarity(tmp_path):
+    """No clinical table and no label column: pretraining, similarity and the report run;
+    the probe writes a row saying there is no label instead of failing."""
+    from mmssl.cli import main
+
+    bids = tmp_path / "bids"
+    assert main(["synthetic-bids", "--out", str(bids), "--n-subjects", "10", "--seed", "1"]) == 0
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "results: results\nmethods: [random, S]\nmodel: {width: 4, penalty: 0.0}\n"
+        "train: {epochs: 1, batch_size: 2}\nprobe:\n  binary: {n_trials: 2}\ndatasets:\n  mine:\n    kind: bids_mri\n"
+        f"    bids_dir: {bids}\n    falff: {{dummy_volumes: 4}}\n"
+        "    preprocess:\n      grid: {voxel_mm: 6.0, size: 32}\n"
+        "      registration: {shrink_factors: [4, 2], smoothing_sigmas: [2.0, 1.0], iterations: 50, moving_voxel_mm: 4.0}\n"
+        "    splits: {n_folds: 2, test: fold, holdout: 0}\n    folds: [0]\n")
+    snakemake(tmp_path, config=config)
+    probe = pd.read_csv(tmp_path / "results" / "mine" / "probe" / "S" / "fold0.tsv", sep="\t")
+    assert probe["note"].str.startswith("no label").all() and probe["roc_auc"].isna().all()
+    similarity = pd.read_csv(tmp_path / "results" / "mine" / "similarity" / "S" / "fold0.tsv", sep="\t")
+    assert similarity["cka"].notna().all()
+    assert "n/a" in (tmp_path / "results" / "mine" / "table.md").read_text()

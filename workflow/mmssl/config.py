@@ -60,6 +60,16 @@ def _check_scheduler_keys(config: dict[str, Any]) -> None:
                               "rate is train.lr throughout; remove max_lr, or set train.lr")
 
 
+def has_labels(spec: dict[str, Any]) -> bool:
+    """Whether a dataset's subjects carry labels: every kind but a BIDS dataset labelled
+    neither by a clinical table nor by a participants.tsv column (pretraining needs none;
+    the probe then says so, and no brain map of a decision is made)."""
+    if spec.get("kind") != "bids_mri":
+        return True
+    return bool(spec.get("clinical_csv")) or spec.get("synthetic") is not None or \
+        bool(spec.get("discover", {}).get("participants", {}).get("label_column"))
+
+
 def _check_mri_values(config: dict[str, Any]) -> None:
     """Build the ``preprocess``, ``falff`` and ``discover`` settings of every ``bids_mri``
     dataset (already schema-valid and default-filled), so a value the schema cannot judge

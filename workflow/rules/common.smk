@@ -198,8 +198,8 @@ def map_files(dataset):
     and source the attribution NIfTI, its sidecar and PNG; the link NIfTI and sidecar too
     for a method with a CL or CS part."""
     spec = dataset_spec(dataset)
-    if spec["kind"] not in MAP_KINDS or not spec["maps"]["enabled"]:
-        return []
+    if spec["kind"] not in MAP_KINDS or not spec["maps"]["enabled"] or not mcfg.has_labels(spec):
+        return []  # a map explains the probe's decision: an unlabelled dataset has none
     from mmssl.maps.links import has_links
 
     files = []

@@ -70,7 +70,8 @@ def write_splits(args: argparse.Namespace) -> None:
     if args.store is not None:
         index = read_store(args.store).index
     else:
-        index = pd.read_csv(args.subjects, sep="\t", dtype={"subject": str})
+        # labels stay text, "" for an unlabelled subject (a dataset without labels splits as one class)
+        index = pd.read_csv(args.subjects, sep="\t", dtype={"subject": str, "label": str}, keep_default_na=False)
     settings = SplitSettings.from_config(args.settings_json)
     if not 0 <= args.fold < settings.n_folds:
         raise ValueError(f"fold {args.fold} out of range for n_folds = {settings.n_folds}")

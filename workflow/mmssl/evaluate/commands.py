@@ -51,6 +51,22 @@ def diverged_rows(path: Path, out_tsv: Path, rows: Callable[[list[str]], list[di
     return df
 
 
+# how a subject without a label reaches the latents (participants.tsv without a label column)
+UNLABELLED = ("", "nan", "None", "n/a")
+
+
+def _unlabelled_rows(latents: Path, out_tsv: Path, data: dict[str, Any], task: str) -> pd.DataFrame:
+    """A dataset without labels (pretraining needs none): one row per source saying so, the
+    metric n/a, rather than a failed job."""
+    note = ("no label: the dataset has none (set discover.participants.label_column, or clinical_csv); "
+            "pretraining and similarity need none")
+    rows = [{"source": source, "split": "test", HEADLINE_METRIC[task]: np.nan, "n": 0, "note": note,
+             "epoch": latents_epoch(latents), "status": "ok"} for source in data["sources"]]
+    df = pd.DataFrame(rows)
+    write_tsv(df, out_tsv)
+    return df
+
+
 def _select_classes(data: dict[str, Any], classes: list[Any] | None, latents: Path) -> np.ndarray:
     """Boolean (N,) mask of the rows whose label is in ``classes`` (all rows if None).
     Labels are compared as strings so ["HC", "AD"] and [3, 8] both work from JSON."""
@@ -134,6 +150,8 @@ def run_probe(latents: Path, out_tsv: Path, settings: dict[str, Any] | None, tas
     settings = dict(settings or {})
     classes = settings.pop("classes", None)  # probe.classes: null (all labels) in the schema
     data = load_latents(latents)
+    if not np.isin(data["label"].astype(str), list(UNLABELLED), invert=True).any():
+        return _unlabelled_rows(latents, out_tsv, data, task)
     keep = _select_classes(data, classes, latents)
     labels = data["label"][keep]
     y = _binary_labels(labels, classes, latents) if task == "binary" else labels
