@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from mmssl.version import package_version
+
 # sub-command -> the command module of its stage package, which registers it
 # (add_commands(subparsers)); one command module per stage package. Only the module
 # of the command being run is imported: every rule is its own process, and importing all
@@ -39,6 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with the sub-command ``command`` only, or with all of them (for --help)."""
     parser = argparse.ArgumentParser(prog="mmssl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"mmssl {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else sorted(set(COMMANDS.values()))
     for name in modules:

@@ -27,9 +27,20 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     ``bids_mri`` dataset's settings. Raises ConfigError naming the key."""
     _check_scheduler_keys(config)  # before the defaults are filled in: it asks what the user set
     validate_against(config)
+    _check_dataset_sections(config)
     _check_mri_values(config)
     _check_known_mri(config)
     return config
+
+
+def _check_dataset_sections(config: dict[str, Any]) -> None:
+    """Every dataset's merged sections, methods and folds, built once at load: a wrong
+    override (``datasets.X.train.epochs: ten``) is named before any rule asks for it."""
+    for name in config.get("datasets", {}):
+        for section in SECTIONS:
+            dataset_section(config, name, section)
+        dataset_methods(config, name)
+        dataset_folds(config, name)
 
 
 def _check_known_mri(config: dict[str, Any]) -> None:

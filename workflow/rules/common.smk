@@ -15,11 +15,13 @@ import mmssl.config as mcfg  # noqa: E402
 from mmssl.paths import BOLD, DATATYPE, SOURCES, STRUCTURAL, map_key, scan_derivatives, scan_prefix, sources_of  # noqa: E402
 
 try:
-    # the one validation: the schema (every section), its defaults filled in, then the
-    # checks that need more than the schema; the message names the key and what is allowed
+    # the one validation, at load, before any rule: the schema (every section), its defaults
+    # filled in, each dataset's merged sections, then the checks that need more than the
+    # schema. One line naming the key and what is allowed, no traceback.
     mcfg.validate(config)
 except mcfg.ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}")
+    print(f"invalid configuration: {err}", file=sys.stderr)
+    sys.exit(1)
 
 
 wildcard_constraints:

@@ -18,6 +18,7 @@ rule report:
         summary=report(res("{dataset}", "summary.tsv"), caption="../report/summary.rst", category="{dataset}"),
         table=report(res("{dataset}", "table.md"), caption="../report/table.rst", category="{dataset}"),
         figure=report(res("{dataset}", "figure.png"), caption="../report/figure.rst", category="{dataset}"),
+        provenance=res("{dataset}", "provenance.json"),
     log:
         res("{dataset}", "logs", "report.log"),
     benchmark:
@@ -29,4 +30,4 @@ rule report:
         "../../envs/mmssl.yaml"
     shell:
         "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --n-folds {params.n_folds} --inputs {input} "
-        "--summary {output.summary} --table {output.table} --figure {output.figure} 2> {log}"
+        "--summary {output.summary} --table {output.table} --figure {output.figure} --provenance {output.provenance} 2> {log}"

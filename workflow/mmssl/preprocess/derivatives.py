@@ -5,24 +5,13 @@ declare ``SourceDatasets``)."""
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mmssl.io import write_json
+from mmssl.version import code_url, package_version
 
-CODE_URL = "https://github.com/mmssl/mmssl"
 BIDS_VERSION = "1.10.0"
-
-
-def package_version() -> str:
-    """The installed mmssl's version (package metadata); the source tree's when not installed."""
-    try:
-        return metadata.version("mmssl")
-    except metadata.PackageNotFoundError:
-        from mmssl import __version__
-
-        return __version__
 
 
 def dataset_description(bids_dir: str | Path, dataset: str) -> dict[str, Any]:
@@ -44,7 +33,7 @@ def dataset_description(bids_dir: str | Path, dataset: str) -> dict[str, Any]:
         "Name": f"mmssl preprocessing of {dataset}",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mmssl", "Version": package_version(), "CodeURL": CODE_URL,
+        "GeneratedBy": [{"Name": "mmssl", "Version": package_version(), "CodeURL": code_url(),
                          "Description": "brain-masked, MNI-registered structural volumes and fALFF/ALFF maps (3 mm grid)"}],
         "SourceDatasets": [source],
     }

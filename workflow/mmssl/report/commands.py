@@ -11,6 +11,11 @@ def _report_cmd(args: argparse.Namespace) -> None:
 
     write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure, args.n_folds,
                  args.test_train_ratio)
+    if args.provenance:
+        from mmssl.io import write_json
+        from mmssl.version import provenance
+
+        write_json({"dataset": args.dataset, "methods": args.methods, "versions": provenance()}, args.provenance)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", type=Path, required=True, help="output summary.tsv (long format)")
     p.add_argument("--table", type=Path, required=True, help="output table.md")
     p.add_argument("--figure", type=Path, required=True, help="output figure.png")
+    p.add_argument("--provenance", type=Path, help="output provenance.json: the versions of mmssl and its libraries")
     p.add_argument("--n-folds", type=int, default=None,
                    help="K, the folds of the cross-validation (splits.n_folds), for the corrected resampled t of the "
                    "paired differences: n_test/n_train = 1/(K - 1) (default: the highest fold index in --inputs + 1)")

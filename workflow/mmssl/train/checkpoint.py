@@ -80,9 +80,13 @@ def _safe_load(path: Path, kind: str) -> dict[str, Any]:
 
 def model_meta(method: str, fold: int, status: str, epochs: int, sources: list[dict[str, Any]],
                model_settings: dict[str, Any], train_settings: dict[str, Any], device: str) -> dict[str, Any]:
-    """The ``meta`` of a model file: everything needed to rebuild the model, and its status."""
+    """The ``meta`` of a model file: everything needed to rebuild the model, its status, and
+    the versions that made it (:func:`mmssl.version.provenance`)."""
+    from mmssl.version import provenance
+
     return {"method": method, "fold": fold, "status": status, "epochs": epochs, "sources": sources,
-            "model_settings": model_settings, "train_settings": train_settings, "device": device}
+            "model_settings": model_settings, "train_settings": train_settings, "device": device,
+            "versions": provenance()}
 
 
 def save_model(path: str | Path, meta: dict[str, Any], state_dict: dict[str, torch.Tensor] | None) -> Path:
