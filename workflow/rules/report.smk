@@ -5,11 +5,6 @@ localrules:
     report,
 
 
-def n_folds_of(wildcards):
-    """K of the cross-validation: the corrected resampled t's n_test/n_train is 1/(K-1)."""
-    return dataset_spec(wildcards.dataset)["splits"]["n_folds"]
-
-
 rule report:
     """summary.tsv, table.md and figure.png of one dataset."""
     input:
@@ -25,7 +20,8 @@ rule report:
         res("{dataset}", "benchmarks", "report.tsv")
     params:
         methods=method_list,
-        n_folds=n_folds_of,
+        # K of the cross-validation: the corrected resampled t's n_test/n_train is 1/(K-1)
+        n_folds=lambda wildcards: dataset_spec(wildcards.dataset)["splits"]["n_folds"],
     conda:
         "../../envs/mmssl.yaml"
     shell:
