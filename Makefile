@@ -18,7 +18,7 @@ PYBIDS_SDIST := pybids==0.22.0
 PYBIDS_SDIST_SHA256 := 98e7957e47c08d3c131de6f6cef629d009abce888849102b33820ca6a9930152
 BIDS_EXAMPLES := tests/data/bids-examples
 
-.PHONY: demo test lint install dryrun lock clean-results bids-examples
+.PHONY: demo test lint install dryrun lock clean-results bids-examples profiles
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -62,6 +62,15 @@ bids-examples: $(BIDS_EXAMPLES)/.complete
 # one worker per core; tests that share one built run (xdist_group) stay on one worker
 test: lint bids-examples
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
+
+# Named profiles, so `snakemake --profile slurm` / `--profile local` work from any folder:
+# links in Snakemake's user profile folder (XDG: $$XDG_CONFIG_HOME/snakemake, by default
+# ~/.config/snakemake) to this checkout's profiles/, so an edit of profiles/slurm applies.
+PROFILE_HOME ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+profiles:
+	mkdir -p "$(PROFILE_HOME)"
+	for p in local slurm; do ln -sfn "$(abspath profiles)/$$p" "$(PROFILE_HOME)/$$p"; done
+	@echo "installed: $(PROFILE_HOME)/local -> $(abspath profiles)/local, $(PROFILE_HOME)/slurm -> $(abspath profiles)/slurm"
 
 dryrun: $(STAMP)
 	$(BIN)/snakemake --profile $(PROFILE) -n

@@ -97,16 +97,28 @@ CONDA_MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.0", "
                     "platform_python_implementation": "CPython", "os_name": "posix"}
 
 
-def conda_env(pins: list[Pin], header: str, conda_deps: list[str]) -> str:
+# torch's CPU build: PyTorch's own index (PyPI's Linux wheel is the CUDA build)
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def conda_env(pins: list[Pin], header: str, conda_deps: list[str], cpu: bool = False) -> str:
     """A conda env file whose pip section pins exactly the lock's versions for Python 3.11
-    on Linux x86-64."""
+    on Linux x86-64; ``cpu``: torch's CPU build from PyTorch's index, without the CUDA-only
+    packages."""
     lines = [header.rstrip(), "channels:"]
     channels = [d for d in conda_deps if d.startswith("channel:")]
     lines += [f"  - {c.removeprefix('channel:')}" for c in channels] or ["  - conda-forge"]
     lines += ["dependencies:"] + [f"  - {d}" for d in conda_deps if not d.startswith("channel:")]
     lines += ["  - pip", "  - pip:"]
-    lines += [f"      - {p.name}=={p.version}" for p in pins if p.name not in NOT_IN_CONDA and p.name != "pip"
-              and (p.marker is None or p.marker.evaluate(CONDA_MARKER_ENV))]
+    if cpu:
+        lines += [f"      - --extra-index-url {CPU_INDEX}"]
+    for p in pins:
+        if p.name in NOT_IN_CONDA or p.name == "pip" or not (p.marker is None or p.marker.evaluate(CONDA_MARKER_ENV)):
+            continue
+        if cpu and p.name.startswith(CUDA_ONLY_PREFIXES):
+            continue
+        version = f"{p.version}+cpu" if cpu and p.name == "torch" else p.version
+        lines.append(f"      - {p.name}=={version}")
     return "\n".join(lines) + "\n"
 
 
@@ -126,10 +138,17 @@ FSL_TOOLS = ["fsl-base=2401.0", "fsl-bet2=2111.7", "fsl-flirt=2111.2", "fsl-mcfl
              "fsl-utils=2203.4", "fsl-avwutils=2209.2"]
 
 
+CPU_NOTE = """
+# CPU variant (config key conda_torch: cpu): torch 2.13.0+cpu from PyTorch's CPU index, no
+# CUDA-only packages (nvidia-*, cuda-*, triton), so a machine without a GPU downloads none."""
+
+
 def write_conda(pins: list[Pin]) -> None:
     (HERE / "mmssl.yaml").write_text(conda_env(pins, MMSSL_HEADER, ["python=3.11"]))
+    (HERE / "mmssl-cpu.yaml").write_text(conda_env(pins, MMSSL_HEADER + CPU_NOTE, ["python=3.11"], cpu=True))
     fsl = ["channel:https://fsl.fmrib.ox.ac.uk/fslconda/public/", "channel:conda-forge", "python=3.11", *FSL_TOOLS]
     (HERE / "fsl.yaml").write_text(conda_env(pins, FSL_HEADER, fsl))
+    (HERE / "fsl-cpu.yaml").write_text(conda_env(pins, FSL_HEADER + CPU_NOTE, fsl, cpu=True))
 
 
 def main(argv: list[str] | None = None) -> int:

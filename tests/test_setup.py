@@ -53,14 +53,20 @@ def test_differences_name_what_drifted():
     assert lock.differences(pins, have) == []
 
 
-@pytest.mark.parametrize("env", ["mmssl.yaml", "fsl.yaml"])
+@pytest.mark.parametrize("env", ["mmssl.yaml", "fsl.yaml", "mmssl-cpu.yaml", "fsl-cpu.yaml"])
 def test_conda_env_files_pin_the_locked_versions(env, tmp_path, monkeypatch):
-    """envs/*.yaml are generated from the lock (`make lock`); a stale one fails here."""
+    """envs/*.yaml are generated from the lock (`make lock`); a stale one fails here. The CPU
+    variants take torch's CPU build from PyTorch's index and none of the CUDA-only packages."""
     monkeypatch.setattr(lock, "HERE", tmp_path)
     lock.write_conda(lock.read_lock())
     assert (ROOT / "envs" / env).read_text() == (tmp_path / env).read_text()
     text = (ROOT / "envs" / env).read_text()
-    assert "      - torch==2.13.0\n" in text and "      - snakemake==" in text
+    assert "      - snakemake==" in text
+    if env.endswith("-cpu.yaml"):
+        assert "      - torch==2.13.0+cpu\n" in text and f"      - --extra-index-url {lock.CPU_INDEX}\n" in text
+        assert not any(f"      - {prefix}" in text for prefix in lock.CUDA_ONLY_PREFIXES)
+    else:
+        assert "      - torch==2.13.0\n" in text and "      - nvidia-cudnn-cu13==" in text
 
 
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -111,23 +111,29 @@ def test_profile_submits_one_gpu_job_per_method_and_fold(demo_run):
     tmp, state, _ = demo_run
     subs = slurm_stub.submissions(state)
     assert all("--requeue" in s["argv"] for s in subs)  # slurm-requeue: true
-    # group "run" (train -> embed -> probe + similarity): one job per (method, fold); a
-    # group job's --comment names the group and its rules, the --wrap'ed command its jobs
-    runs = lines_of(state, "rule_run_")
-    assert sorted(re.search(r"'train:dataset=two_view_mnist,method=([^,]+),fold=(\d+)'", wrap(s)).groups()
-                  for s in runs) == [("L-S", "0"), ("random", "0")], [comment(s) for s in subs]
-    for s in runs:
+    # train alone, one GPU job per (method, fold), under 24 h; then group "evaluate" (embed ->
+    # probe + similarity); a group job's --comment names the group, the --wrap'ed command its jobs
+    trains = lines_of(state, "rule_train_")
+    assert sorted(re.search(r"method=([^,'\s]+).*fold=(\d+)", comment(s) + wrap(s)).groups()
+                  for s in trains) == [("L-S", "0"), ("random", "0")], [comment(s) for s in subs]
+    for s in trains:
         argv = s["argv"]
         assert "--gpus=1" in argv or "--gres=gpu:1" in argv
-        assert slurm_stub.option(argv, "-p") == "gpu"
-        assert "--cpus-per-task=8" in argv  # train's set-threads, the widest job of the group
-        assert slurm_stub.option(argv, "--mem") == "32000"  # train's, the largest layer
-        assert slurm_stub.option(argv, "-t") == "1530"  # runtime adds up over layers: 1440 + 30 + max(60, 10)
+        assert slurm_stub.option(argv, "-p") == "gpu" and "--cpus-per-task=8" in argv
+        assert slurm_stub.option(argv, "--mem") == "32000" and slurm_stub.option(argv, "-t") == "1380"
+    evaluates = lines_of(state, "rule_evaluate_")
+    assert len(evaluates) == 2
+    for s in evaluates:
+        argv = s["argv"]
+        assert "--gpus=1" in argv or "--gres=gpu:1" in argv  # embed's GPU
+        assert slurm_stub.option(argv, "--mem") == "16000"  # embed's, the largest layer
+        assert slurm_stub.option(argv, "-t") == "90"  # runtime adds up over layers: 30 + max(60, 10)
+    assert all(int(slurm_stub.option(s["argv"], "-t")) < 24 * 60 for s in subs)
     (prep,) = lines_of(state, "rule_prepare_two_view")
     assert slurm_stub.option(prep["argv"], "-p") == "cpu" and "--cpus-per-task=4" in prep["argv"]
     assert slurm_stub.option(prep["argv"], "--mem") == "8000" and slurm_stub.option(prep["argv"], "-t") == "60"
     assert not any("--gpus" in a or "--gres" in a for a in prep["argv"])
-    assert len(subs) == 3  # localrules (splits, report) run on the submit host
+    assert len(subs) == 5  # localrules (splits, report) run on the submit host
     assert not [s for s in subs if comment(s).startswith(("rule_splits", "rule_report", "rule_all"))]
     summary = pd.read_csv(tmp / "results" / "two_view_mnist" / "summary.tsv", sep="\t")
     assert set(summary.method) == {"random", "L-S"}
@@ -137,7 +143,7 @@ def test_profile_submits_one_gpu_job_per_method_and_fold(demo_run):
 @pytest.mark.xdist_group("slurm_demo")
 def test_preempted_training_is_requeued_and_resumes_from_its_checkpoint(demo_run):
     tmp, state, output = demo_run
-    ls = next(s for s in lines_of(state, "rule_run_") if "method=L-S," in wrap(s))
+    ls = next(s for s in lines_of(state, "rule_train_") if "method=L-S" in comment(s) + wrap(s))
     assert job_events(state, ls["id"]) == ["started run 1", "preempted", "requeued", "started run 2",
                                            "completed (exit 0)"]
     assert "A Job preemption" in output  # the plugin saw PREEMPTED and kept waiting for the job
@@ -145,7 +151,7 @@ def test_preempted_training_is_requeued_and_resumes_from_its_checkpoint(demo_run
     assert f"resumed from {LS_CHECKPOINT} at epoch 1" in log
     metrics = pd.read_csv(tmp / "results" / "two_view_mnist" / "models" / "L-S" / "fold0" / "metrics.tsv", sep="\t")
     assert metrics["epoch"].tolist() == [1, 2, 3]
-    other = next(s for s in lines_of(state, "rule_run_") if "method=random," in wrap(s))
+    other = next(s for s in lines_of(state, "rule_train_") if "method=random" in comment(s) + wrap(s))
     assert job_events(state, other["id"]) == ["started run 1", "completed (exit 0)"]
 
 
@@ -233,10 +239,39 @@ def test_preprocess_group_requests(tmp_path):
         outputs = {name: stop(proc) for name, proc in procs.items()}
     for name, (_, cores) in cases.items():
         (group,) = lines_of(states[name], "rule_preprocess")
-        (train,) = lines_of(states[name], "rule_run")  # train alone in its profile group "run"
+        (train,) = lines_of(states[name], "rule_train")  # train alone
         argv = group["argv"]
         got = {"cpus": int(next(a for a in argv if a.startswith("--cpus-per-task=")).split("=")[1]),
                "mem": int(slurm_stub.option(argv, "--mem")), "runtime": int(slurm_stub.option(argv, "-t"))}
         assert got == expected_group(5, cores), (name, got, outputs[name][-2000:])
         assert slurm_stub.option(argv, "-p") == "cpu" and "--requeue" in argv
         assert f"--cpus-per-task={min(8, cores or 8)}" in train["argv"]
+
+
+TOY_OOM = """
+rule all:
+    input: "done.txt"
+rule big:
+    output: "done.txt"
+    shell: "touch {output}"
+"""
+
+
+@pytest.mark.slow
+def test_a_retry_after_out_of_memory_asks_for_more_memory_and_time(tmp_path):
+    """The stand-in SLURM kills the first job as out of memory (sacct: OUT_OF_MEMORY): the
+    profile's retry resubmits it with mem_mb and runtime times the attempt number."""
+    (tmp_path / "Snakefile").write_text(TOY_OOM)
+    env, state = slurm_env(tmp_path, SLURM_STUB_OOM="big")
+    try:
+        proc = subprocess.run(command(tmp_path, tmp_path / "Snakefile", PROFILE), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        first, second = slurm_stub.submissions(state)
+        assert job_events(state, first["id"]) == ["started run 1", "out_of_memory"]
+        assert job_events(state, second["id"]) == ["started run 1", "completed (exit 0)"]
+        mem = [int(slurm_stub.option(s["argv"], "--mem")) for s in (first, second)]
+        runtime = [int(slurm_stub.option(s["argv"], "-t")) for s in (first, second)]
+        assert mem == [4000, 8000] and runtime == [30, 60]  # default-resources: 4000 * attempt, 30 * attempt
+    finally:
+        slurm_stub.kill_all(state)

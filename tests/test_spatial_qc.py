@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from scipy import ndimage
 from mmssl.preprocess.pipeline import falff_to_mni, t1_to_mni
 from mmssl.preprocess.masking import MaskSettings
 from mmssl.preprocess.settings import MriSettings
-from mmssl.preprocess.qc import QcThresholds, qc_flags, qc_table, subject_montages, write_html, write_montage
+from mmssl.preprocess.qc import QcThresholds, excluded_flags, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
 from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
 
@@ -218,12 +219,18 @@ def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_resu
     # a row of views per source: c (T1w only) gets a montage of half the height of a's
     heights = {s: plt_height(tmp_path / "qc" / "montages" / f"{s}.png") for s in "ac"}
     assert heights["c"] < 0.6 * heights["a"]
-    page = write_html(table, tmp_path / "qc" / "index.html").read_text()
-    assert page.count("<img") == 3 and "3 subjects (4 samples), 1 subjects flagged" in page
-    assert "src='montages/b.png'" in page  # relative to the page
-    assert page.index("montages/b.png") < page.index("montages/a.png") < page.index("montages/c.png")
-    assert page.index("b_ses-A") < page.index("b_ses-B") < page.index("montages/b.png")  # both of b's pairs listed
+    excluded = pd.DataFrame([{"subject": "c", "session": "B", "path": "/bids/sub-c/ses-B/func/sub-c_ses-B_task-rest_bold.nii.gz",
+                              "reason": "TR disagreement: sidecar says 2 s, header says 2.2 s"}])
+    table = excluded_flags(table, excluded)
+    assert table.loc[table["subject"] == "c", "flags"].tolist() == ["excluded_bold"]  # c's BOLD was excluded: never "ok"
+    page = write_html(table, tmp_path / "qc" / "index.html", excluded=excluded).read_text()
+    assert page.count("<img") == 3 and "3 subjects (4 samples), 2 subjects flagged" in page
+    images = {s: base64.b64encode((tmp_path / "qc" / "montages" / f"{s}.png").read_bytes()).decode() for s in "abc"}
+    assert all(f"src='data:image/png;base64,{data}'" in page for data in images.values())  # embedded: no broken link
+    assert page.index(images["b"]) < page.index(images["c"]) < page.index(images["a"])  # flagged first
+    assert page.index("b_ses-A") < page.index("b_ses-B") < page.index(images["b"])  # both of b's pairs listed
     assert "small_mask" in page and "<script" not in page
+    assert page.index("Excluded (1)") < page.index("TR disagreement") < page.index("b_ses-A")
 
 
 def plt_height(png: Path) -> int:

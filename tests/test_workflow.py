@@ -511,8 +511,10 @@ def test_a_missing_data_path_names_its_config_key(tmp_path, key):
     assert f"datasets.oasis.{key}: {tmp_path / 'nowhere'} is not a" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("backend,env", [("python", "../../envs/mmssl.yaml"), ("fsl", "../../envs/fsl.yaml")])
-def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, backend, env):
+@pytest.mark.parametrize("backend,torch,env", [("python", "cuda", "../../envs/mmssl.yaml"), ("fsl", "cuda", "../../envs/fsl.yaml"),
+                                               ("python", "cpu", "../../envs/mmssl-cpu.yaml"),
+                                               ("fsl", "cpu", "../../envs/fsl-cpu.yaml")])
+def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, backend, torch, env):
     """With --software-deployment-method conda, the scan rules (preprocess_t1/_anat/_bold/
     _bold_alff) run in envs/fsl.yaml (FSL from its conda channel) when the dataset's backend is fsl."""
     from types import SimpleNamespace
@@ -522,7 +524,7 @@ def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, 
 
     clinical, _ = zero_byte_bids(tmp_path / "bids", "oasis")
     config = tmp_path / "config.yaml"
-    config.write_text(f"datasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n"
+    config.write_text(f"conda_torch: {torch}\ndatasets:\n  oasis:\n    kind: bids_mri\n    bids_dir: {tmp_path}/bids\n"
                       f"    clinical_csv: {clinical}\n    preprocess: {{backend: {backend}}}\n")
     with SnakemakeApi() as api:
         workflow = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[config]),
@@ -530,7 +532,7 @@ def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, 
         wildcards = SimpleNamespace(dataset="oasis", scan="x")
         for rule in ("preprocess_t1", "preprocess_anat", "preprocess_bold", "preprocess_bold_alff"):
             assert workflow.get_rule(rule).conda_env(wildcards) == env
-        assert workflow.get_rule("train").conda_env == "../../envs/mmssl.yaml"
+        assert workflow.get_rule("train").conda_env(wildcards) == f"../../envs/mmssl{'-cpu' if torch == 'cpu' else ''}.yaml"
     assert (ROOT / "workflow" / "rules" / env).resolve().is_file()  # where the rule looks for it
 
 

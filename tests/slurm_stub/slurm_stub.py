@@ -175,6 +175,16 @@ def supervise(jobid: str) -> int:
         (job / "pgid").write_text(str(proc.pid))
         set_state(job, "RUNNING")
         log_event(d, jobid, f"started run {run}")
+        oom = os.environ.get("SLURM_STUB_OOM")
+        if oom and oom in script and not (d / "oom_done").exists():
+            # the first job whose script names SLURM_STUB_OOM is killed as the kernel's OOM
+            # killer would, and reported OUT_OF_MEMORY (once per stub state)
+            (d / "oom_done").write_text(jobid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            set_state(job, "OUT_OF_MEMORY")
+            log_event(d, jobid, "out_of_memory")
+            return 0
         preempt = spec is not None and run == 1 and spec["match"] in script
         trigger = workdir / spec["after"] if preempt else None
         while proc.poll() is None:

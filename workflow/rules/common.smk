@@ -362,10 +362,19 @@ def clinical_flag(wildcards):
     return f"--clinical {shlex.quote(clinical)}" if clinical else ""
 
 
+def mmssl_env(wildcards):
+    """The rules' conda env: envs/mmssl.yaml (torch's CUDA build), or envs/mmssl-cpu.yaml
+    with conda_torch: cpu (its CPU build, from PyTorch's CPU index)."""
+    return "../../envs/mmssl-cpu.yaml" if config["conda_torch"] == "cpu" else "../../envs/mmssl.yaml"
+
+
 def preprocess_env(wildcards):
     """The conda env of the rules that can call FSL: envs/fsl.yaml (FSL from FSL's conda
-    channel) when the dataset's preprocessing backend is fsl, else the usual one."""
-    return "../../envs/fsl.yaml" if mri_spec(wildcards.dataset)["preprocess"]["backend"] == "fsl" else "../../envs/mmssl.yaml"
+    channel; fsl-cpu.yaml with conda_torch: cpu) when the dataset's preprocessing backend is
+    fsl, else the usual one."""
+    if mri_spec(wildcards.dataset)["preprocess"]["backend"] != "fsl":
+        return mmssl_env(wildcards)
+    return "../../envs/fsl-cpu.yaml" if config["conda_torch"] == "cpu" else "../../envs/fsl.yaml"
 
 
 def mri_sources(dataset):

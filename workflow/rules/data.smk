@@ -27,7 +27,7 @@ rule prepare_two_view:
         seed=spec_value("view_seed"),
         views=spec_value("views"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl prepare-two-view --source {params.source} --path {params.path:q} --seed {params.seed} --views {params.views} "
         "--out {output} 2> {log}"
@@ -50,7 +50,7 @@ rule prepare_mnist_svhn:
         svhn=spec_value("svhn_path"),
         settings=mnist_svhn_settings,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl prepare-mnist-svhn --mnist-dir {params.mnist:q} --svhn-dir {params.svhn:q} "
         "--settings-json {params.settings:q} --out {output} 2> {log}"
@@ -70,7 +70,7 @@ rule prepare_known_mri:
     params:
         settings=known_mri_settings,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl prepare-known-mri --settings-json {params.settings:q} --out {output} 2> {log}"
 
@@ -90,7 +90,7 @@ rule splits:
     params:
         settings=settings_of("splits"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl splits --store {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
@@ -110,7 +110,7 @@ rule splits_mri:
     params:
         settings=settings_of("splits"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl splits --subjects {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
@@ -129,7 +129,7 @@ rule download_mnist:
         urls=workflow.source_path("../../resources/downloads.tsv"),
         config_keys=config_keys,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"
 
@@ -149,6 +149,6 @@ rule download_svhn:
         urls=workflow.source_path("../../resources/downloads.tsv"),
         config_keys=config_keys,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"

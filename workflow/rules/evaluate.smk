@@ -15,7 +15,7 @@ rule embed:
     params:
         one=one_per_subject_flag,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl embed --store {input.store} --split {input.split} --model {input.model} "
         "--out {output} {params.one} 2> {log}"
@@ -35,7 +35,7 @@ rule probe:
         settings=probe_settings,
         task=probe_task,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl probe --latents {input} --out {output} --task {params.task} "
         "--settings-json {params.settings:q} 2> {log}"
@@ -54,6 +54,6 @@ rule similarity:
     params:
         settings=settings_of("similarity"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"

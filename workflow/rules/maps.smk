@@ -27,7 +27,7 @@ rule maps:
         settings=settings_of("maps"),
         probe=probe_settings,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl maps --store {input.store} --latents {input.latents} --model {input.model} "
         "--source {wildcards.source} --classes {params.classes} --grid-json {params.grid:q} "
@@ -54,7 +54,7 @@ rule maps_links:
         grid=maps_grid,
         settings=settings_of("maps"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl maps --store {input.store} --latents {input.latents} --model {input.model} "
         "--source {wildcards.source} --classes {params.classes} --grid-json {params.grid:q} "

@@ -27,7 +27,7 @@ rule synthetic_bids:
         seed=synthetic_value("seed"),
         bad=bad_inputs_flag,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} {params.bad} 2> {log}"
 
@@ -52,7 +52,7 @@ checkpoint discover:
         settings=settings_of("discover"),
         sources=sources_flag,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl discover --bids-dir {input.bids} {params.clinical} --settings-json {params.settings:q} "
         "--sources {params.sources} --dataset {wildcards.dataset} --out-subjects {output.subjects} "
@@ -151,7 +151,8 @@ rule collect:
         samples=res("{dataset}", "samples.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
     output:
-        excluded=res("{dataset}", "excluded.tsv"),
+        excluded=report(res("{dataset}", "excluded.tsv"), caption="../report/excluded.rst", category="{dataset}",
+                        subcategory="quality control"),
         samples=res("{dataset}", "preproc", "samples.tsv"),
     log:
         main=res("{dataset}", "logs", "collect.log"),
@@ -162,7 +163,7 @@ rule collect:
         preproc=preproc_dir,
         sources=sources_flag,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl collect --discovery-excluded {input.excluded} --samples {input.samples} --statuses {input.statuses} "
         "--preproc-dir {params.preproc} --sources {params.sources} "
@@ -185,7 +186,7 @@ rule landmarks:
     wildcard_constraints:
         modality="|".join(SOURCES),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl landmarks --samples {input.samples} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
 
@@ -209,7 +210,7 @@ rule pack:
         landmarks=landmark_args,
         settings=settings_of("preprocess"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl pack --samples {input.samples} --splits {input.split} --sources {params.sources} "
         "--landmarks {params.landmarks} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
@@ -219,6 +220,7 @@ rule qc:
     """qc.tsv (a row per sample, with flags), one montage per subject (a row per source), one HTML page (flagged first)."""
     input:
         samples=res("{dataset}", "preproc", "samples.tsv"),
+        excluded=res("{dataset}", "excluded.tsv"),
         maps=scan_files("map", "mask", "qc"),
     output:
         tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}",
@@ -236,7 +238,8 @@ rule qc:
         settings=settings_of("preprocess"),
         sources=sources_flag,
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
-        "mmssl qc --samples {input.samples} --sources {params.sources} --out-tsv {output.tsv} --out-html {output.html} "
+        "mmssl qc --samples {input.samples} --excluded {input.excluded} --sources {params.sources} "
+        "--out-tsv {output.tsv} --out-html {output.html} "
         "--montage-dir {output.montages} --settings-json {params.settings:q} 2> {log}"

@@ -23,7 +23,7 @@ rule report:
         # K of the cross-validation: the corrected resampled t's n_test/n_train is 1/(K-1)
         n_folds=lambda wildcards: dataset_spec(wildcards.dataset)["splits"]["n_folds"],
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --n-folds {params.n_folds} --inputs {input} "
         "--summary {output.summary} --table {output.table} --figure {output.figure} --provenance {output.provenance} 2> {log}"

@@ -18,7 +18,7 @@ rule train:
         train=settings_of("train"),
         model=settings_of("model"),
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl train --store {input.store} --split {input.split} "
         "--method {wildcards.method} --fold {wildcards.fold} --model {output.model} --metrics {output.metrics} "

@@ -24,7 +24,7 @@ import numpy as np
 
 from mmssl.io import write_tsv
 from mmssl.paths import ALFF_DERIVATIVES, SOURCES, STRUCTURAL, derivative_specs, scan_prefix
-from mmssl.preprocess.collect import collect, read_samples, source_columns, write_status
+from mmssl.preprocess.collect import collect, read_samples, read_table, source_columns, write_status
 from mmssl.preprocess.errors import BadInputError
 from mmssl.settings import settings_arg
 
@@ -161,7 +161,7 @@ def cmd_qc(args: argparse.Namespace) -> int:
     sample, with a row per source that sample has."""
     from mmssl.data.store import present_column
     from mmssl.preprocess.pack import presence
-    from mmssl.preprocess.qc import qc_table, subject_montages, write_html, write_montage
+    from mmssl.preprocess.qc import excluded_flags, qc_table, subject_montages, write_html, write_montage
     from mmssl.preprocess.settings import MriSettings
 
     settings = MriSettings.from_config(args.settings_json)
@@ -190,8 +190,10 @@ def cmd_qc(args: argparse.Namespace) -> int:
         write_montage(panels, png, title=f"sub-{row['subject']}  (sample {row['sample']})")
         montages[row["subject"]] = str(png)
     table["montage"] = table["subject"].map(montages)
+    excluded = read_table(args.excluded) if args.excluded else None
+    table = excluded_flags(table, excluded)
     write_tsv(table, args.out_tsv)
-    write_html(table, args.out_html)
+    write_html(table, args.out_html, excluded=excluded)
     return 0
 
 
@@ -298,6 +300,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("qc", help="qc.tsv, one montage PNG per subject, one HTML page")
     _paths(p, "--samples", "--out-tsv", "--out-html", "--montage-dir")
+    p.add_argument("--excluded", type=Path, help="excluded.tsv: listed on the page, and its subjects flagged")
     _source_list(p)
     _settings(p, "preprocess")
     p.set_defaults(func=cmd_qc)

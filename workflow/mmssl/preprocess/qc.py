@@ -22,8 +22,8 @@ Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well)
 
 from __future__ import annotations
 
+import base64
 import html
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,11 +170,32 @@ def subject_montages(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop_duplicates("subject", keep="first")
 
 
-def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preprocessing QC") -> Path:
-    """One self-contained HTML page (inline CSS, no scripts): one section per subject, in
-    the order of ``table`` (flagged first, as :func:`qc_table` sorts), with a row of
-    metrics per sample and the subject's montage. Image sources are made relative to the
-    page's folder so the folder can be moved as a whole."""
+def excluded_flags(table: pd.DataFrame, excluded: pd.DataFrame | None) -> pd.DataFrame:
+    """``table`` with ``excluded_<suffix>`` added to the flags of every row of a subject one
+    of whose scans (a T1w, a BOLD run, ...) was excluded, so the subject never reads "ok";
+    flagged rows first again."""
+    if excluded is None or excluded.empty:
+        return table
+    from mmssl.preprocess.bids import parse_bids_name
+
+    lost: dict[str, set[str]] = {}
+    for row in excluded.itertuples(index=False):
+        name = parse_bids_name(Path(str(row.path)).name) if str(row.path) else None
+        if name is not None and str(row.subject):
+            lost.setdefault(str(row.subject), set()).add(f"excluded_{name.suffix.lower()}")
+    extra = table["subject"].astype(str).map(lambda s: ",".join(sorted(lost.get(s, ()))))
+    table = table.assign(flags=[",".join(f for f in (a, b) if f) for a, b in zip(table["flags"], extra)])
+    n_flags = table["flags"].map(lambda f: len(f.split(",")) if f else 0)
+    return table.assign(_n=-n_flags).sort_values(["_n", "subject", "sample"], kind="stable").drop(columns="_n")
+
+
+def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preprocessing QC",
+               excluded: pd.DataFrame | None = None) -> Path:
+    """One self-contained HTML page (inline CSS, no scripts, montages embedded as data URIs,
+    so it shows whole inside Snakemake's report too): first every exclusion with its reason
+    (``excluded``: excluded.tsv), then one section per subject, in the order of ``table``
+    (flagged first, as :func:`qc_table` sorts), with a row of metrics per sample and the
+    subject's montage."""
     path = Path(path)
     n_flagged = int(table.groupby("subject", sort=False)["flags"].apply(lambda f: (f != "").any()).sum())
     metrics = [c for c in METRIC_COLUMNS if c in table.columns and table[c].notna().any()]
@@ -186,6 +207,12 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preproce
         f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>{table['subject'].nunique()} subjects ({len(table)} samples), {n_flagged} subjects flagged (listed first).</p>",
     ]
+    if excluded is not None:
+        columns = [c for c in ("subject", "session", "path", "reason") if c in excluded.columns]
+        rows_html = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in columns) + "</tr>"
+                            for r in excluded.to_dict("records"))
+        parts.append(f"<h2 id='excluded'>Excluded ({len(excluded)})</h2><table class='m excluded'>"
+                     f"<tr>{''.join(f'<th>{c}</th>' for c in columns)}</tr>{rows_html}</table>")
     for subject, rows in table.groupby("subject", sort=False):
         flags = sorted({f for joined in rows["flags"] for f in joined.split(",") if f})
         status = f"<span class='flag'>{html.escape(','.join(flags))}</span>" if flags else "ok"
@@ -204,11 +231,13 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preproce
 
 
 def _img(row: pd.Series, page: Path) -> str:
+    """The montage as a data URI: a relative link breaks once the page is copied into
+    Snakemake's report (about 30 kB per subject)."""
     if not row.get("montage"):
         return ""
-    src = os.path.relpath(Path(row["montage"]).resolve(), page.parent.resolve())
+    data = base64.b64encode(Path(row["montage"]).read_bytes()).decode("ascii")
     alt = f"{row['subject']} / {row.get('sample', '')}"
-    return f"<img src='{html.escape(Path(src).as_posix())}' alt='{html.escape(alt)}' loading='lazy'>"
+    return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
 
 
 def _fmt(value: object) -> str:
