@@ -18,7 +18,7 @@ PYBIDS_SDIST := pybids==0.22.0
 PYBIDS_SDIST_SHA256 := 98e7957e47c08d3c131de6f6cef629d009abce888849102b33820ca6a9930152
 BIDS_EXAMPLES := tests/data/bids-examples
 
-.PHONY: demo test lint install dryrun lock clean-results bids-examples profiles
+.PHONY: demo test lint install dryrun lock clean-results bids-examples profiles browser
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -59,8 +59,17 @@ $(BIDS_EXAMPLES)/.complete: | $(STAMP)
 
 bids-examples: $(BIDS_EXAMPLES)/.complete
 
+# Debian's Chromium for the report test (tests/test_workflow.py drives it with Playwright;
+# Playwright's own browser download is not used). Installed when missing and apt-get can
+# (root, as in CI); elsewhere the test skips, and under CI=true it fails.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "no $(CHROMIUM) (apt-get install chromium): the browser test of the report will skip"
+
 # one worker per core; tests that share one built run (xdist_group) stay on one worker
-test: lint bids-examples
+test: lint bids-examples browser
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
 
 # Named profiles, so `snakemake --profile slurm` / `--profile local` work from any folder:

@@ -98,7 +98,7 @@ def test_entities_and_inherited_metadata_of_every_file_used_equal_pybids(name, b
         assert ours.get("acq") == oracle.get("acquisition", "")
         if ours.get("run"):
             assert int(ours.get("run")) == int(oracle["run"])
-        merged, _ = sidecars.metadata(path)
+        merged, _, _ = sidecars.metadata(path)
         # pybids leaves out keys whose value is JSON null (ds005's NullTestMetadata); nothing here reads one
         assert {k: v for k, v in merged.items() if v is not None} == layout.get_metadata(str(path)), path.name
         if row.modality == "bold":

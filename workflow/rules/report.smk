@@ -10,9 +10,13 @@ rule report:
     input:
         report_inputs,
     output:
-        summary=report(res("{dataset}", "summary.tsv"), caption="../report/summary.rst", category="{dataset}"),
-        table=report(res("{dataset}", "table.md"), caption="../report/table.rst", category="{dataset}"),
-        figure=report(res("{dataset}", "figure.png"), caption="../report/figure.rst", category="{dataset}"),
+        summary=report(res("{dataset}", "summary.tsv"), caption="../report/summary.rst", category="{dataset}",
+                       subcategory="results"),
+        table=res("{dataset}", "table.md"),
+        table_html=report(res("{dataset}", "table.html"), caption="../report/table.rst", category="{dataset}",
+                          subcategory="results"),
+        figure=report(res("{dataset}", "figure.png"), caption="../report/figure.rst", category="{dataset}",
+                      subcategory="results"),
         provenance=res("{dataset}", "provenance.json"),
     log:
         res("{dataset}", "logs", "report.log"),
@@ -26,4 +30,5 @@ rule report:
         mmssl_env
     shell:
         "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --n-folds {params.n_folds} --inputs {input} "
-        "--summary {output.summary} --table {output.table} --figure {output.figure} --provenance {output.provenance} 2> {log}"
+        "--summary {output.summary} --table {output.table} --table-html {output.table_html} --figure {output.figure} "
+        "--provenance {output.provenance} 2> {log}"

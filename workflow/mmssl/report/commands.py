@@ -11,6 +11,10 @@ def _report_cmd(args: argparse.Namespace) -> None:
 
     write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure, args.n_folds,
                  args.test_train_ratio)
+    if args.table_html:
+        from mmssl.report.html import write_markdown_page
+
+        write_markdown_page(args.table, args.table_html, f"{args.dataset}: results")
     if args.provenance:
         from mmssl.io import write_json
         from mmssl.version import provenance
@@ -29,6 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", type=Path, required=True, help="output summary.tsv (long format)")
     p.add_argument("--table", type=Path, required=True, help="output table.md")
     p.add_argument("--figure", type=Path, required=True, help="output figure.png")
+    p.add_argument("--table-html", type=Path, help="output table.html: table.md as an HTML page (shown inline in the report)")
     p.add_argument("--provenance", type=Path, help="output provenance.json: the versions of mmssl and its libraries")
     p.add_argument("--n-folds", type=int, default=None,
                    help="K, the folds of the cross-validation (splits.n_folds), for the corrected resampled t of the "
