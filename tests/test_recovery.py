@@ -3,12 +3,21 @@ latents, fitted on train+val subjects and scored on test subjects only."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mmssl.evaluate.latents import analyses, save_latents
 from mmssl.evaluate.recovery import factor_role, recover, recovery_table, run_recovery
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from dryrun import job_counts  # noqa: E402
 
 FACTORS = ["shared", "private_T1w", "private_fALFF", "nuisance_head"]
 
@@ -107,3 +116,18 @@ def test_a_store_without_factors_is_refused(run):
     index.drop(columns=FACTORS).to_csv(store / "index.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match="no generating factors"):
         run_recovery(latents, store, tmp / "out.tsv")
+
+
+def test_recovery_is_planned_for_datasets_with_known_factors_only(tmp_path):
+    root = ROOT
+    config = tmp_path / "config.yaml"
+    config.write_text("methods: [random, S]\ndatasets:\n  known:\n    kind: synthetic_mri\n    n_subjects: 100\n"
+                      "    splits: {n_folds: 5, test: fold}\n    folds: [0, 1]\n    maps: {enabled: false}\n"
+                      "  digits: {kind: two_view_mnist, folds: [0]}\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(root / "Snakefile"), "--directory",
+                           str(tmp_path), "--cores", "1", f"--configfile={config}"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root / "workflow")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    counts = job_counts(proc.stdout)
+    assert counts["recovery"] == 2 * 2 and counts["recovery_table"] == 1  # methods x folds of `known`, not the digits
+    assert "results/known/recovery.md" in proc.stdout and "results/digits/recovery" not in proc.stdout
