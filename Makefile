@@ -38,7 +38,8 @@ demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --profile $(PROFILE)
 	@echo
 	@cat results/*/table.md
-	@echo "Figures: results/*/figure.png   Per-fold tables: results/*/probe, results/*/similarity"
+	@for f in results/*/recovery.md; do [ -f "$$f" ] && { echo; cat "$$f"; }; done; true
+	@echo "Figures: results/*/figure.png   Per-fold tables: results/*/probe, results/*/similarity, results/*/recovery"
 
 # snakemake --lint exits non-zero on any lint; the grep also fails on a lint it only prints
 lint: $(STAMP)

@@ -32,6 +32,8 @@ COMMANDS = {
     "embed": "mmssl.evaluate.commands",
     "probe": "mmssl.evaluate.commands",
     "similarity": "mmssl.evaluate.commands",
+    "recovery": "mmssl.evaluate.commands",
+    "recovery-table": "mmssl.evaluate.commands",
     "maps": "mmssl.maps.commands",
     "report": "mmssl.report.commands",
 }

@@ -188,7 +188,32 @@ def all_reports():
         if spec["kind"] == "bids_mri":
             out += [res(ds, "qc", "qc.tsv"), res(ds, "excluded.tsv")]
         out += map_files(ds)
+        if has_known_factors(ds):
+            out.append(res(ds, "recovery.md"))
     return out
+
+
+# ---- factor recovery (evaluate.smk): datasets whose generating factors are known ----
+KNOWN_FACTOR_KINDS = ("synthetic_mri",)
+
+
+def has_known_factors(dataset):
+    """Whether the dataset's store index holds its generating factors (mmssl.data.known_mri)."""
+    return dataset_spec(dataset)["kind"] in KNOWN_FACTOR_KINDS
+
+
+def recovery_inputs(wildcards):
+    """The latents the probe reads and the store whose index holds the factors."""
+    if not has_known_factors(wildcards.dataset):
+        raise WorkflowError(f"dataset {wildcards.dataset} is of kind {dataset_spec(wildcards.dataset)['kind']!r}: "
+                            f"factor recovery needs known generating factors (kinds {list(KNOWN_FACTOR_KINDS)})")
+    check_run(wildcards)
+    return {"latents": res(wildcards.dataset, "latents", wildcards.method, f"fold{wildcards.fold}.npz"),
+            "store": store_of(wildcards)}
+
+
+def recovery_tables(wildcards):
+    return [res(wildcards.dataset, "recovery", m, f"fold{k}.tsv") for m, k in runs(wildcards.dataset)]
 
 
 # ---- brain maps (maps.smk) ----

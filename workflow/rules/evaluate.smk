@@ -57,3 +57,36 @@ rule similarity:
         mmssl_env
     shell:
         "mmssl similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"
+
+
+rule recovery:
+    """Linear R² of each known generating factor from each source's frozen latents
+    (datasets with known factors only: synthetic_mri)."""
+    input:
+        unpack(recovery_inputs),
+    output:
+        res("{dataset}", "recovery", "{method}", "fold{fold}.tsv"),
+    log:
+        res("{dataset}", "logs", "recovery", "{method}", "fold{fold}.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "recovery", "{method}", "fold{fold}.tsv")
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} mmssl recovery --latents {input.latents} --store {input.store} --out {output} 2> {log}"
+
+
+rule recovery_table:
+    """Mean ± sd over folds of the factor recovery, per method × source × factor."""
+    input:
+        recovery_tables,
+    output:
+        res("{dataset}", "recovery.md"),
+    log:
+        res("{dataset}", "logs", "recovery_table.log"),
+    benchmark:
+        res("{dataset}", "benchmarks", "recovery_table.tsv")
+    conda:
+        "../../envs/mmssl.yaml"
+    shell:
+        "mmssl recovery-table {input} --out {output} 2> {log}"

@@ -1,5 +1,7 @@
 """The evaluation stage's sub-commands (``mmssl embed``, ``mmssl probe``, ``mmssl
-similarity``) and their file-in / file-out entry points.
+similarity``, and for datasets with known generating factors ``mmssl recovery`` and
+``mmssl recovery-table``: :mod:`mmssl.evaluate.recovery`) and their file-in / file-out
+entry points.
 
 The latents file (:mod:`mmssl.evaluate.latents`, written by ``embed``) marks the rows
 each analysis uses: the probe of a source takes exactly its ``use__<source>`` rows and
@@ -245,8 +247,21 @@ def _similarity_cmd(args: argparse.Namespace) -> None:
     run_similarity(args.latents, args.out, args.settings_json)
 
 
+def _recovery_cmd(args: argparse.Namespace) -> None:
+    from mmssl.evaluate.recovery import run_recovery  # sklearn: only when it runs
+
+    run_recovery(args.latents, args.store, args.out, n_boot=args.n_boot, seed=args.seed)
+
+
+def _recovery_table_cmd(args: argparse.Namespace) -> None:
+    from mmssl.evaluate.recovery import recovery_table
+
+    recovery_table(args.tables, args.out)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the ``embed``, ``probe`` and ``similarity`` sub-commands (``args.func(args)`` runs one)."""
+    """Register the ``embed``, ``probe``, ``similarity``, ``recovery`` and ``recovery-table``
+    sub-commands (``args.func(args)`` runs one)."""
     e = sub.add_parser("embed", help="latents z of the frozen encoders for the evaluation splits -> .npz")
     e.add_argument("--store", type=Path, required=True, help="the packed store the model was trained on")
     e.add_argument("--split", type=Path, required=True, help="the fold's split table (results/{dataset}/splits/fold{k}.tsv)")
@@ -270,3 +285,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--settings-json", type=settings_arg,
                    help='the similarity section, e.g. {"split": "test", "svcca_keep": 0.99} (left-out keys: schema defaults)')
     s.set_defaults(func=_similarity_cmd)
+    r = sub.add_parser("recovery", help="linear R² of each known generating factor from each source's latents -> TSV")
+    r.add_argument("--latents", type=Path, required=True, help="latents .npz (the probe's)")
+    r.add_argument("--store", type=Path, required=True,
+                   help="the store whose index.tsv holds the factors (shared, private_<source>, nuisance_<name>)")
+    r.add_argument("--out", type=Path, required=True, help="output TSV")
+    r.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the eval subjects (interval)")
+    r.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    r.set_defaults(func=_recovery_cmd)
+    t = sub.add_parser("recovery-table", help="per-fold recovery tables -> Markdown (mean ± sd over folds)")
+    t.add_argument("tables", type=Path, nargs="+", help=".../recovery/<method>/fold<k>.tsv")
+    t.add_argument("--out", type=Path, required=True, help="output Markdown")
+    t.set_defaults(func=_recovery_table_cmd)
