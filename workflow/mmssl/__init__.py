@@ -9,4 +9,4 @@ sub-commands in its own ``commands`` module; ``io`` writes files atomically and
 ``settings`` reads settings and their schema defaults.
 """
 
-__version__ = "0.1.0"
+# the version lives in pyproject.toml alone: mmssl.version.package_version() reads it

@@ -5,19 +5,24 @@ derivatives' dataset_description.json."""
 from __future__ import annotations
 
 import platform
+import tomllib
 from importlib import metadata
+from pathlib import Path
 
 CODE_URL_KEY = "Source"
 
 
 def package_version() -> str:
-    """The installed mmssl's version (package metadata); the source tree's when not installed."""
+    """The installed mmssl's version (package metadata); when not installed, the version in
+    the checkout's pyproject.toml (the one place it is written)."""
     try:
         return metadata.version("mmssl")
     except metadata.PackageNotFoundError:
-        from mmssl import __version__
-
-        return __version__
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 def code_url() -> str:

@@ -71,7 +71,7 @@ rule recovery:
     benchmark:
         res("{dataset}", "benchmarks", "recovery", "{method}", "fold{fold}.tsv")
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl recovery --latents {input.latents} --store {input.store} --out {output} 2> {log}"
 
@@ -87,6 +87,6 @@ rule recovery_table:
     benchmark:
         res("{dataset}", "benchmarks", "recovery_table.tsv")
     conda:
-        "../../envs/mmssl.yaml"
+        mmssl_env
     shell:
         "mmssl recovery-table {input} --out {output} 2> {log}"
