@@ -427,7 +427,7 @@ def test_the_report_holds_the_mri_quality_control(mri_run):
     html = (mri_run / "report.html").read_text(errors="ignore")
     montages = sorted((mri_run / "results" / "oasis_synthetic" / "qc" / "montages").glob("sub-*.png"))
     assert montages
-    for name in ["qc.tsv", "index.html", "table.md", "figure.png", "QC montages"] + [m.name for m in montages]:
+    for name in ["qc.tsv", "index.html", "table.html", "excluded.tsv", "figure.png", "QC montages"] + [m.name for m in montages]:
         assert name in html, name
     assert "QC montage of one subject" in html  # the montage caption
 
@@ -592,3 +592,63 @@ def test_an_unlabelled_bids_dataset_trains_and_reports_similarity(tmp_path):
     similarity = pd.read_csv(tmp_path / "results" / "mine" / "similarity" / "S" / "fold0.tsv", sep="\t")
     assert similarity["cka"].notna().all()
     assert "n/a" in (tmp_path / "results" / "mine" / "table.md").read_text()
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium (make browser installs it); under CI a missing browser fails."""
+    path = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: `make test` installs it (make browser: apt-get install chromium)")
+        pytest.skip(f"{path} is missing (apt-get install chromium)")
+    return path
+
+
+def shown_image(frame) -> dict:
+    """Size and load state of the first <img> of a page or frame, as the browser has it."""
+    return frame.locator("img").first.evaluate(
+        "i => ({complete: i.complete, natural: i.naturalWidth, width: i.getBoundingClientRect().width, "
+        "height: i.getBoundingClientRect().height})")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("mri_run")
+def test_the_report_shows_results_table_qc_montage_and_map_in_a_browser(mri_run):
+    """Snakemake's report opened in headless Chromium (Playwright), clicked through as a
+    reader would: the results table, the QC page with its montages and exclusions, a
+    montage and a brain map are rendered with a non-zero size and their images loaded."""
+    chromium = chromium_or_skip()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+        def open_result(category: str, subcategory: str | None, name: str | None):
+            """Menu: the category, its subcategory (None: a category of one opens at once),
+            then the eye of the row naming ``name`` (None: the first row, e.g. a montage
+            listed by its subject label)."""
+            page.goto((mri_run / "report.html").as_uri())
+            page.get_by_text(category, exact=True).click()
+            if subcategory:
+                page.get_by_text(subcategory, exact=True).click()
+            rows = page.locator("tr", has_text=name) if name else page
+            rows.locator("a[iconname=eye]").first.click()
+            page.wait_for_timeout(500)
+
+        open_result("oasis_synthetic", "results", "table.html")
+        frame = page.frames[-1]
+        table = frame.locator("table").first
+        assert table.is_visible() and table.bounding_box()["height"] > 40
+        assert "random (floor)" in table.inner_text()
+        open_result("oasis_synthetic", "quality control", "index.html")
+        frame = page.frames[-1]
+        assert frame.locator("#excluded").is_visible()
+        image = shown_image(frame)
+        assert image["complete"] and image["natural"] > 0 and image["height"] > 0, image
+        open_result("oasis_synthetic", "QC montages", None)
+        image = shown_image(page)
+        assert image["complete"] and image["natural"] > 0 and image["height"] > 0, image
+        open_result("maps", None, None)
+        image = shown_image(page)
+        assert image["complete"] and image["natural"] > 0 and image["height"] > 0, image
+        browser.close()
