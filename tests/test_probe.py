@@ -279,3 +279,24 @@ def test_probe_shortfalls(train: list, val: list, evals: dict, binary: bool, exp
     got = probe_shortfalls(np.array(train, int), np.array(val, int), {k: np.array(v, int) for k, v in evals.items()},
                            binary)
     assert got == expected
+
+
+def test_progress_lines_carry_the_step_the_total_and_an_eta():
+    import logging
+
+    from mmssl.progress import Progress, duration
+
+    assert (duration(42), duration(185), duration(7620)) == ("42 s", "3 min 05 s", "2 h 07 min")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("test.progress")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    progress = Progress("train epoch", 10, log, every=5, start=2)
+    for done in range(3, 11):
+        progress.step(done, f"loss {done}")
+    lines = [r.getMessage() for r in records]
+    assert len(lines) == 2 and lines[0].startswith("train epoch 5/10: loss 5 (elapsed ") and "ETA " in lines[0]
+    assert lines[1].startswith("train epoch 10/10: loss 10") and lines[1].endswith("ETA 0 s)")
+    assert "ETA ?" in Progress("x", 4, log, start=2).line(2)  # nothing timed yet after a resume

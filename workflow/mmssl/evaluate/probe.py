@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import json
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,7 +33,10 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from mmssl.evaluate.uncertainty import bootstrap_ci
+from mmssl.progress import Progress
 from mmssl.settings import schema_settings
+
+log = logging.getLogger(__name__)
 
 EvalSets = dict[str, tuple[np.ndarray, np.ndarray]]
 # the keys of one row of each probe, in order (a row the probe cannot compute has them too)
@@ -368,7 +372,13 @@ def _run_study(
         return float(roc_auc_score(yva, model.predict_proba(xva)[:, 1]))
 
     if s.n_trials > done:
-        study.optimize(objective, n_trials=s.n_trials - done)
+        progress = Progress(f"probe {name}: trial", s.n_trials, log, every=max(1, s.n_trials // 10), start=done)
+
+        def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+            progress.step(finished, f"best validation ROC AUC {study.best_value:.3f}")
+
+        study.optimize(objective, n_trials=s.n_trials - done, callbacks=[report])
     return study
 
 

@@ -12,6 +12,7 @@ named by :func:`mmssl.paths.derivative_specs`. Input that cannot be used raises
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ from mmssl.preprocess.registration import AffineResult, register_affine_flirt
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.spatial import fov_coverage, grid_brain_mask, mni_grid, mni_template, to_grid, to_grid_masked, zero_outside
 from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_nifti, save_xfm
+from mmssl.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,8 +130,11 @@ def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str 
     ``out["mask"]``, ``out["xfm"]`` and the QC JSON ``out["qc"]`` (returned too): backend,
     native brain volume (ml), NMI after registration, the optimiser's final metric (keys
     of :func:`~mmssl.preprocess.qc.structural_metric_keys`) and the header checks' fields."""
+    progress = Progress(f"preprocess {Path(image).name}: step", 3, log)
     header = checked_header(image, settings.header[suffix])
+    progress.step(1, "header checked")
     result = t1_to_mni(load_volume(image), settings)
+    progress.step(2, f"brain mask ({result.mask_volume_ml:.0f} ml) and 12-dof registration to MNI152")
     save_nifti(result.t1, out["image"])
     save_nifti(result.mask, out["mask"], np.uint8)
     save_xfm(result.registration.fixed_to_moving, out["xfm"])
@@ -135,6 +142,7 @@ def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str 
     qc = {"backend": settings.backend, volume_key: result.mask_volume_ml,
           similarity_key: result.registration.similarity, metric_key: result.registration.metric, **header}
     write_json(qc, out["qc"])
+    progress.step(3, "written")
     return qc
 
 
@@ -150,7 +158,9 @@ def preprocess_bold_files(
     ``sidecar``: the run's RepetitionTime as discovery resolved it (a GivenTR), or a sidecar
     file to read it from (None: the header's)."""
     with_alff = "ALFF" in out
+    progress = Progress(f"preprocess {Path(bold).name}: step", 4, log)
     header = checked_header(bold, settings.header["bold"])
+    progress.step(1, "header checked")
     with _bold_series(bold, settings.motion_correction) as (series, motion):
         result = falff_file(series, sidecar or None, out["falff_native"], out["mask_native"], out["boldref"], falff_settings,
                             alff_out_path=out["alff_native"] if with_alff else None)
@@ -160,7 +170,9 @@ def preprocess_bold_files(
         confounds = pd.concat([confounds, confounds_table(motion)], axis=1)
         summary = motion_summary(motion, falff_settings.dummy_volumes)
     write_tsv(confounds, out["confounds"], na_rep="n/a")
+    progress.step(2, f"fALFF in native space (TR {result.tr:g} s, {result.n_volumes} volumes)")
     mni = falff_to_mni(load_map(out["falff_native"]), load_volume(out["boldref"]), load_mask(out["mask_native"]), settings)
+    progress.step(3, f"mean EPI registered to MNI152, coverage {mni.coverage:.0%}")
     if not mni.coverage >= settings.min_coverage:
         raise BadInputError(bold, f"partial coverage: the run covers {mni.coverage:.0%} of the MNI brain mask after "
                                   f"registration, below preprocess.min_coverage {settings.min_coverage:.0%}")
@@ -175,6 +187,7 @@ def preprocess_bold_files(
         save_nifti(alff, out["ALFF"])
         qc["alff_mean_in_brain"] = float(np.asarray(alff.dataobj)[np.asarray(mni.mask.dataobj) > 0].mean())
     write_json(qc, out["qc"])
+    progress.step(4, "written")
     return qc
 
 
