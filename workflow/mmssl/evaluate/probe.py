@@ -14,27 +14,30 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import logging
 import json
+import logging
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
-from torch import nn
 
 from mmssl.evaluate.uncertainty import bootstrap_ci
 from mmssl.progress import Progress
 from mmssl.settings import schema_settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +118,18 @@ def _single_thread() -> Iterator[None]:
     """Run torch and BLAS on one thread. The probe's matrices are tiny (<= N x 64), so
     threads only add synchronisation; on a busy node (Snakemake runs jobs side by side)
     spinning BLAS/torch threads made the same probe 30-90x slower (measured: 28 s vs 0.8 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # torch only when loaded: the binary (MRI) probe is sklearn alone, and importing torch
+    # there cost a job ~1-2 s of start-up for nothing
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
     try:
         with threadpool_limits(limits=1):
             yield
     finally:
-        torch.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def _check_split(name: str, z: np.ndarray, y: np.ndarray, dim: int | None = None) -> None:
@@ -187,6 +195,9 @@ def probe_shortfalls(y_train: np.ndarray, y_val: np.ndarray, y_eval: dict[str, n
 
 def _train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, s: LinearProbeSettings) -> nn.Linear:
     """Adam on cross-entropy; x (N, D) standardised float32, y (N,) int64 class indices."""
+    import torch
+    from torch import nn
+
     # fork_rng: seeding must not disturb the caller's global torch RNG
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
@@ -207,6 +218,8 @@ def _fit_linear_kind(
     xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, n_classes: int, s: LinearProbeSettings
 ) -> Fitted:
     """Grid over weight decay, selected by validation accuracy."""
+    import torch  # the multiclass probe (the paper's nn.Linear + Adam) alone needs it
+
     xt = torch.from_numpy(xtr.astype(np.float32))
     yt = torch.from_numpy(ytr.astype(np.int64))
     best = None
@@ -220,6 +233,8 @@ def _fit_linear_kind(
 
 
 def _predict_torch(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
+    import torch
+
     with torch.no_grad():
         return layer(torch.from_numpy(x.astype(np.float32))).argmax(dim=1).numpy()
 
