@@ -415,7 +415,8 @@ def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, t
     for source, planted, unrelated in (("T1w", ATROPHY_REGION, T1_SPECIFIC_REGION),
                                        ("fALFF", FALFF_REGION, FALFF_SPECIFIC_REGION)):
         files = attribution_of(run, source)
-        info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID, {"steps": 16},
+        info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID,
+                        {"steps": 16, "null_test": {"permutations": 19}},
                         attribution=files["nii"], device="cpu", probe=probe_of(run / "latents.npz"),
                         probe_settings=PROBE)["attribution"]
         volume = nib.load(files["nii"]).get_fdata()
@@ -425,6 +426,9 @@ def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, t
         assert info["test_roc_auc"] == pytest.approx(probe_choice(probe_of(run / "latents.npz"), source)["roc_auc"],
                                                      abs=1e-6)  # and it is the probe's
         assert hot > 4.0 and hot > 3.0 * cold, (source, hot, cold)
+        null = info["null"]  # and the map beats its permuted-label null: the smallest p 19 permutations allow
+        assert null["permutations"] == 19 and null["peak"]["p"] == pytest.approx(1 / 20), null["peak"]
+        assert null["n_significant"] > 0 and null["threshold"] < abs(null["peak"]["value"])
 
 
 # ---- the workflow --------------------------------------------------------------------
