@@ -49,6 +49,7 @@ CLASSES = ["HC", "AD"]
 PROBE = {"n_trials": 4}  # the probe's binary settings: a short study, the schema's seed and max_iter
 TINY = {"width": 4, "latent": 16}
 # a strong, clean disease effect: the planted regions should be found by a few epochs
+NO_NULL = {"permutations": 0}  # tests of other things skip the permutation null
 KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.3, noise=0.2)
 
 
@@ -255,7 +256,8 @@ def test_a_probe_table_of_other_latents_fails_loudly(known, tmp_path):
     files = attribution_of(tmp_path, "T1w")
     with pytest.raises(ValueError, match="is not the probe's"):
         run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
-                 {"steps": 4}, attribution=files["nii"], device="cpu", probe=tmp_path / "stale.tsv", probe_settings=PROBE)
+                 {"steps": 4, "null_test": NO_NULL}, attribution=files["nii"], device="cpu", probe=tmp_path / "stale.tsv",
+                 probe_settings=PROBE)
     assert not files["nii"].exists()
 
 
@@ -329,8 +331,8 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
 def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path):
     files = attribution_of(tmp_path, "T1w")
     run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
-             {"steps": 8}, attribution=files["nii"], figure=files["png"], device="cpu",
-             probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
+             {"steps": 4, "null_test": {"permutations": 19, "seed": 7}}, attribution=files["nii"], figure=files["png"],
+             device="cpu", probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
     img = nib.load(files["nii"])
     grid = mni_grid(GridSettings(voxel_mm=6.0, size=32))
     assert img.shape == grid.shape and np.allclose(img.affine, grid.affine) and img.get_data_dtype() == np.float32
@@ -343,6 +345,13 @@ def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_p
         test_labels = f["label"][f["split"] == "test"]
     assert [side["n_negative"], side["n_positive"]] == [int((test_labels == c).sum()) for c in CLASSES]
     assert side["ig_completeness_error"] < 0.1 and side["logit_check_max_abs_diff"] < 1e-3
+    null = side["null"]  # the permutation null: N, seed, threshold, significant voxels, the peak and its p
+    assert (null["permutations"], null["seed"], null["alpha"], len(null["null_max"])) == (19, 7, 0.05, 19)
+    assert null["threshold"] == max(null["null_max"]) and null["brain_voxels"] == int(brain.sum())
+    assert null["n_significant"] == int((np.abs(volume[brain]) > null["threshold"]).sum())
+    peak = tuple(null["peak"]["voxel"])
+    assert abs(volume[peak]) == pytest.approx(np.abs(volume[brain]).max()) and volume[peak] == pytest.approx(null["peak"]["value"])
+    assert null["peak"]["p"] == (1 + sum(m >= abs(null["peak"]["value"]) for m in null["null_max"])) / 20
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="grid"):
         map_grid({"voxel_mm": 3.0, "size": 64}, (32, 32, 32))
@@ -365,7 +374,8 @@ def test_only_subjects_having_the_source_are_attributed(known, tmp_path):
     model = untrained("random", tmp_path / "store", tmp_path / "model.pt")
     embed(tmp_path / "store", known / "split.tsv", model, tmp_path / "latents.npz", device="cpu")
     files = attribution_of(tmp_path, "fALFF")
-    info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID, {"steps": 8},
+    info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID,
+                    {"steps": 8, "null_test": NO_NULL},
                     attribution=files["nii"], device="cpu", probe=probe_of(tmp_path / "latents.npz"),
                     probe_settings=PROBE)["attribution"]
     split = read_split(known / "split.tsv")
