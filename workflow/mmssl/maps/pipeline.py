@@ -23,6 +23,17 @@ which any encoder responds to); the group difference cancels it and keeps where 
 decision treats AD and HC brains differently. Positive: voxels that push AD subjects
 towards AD more than HC subjects.
 
+Permutation null (``maps.null_test``): the subjects' labels (fit and test rows pooled, one
+per subject) are permuted N times (seeded), the decision is refit on each permuted fit
+labels with the same (C, l1_ratio), and the AD-minus-HC map is recomputed with the permuted
+test groups; all N + 1 maps come from one pass (:func:`mmssl.maps.attribution.contrast_maps`).
+The statistic is max |map| in the brain: the family-wise threshold is the null maxima's
+(1 - alpha) point in the permutation sense (:func:`fwe_threshold`), a voxel above it is
+significant, and the peak's p is (1 + #{null max >= |peak|}) / (N + 1). The sidecar's
+``null`` holds them. C and l1_ratio are not retuned per permutation (the probe's study is
+too costly to repeat N times), so a strongly regularised choice can zero every permuted
+decision (``null_zero_decisions``), which makes every non-zero voxel significant.
+
 A map that cannot be made (a diverged run; a class without subjects in train or test; a
 source the probe could not score) is written as NaN everywhere, and its sidecar and figure
 say why, so the rest of the grid goes on.
