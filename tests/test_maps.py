@@ -27,9 +27,11 @@ from mmssl.evaluate.commands import run_probe
 from mmssl.evaluate.embed import embed
 from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned
 from mmssl.io import write_tsv
-from mmssl.maps.attribution import Decision, VolumeLogit, fold_decision, integrated_gradients
+from mmssl.maps.attribution import Decision, VolumeLogit, contrast_maps, fold_decision, integrated_gradients
 from mmssl.maps.links import critic_scores, has_links, upsample_locations
-from mmssl.maps.pipeline import NoMap, probe_choice, run_maps
+from mmssl.maps.pipeline import (NoMap, decision_maps, fwe_threshold, permutation_p, permuted_labels, probe_choice,
+                                 run_maps)
+from mmssl.maps.settings import MapsSettings
 from mmssl.maps.volumes import map_grid
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
@@ -47,6 +49,7 @@ CLASSES = ["HC", "AD"]
 PROBE = {"n_trials": 4}  # the probe's binary settings: a short study, the schema's seed and max_iter
 TINY = {"width": 4, "latent": 16}
 # a strong, clean disease effect: the planted regions should be found by a few epochs
+NO_NULL = {"permutations": 0}  # tests of other things skip the permutation null
 KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.3, noise=0.2)
 
 
@@ -117,6 +120,100 @@ def test_integrated_gradients_is_complete_through_an_encoder():
     assert gap.abs().min() > 1e-3  # not a vacuous 0 = 0
 
 
+def test_the_batched_maps_of_many_decisions_are_captums():
+    """contrast_maps (one forward pass per path point, one batched vector-Jacobian product per
+    group of decisions) gives, for every decision, the contrast of Captum's per-volume IG."""
+    torch.manual_seed(2)
+    model = build_method("random", [SourceSpec("T1w", 1, 16, 3)], ModelSettings.from_config(TINY))
+    encoder = model.encoders["T1w"]
+    rng = np.random.default_rng(0)
+    weights, coef = rng.standard_normal((5, 16)), rng.standard_normal((5, 3))
+    x = torch.randn(3, 1, 16, 16, 16)
+    # batch_size 8 with 4 steps: 2 subjects per chunk, the decisions in groups of 16 * 8 // 8 = 16 (and of 4 below)
+    for batch_size in (8, 1):
+        got = contrast_maps(encoder, weights, 0.3, coef, x.numpy(), steps=4, batch_size=batch_size,
+                            device=torch.device("cpu"), keep_subjects=True)
+        for j in range(5):
+            attr, _ = integrated_gradients(VolumeLogit(encoder, Decision(weights[j], 0.3, 0.5)), x, steps=4, batch_size=8)
+            expected = np.einsum("i,i...->...", coef[j], attr.sum(1).numpy())
+            assert np.allclose(got.maps[j], expected, atol=1e-5 * np.abs(expected).max()), j
+            if j == 0:
+                assert np.allclose(got.subjects, attr.sum(1).numpy(), atol=1e-5 * float(attr.abs().max()))
+                assert np.allclose(got.totals, attr.flatten(1).sum(1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_the_family_wise_threshold_and_the_peaks_p():
+    """p = (1 + #{null max >= |v|}) / (N + 1); |v| above the threshold has p <= alpha."""
+    null_max = np.arange(1.0, 40.0)  # N = 39: 1 .. 39
+    assert fwe_threshold(null_max, 0.05) == 38.0  # the second largest: above it, p <= 2 / 40
+    assert permutation_p(38.5, null_max) == 2 / 40 and permutation_p(38.0, null_max) == 3 / 40
+    assert permutation_p(-40.0, null_max) == 1 / 40
+    assert fwe_threshold(np.arange(1.0, 20.0), 0.05) == 19.0  # N = 19: only above every null max
+    assert fwe_threshold(np.arange(1.0, 10.0), 0.05) == np.inf  # N = 9 cannot reach p <= 0.05
+    fit, test = np.arange(30) < 10, np.arange(20) < 8
+    first, again = permuted_labels(fit, test, 5, seed=3), permuted_labels(fit, test, 5, seed=3)
+    assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(first, again))  # seeded
+    pooled = [np.concatenate(p) for p in first]
+    assert all(p.sum() == 18 for p in pooled) and not all((p == np.concatenate([fit, test])).all() for p in pooled)
+
+
+def noise_case(seed: int, effect: float, n_fit: int = 40, n_test: int = 30, side: int = 16):
+    """A small random encoder, pure-noise volumes in a spherical brain, random labels; with
+    ``effect`` > 0 the positive subjects' volumes gain ``effect`` in a sphere (the planted
+    signal). Returns (encoder, z of the fit volumes, fit labels, test volumes, test labels, planted mask)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_method("random", [SourceSpec("T1w", 1, side, 3)], ModelSettings.from_config(TINY))
+    axes = np.indices((side,) * 3) - (side - 1) / 2
+    brain = (axes ** 2).sum(0) < (0.45 * side) ** 2
+    planted = ((axes - np.array([3, -3, 2])[:, None, None, None]) ** 2).sum(0) < 3.0 ** 2
+    labels = rng.random(n_fit + n_test) < 0.5
+    labels[:2], labels[n_fit:n_fit + 2] = [True, False], [True, False]  # both classes in both splits
+    x = rng.standard_normal((n_fit + n_test, 1, side, side, side)).astype(np.float32)
+    x[labels] += effect * planted
+    x *= brain
+    with torch.no_grad():
+        z = model.encoders["T1w"](torch.as_tensor(x[:n_fit])).z.numpy()
+    return model.encoders["T1w"], z, labels[:n_fit], x[n_fit:], labels[n_fit:], planted & brain
+
+
+NULL_CASE = MapsSettings.from_config({"steps": 4, "batch_size": 128, "null_test": {"permutations": 19, "alpha": 0.05}})
+
+
+def test_without_a_signal_significant_voxels_appear_at_the_stated_rate():
+    """No planted signal (noise volumes, random labels, a random encoder): across repeats the
+    share of maps with ANY voxel above the family-wise threshold is at most alpha = 0.05, up
+    to a binomial tolerance (40 repeats: 7 or more false positives has probability 0.003).
+    A threshold from the null maxima's mean instead of their 95th percentile fails it."""
+    repeats, hits, peaks = 40, 0, []
+    for seed in range(repeats):
+        encoder, z, fit, x, test, _ = noise_case(seed, effect=0.0)
+        result, _, _ = decision_maps(encoder, z, fit, x, test, 1.0, 0.5, TunedProbeSettings.from_config(PROBE), NULL_CASE,
+                                     torch.device("cpu"))
+        facts = result.info["null"]
+        assert facts["permutations"] == 19 and len(facts["null_max"]) == 19 and facts["null_zero_decisions"] < 19
+        hits += facts["n_significant"] > 0
+        peaks.append(facts["peak"]["p"])
+    assert hits <= 6, f"{hits} of {repeats} null maps have a significant voxel (alpha 0.05)"
+    assert np.mean(np.array(peaks) <= 0.05) <= 6 / repeats and np.mean(peaks) > 0.3  # p is roughly uniform
+
+
+def test_a_planted_signal_has_a_small_peak_p_in_the_planted_sphere():
+    """The same small case with a strong effect planted in a sphere of the positive subjects:
+    the peak beats every permuted-label map (p = 1 / 20), lies in the sphere, and the
+    significant voxels lie mostly there. Without permuting the labels it would fail."""
+    for seed in range(3):
+        encoder, z, fit, x, test, planted = noise_case(seed, effect=3.0)
+        result, _, _ = decision_maps(encoder, z, fit, x, test, 1.0, 0.5, TunedProbeSettings.from_config(PROBE), NULL_CASE,
+                                     torch.device("cpu"))
+        facts = result.info["null"]
+        assert facts["peak"]["p"] == pytest.approx(1 / 20), facts["peak"]
+        assert planted[tuple(facts["peak"]["voxel"])], facts["peak"]
+        significant = result.brain & (np.abs(result.volume) > facts["threshold"])
+        assert significant.sum() == facts["n_significant"] > 0
+        assert (significant & planted).sum() > 0.5 * significant.sum()
+
+
 def test_the_decision_is_the_probes_refit_on_the_raw_latent():
     """fold_decision turns the probe's scaler + elastic net into w . z + b on the raw z, the
     same logits as the probe's own model on standardised z."""
@@ -159,21 +256,25 @@ def test_a_probe_table_of_other_latents_fails_loudly(known, tmp_path):
     files = attribution_of(tmp_path, "T1w")
     with pytest.raises(ValueError, match="is not the probe's"):
         run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
-                 {"steps": 4}, attribution=files["nii"], device="cpu", probe=tmp_path / "stale.tsv", probe_settings=PROBE)
+                 {"steps": 4, "null_test": NO_NULL}, attribution=files["nii"], device="cpu", probe=tmp_path / "stale.tsv",
+                 probe_settings=PROBE)
     assert not files["nii"].exists()
 
 
 def test_the_maps_settings_come_from_the_schema_and_a_typo_is_named():
     from mmssl.config import validate
-    from mmssl.maps.settings import MapsSettings
     from mmssl.schema import ConfigError
 
-    assert MapsSettings.from_config({}) == MapsSettings(enabled=True, steps=32, batch_size=64)
+    assert MapsSettings.from_config({}) == MapsSettings(enabled=True, steps=32, batch_size=64,
+                                                        null_test={"permutations": 39, "seed": 0, "alpha": 0.05})
+    assert MapsSettings.from_config({"null_test": {"permutations": 19}}).null_settings.alpha == 0.05
     config = validate({"datasets": {"known": {"kind": "synthetic_mri"}, "oasis": {"kind": "bids_mri"}}})
     defaults = asdict(MapsSettings.from_config({}))
     assert config["datasets"]["known"]["maps"] == config["datasets"]["oasis"]["maps"] == defaults
     with pytest.raises(ConfigError, match="maps.*stepz"):
         validate({"datasets": {"known": {"kind": "synthetic_mri", "maps": {"stepz": 8}}}})
+    with pytest.raises(ConfigError, match="permutationz"):
+        validate({"datasets": {"known": {"kind": "synthetic_mri", "maps": {"null_test": {"permutationz": 8}}}}})
     with pytest.raises(ConfigError, match="maps"):  # the digits have no maps
         validate({"datasets": {"digits": {"kind": "two_view_mnist", "maps": {"enabled": True}}}})
 
@@ -230,8 +331,8 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
 def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path):
     files = attribution_of(tmp_path, "T1w")
     run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
-             {"steps": 8}, attribution=files["nii"], figure=files["png"], device="cpu",
-             probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
+             {"steps": 4, "null_test": {"permutations": 19, "seed": 7}}, attribution=files["nii"], figure=files["png"],
+             device="cpu", probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
     img = nib.load(files["nii"])
     grid = mni_grid(GridSettings(voxel_mm=6.0, size=32))
     assert img.shape == grid.shape and np.allclose(img.affine, grid.affine) and img.get_data_dtype() == np.float32
@@ -244,6 +345,13 @@ def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_p
         test_labels = f["label"][f["split"] == "test"]
     assert [side["n_negative"], side["n_positive"]] == [int((test_labels == c).sum()) for c in CLASSES]
     assert side["ig_completeness_error"] < 0.1 and side["logit_check_max_abs_diff"] < 1e-3
+    null = side["null"]  # the permutation null: N, seed, threshold, significant voxels, the peak and its p
+    assert (null["permutations"], null["seed"], null["alpha"], len(null["null_max"])) == (19, 7, 0.05, 19)
+    assert null["threshold"] == max(null["null_max"]) and null["brain_voxels"] == int(brain.sum())
+    assert null["n_significant"] == int((np.abs(volume[brain]) > null["threshold"]).sum())
+    peak = tuple(null["peak"]["voxel"])
+    assert abs(volume[peak]) == pytest.approx(np.abs(volume[brain]).max()) and volume[peak] == pytest.approx(null["peak"]["value"])
+    assert null["peak"]["p"] == (1 + sum(m >= abs(null["peak"]["value"]) for m in null["null_max"])) / 20
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="grid"):
         map_grid({"voxel_mm": 3.0, "size": 64}, (32, 32, 32))
@@ -266,7 +374,8 @@ def test_only_subjects_having_the_source_are_attributed(known, tmp_path):
     model = untrained("random", tmp_path / "store", tmp_path / "model.pt")
     embed(tmp_path / "store", known / "split.tsv", model, tmp_path / "latents.npz", device="cpu")
     files = attribution_of(tmp_path, "fALFF")
-    info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID, {"steps": 8},
+    info = run_maps(tmp_path / "store", tmp_path / "latents.npz", model, "fALFF", CLASSES, GRID,
+                    {"steps": 8, "null_test": NO_NULL},
                     attribution=files["nii"], device="cpu", probe=probe_of(tmp_path / "latents.npz"),
                     probe_settings=PROBE)["attribution"]
     split = read_split(known / "split.tsv")
@@ -316,7 +425,8 @@ def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, t
     for source, planted, unrelated in (("T1w", ATROPHY_REGION, T1_SPECIFIC_REGION),
                                        ("fALFF", FALFF_REGION, FALFF_SPECIFIC_REGION)):
         files = attribution_of(run, source)
-        info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID, {"steps": 16},
+        info = run_maps(known / "store", run / "latents.npz", run / "model.pt", source, CLASSES, GRID,
+                        {"steps": 16, "null_test": {"permutations": 19}},
                         attribution=files["nii"], device="cpu", probe=probe_of(run / "latents.npz"),
                         probe_settings=PROBE)["attribution"]
         volume = nib.load(files["nii"]).get_fdata()
@@ -326,6 +436,9 @@ def test_a_supervised_encoders_attribution_falls_in_the_planted_regions(known, t
         assert info["test_roc_auc"] == pytest.approx(probe_choice(probe_of(run / "latents.npz"), source)["roc_auc"],
                                                      abs=1e-6)  # and it is the probe's
         assert hot > 4.0 and hot > 3.0 * cold, (source, hot, cold)
+        null = info["null"]  # and the map beats its permuted-label null: the smallest p 19 permutations allow
+        assert null["permutations"] == 19 and null["peak"]["p"] == pytest.approx(1 / 20), null["peak"]
+        assert null["n_significant"] > 0 and null["threshold"] < abs(null["peak"]["value"])
 
 
 # ---- the workflow --------------------------------------------------------------------

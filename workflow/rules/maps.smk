@@ -5,7 +5,8 @@
 
 
 rule maps:
-    """Integrated Gradients of the probe's AD-vs-HC decision on one source's latent, AD minus HC test-subject mean."""
+    """Integrated Gradients of the probe's AD-vs-HC decision on one source's latent, AD minus HC test-subject mean,
+    with its permutation null (maps.null_test: labels permuted, decision refit, family-wise threshold in the sidecar)."""
     input:
         unpack(attribution_inputs),
     output:

@@ -19,6 +19,15 @@ path integral's quadrature error, which Captum returns per volume (``delta``).
 Why Captum: its IntegratedGradients is the reference implementation (Gauss-Legendre path
 points, chunked batches, convergence delta), and captum 0.9 needs only packages the lock
 already pins (torch, numpy, matplotlib, tqdm, packaging).
+
+Many decisions at once (:func:`contrast_maps`, the permutation null). IG is linear in the
+output: for logit = w . z(x) + b, IG(x; w) = sum_k w_k IG(x; z_k), and the path gradient
+of w . z is the vector-Jacobian product of the encoder with w. So the maps of J decisions
+share every forward pass along the path (one per path point and subject) and need one
+batched backward pass per group of decisions (``torch.autograd.grad(...,
+is_grads_batched=True)``): the cost is one forward plus J backward passes, not J
+forward + backward passes; the same Gauss-Legendre points and weights as Captum's, so
+decision 0's map is Captum's up to float error (tests/test_maps.py checks it).
 """
 
 from __future__ import annotations
@@ -89,63 +98,96 @@ def integrated_gradients(forward: nn.Module, x: torch.Tensor, steps: int,
     return attr.detach(), delta.detach()
 
 
+def gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(alphas, weights) of ``steps`` Gauss-Legendre points on [0, 1], as Captum's
+    ``gausslegendre`` method builds them: IG = x * sum_t weights[t] * grad f(alphas[t] x)."""
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+
+
 @dataclass
-class GroupAttribution:
-    """Per-group sums of attribution volumes, accumulated chunk by chunk (a 64^3 float
-    volume per test subject would otherwise all be held at once). sums: (2, *S) for
-    (negative, positive); counts: (2,); logits: every volume's logit (f(x)); gaps: every
-    volume's f(x) - f(0); deltas: every volume's IG delta."""
+class ContrastMaps:
+    """Maps of J decisions, each a contrast of the subjects' attributions.
 
-    sums: np.ndarray
-    counts: np.ndarray
-    logits: list[float]
-    gaps: list[float]
-    deltas: list[float]
+    maps: (J, *S) sum_i coefficients[j, i] IG(x_i; w_j). totals: (n,) each volume's summed
+    attribution under decision 0; logits: (n,) decision 0's logit f(x) (with its bias);
+    gaps: (n,) f(x) - f(0) under decision 0. subjects: (n, *S) decision 0's attribution of
+    every volume (channels summed), only when asked for (the benchmark's bootstrap)."""
 
-    @classmethod
-    def empty(cls, shape: tuple[int, ...]) -> GroupAttribution:
-        return cls(np.zeros((2, *shape), np.float64), np.zeros(2, np.int64), [], [], [])
-
-    def add(self, attr: np.ndarray, positive: np.ndarray, logits: np.ndarray, gaps: np.ndarray,
-            deltas: np.ndarray) -> None:
-        """attr: (n, *S) attributions (channels summed); positive: (n,) bool."""
-        for g in (0, 1):
-            mine = positive == bool(g)
-            self.sums[g] += attr[mine].sum(0)
-            self.counts[g] += int(mine.sum())
-        self.logits += logits.tolist()
-        self.gaps += gaps.tolist()
-        self.deltas += deltas.tolist()
-
-    def difference(self) -> np.ndarray:
-        """(*S) mean attribution of the positive group minus that of the negative group."""
-        if (self.counts == 0).any():
-            raise ValueError(f"a group has no volume (counts negative, positive: {self.counts.tolist()})")
-        return (self.sums[1] / self.counts[1] - self.sums[0] / self.counts[0]).astype(np.float32)
+    maps: np.ndarray
+    totals: np.ndarray
+    logits: np.ndarray
+    gaps: np.ndarray
+    subjects: np.ndarray | None = None
 
     def completeness_error(self) -> float:
-        """max |delta| / max |f(x) - f(0)| over the volumes: the quadrature's relative error."""
-        return float(np.max(np.abs(self.deltas)) / max(float(np.max(np.abs(self.gaps))), 1e-12))
+        """max |sum attribution - (f(x) - f(0))| / max |f(x) - f(0)| under decision 0."""
+        return float(np.max(np.abs(self.totals - self.gaps)) / max(float(np.max(np.abs(self.gaps))), 1e-12))
+
+
+# the null's batched backward passes hold at most this many times ``batch_size`` volume
+# gradients at once (decisions x path points x subjects)
+VJP_VOLUMES_PER_BATCH = 16
+
+
+def contrast_maps(encoder: nn.Module, weights: np.ndarray, bias: float, coefficients: np.ndarray,
+                  volumes: np.ndarray, steps: int, batch_size: int, device: torch.device,
+                  keep_subjects: bool = False) -> ContrastMaps:
+    """Integrated Gradients (zero baseline, ``steps`` Gauss-Legendre points) of J linear
+    decisions ``weights`` (J, D) on the frozen ``encoder``'s z, for the volumes (n, C, *S),
+    combined per decision with ``coefficients`` (J, n): maps[j] = sum_i coefficients[j, i]
+    * IG(x_i; weights[j]) (channels summed). ``bias``: decision 0's, for its logits. A chunk
+    of subjects times the path points fills about ``batch_size`` volumes per forward pass;
+    the backward passes take the decisions in groups (see VJP_VOLUMES_PER_BATCH)."""
+    encoder = encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    n, spatial = len(volumes), tuple(volumes.shape[2:])
+    J = len(weights)
+    alphas, quad = gauss_legendre(steps)
+    w = torch.as_tensor(np.asarray(weights), dtype=torch.float32, device=device)
+    a = torch.as_tensor(alphas, dtype=torch.float32, device=device)
+    q = torch.as_tensor(quad, dtype=torch.float32, device=device)
+    coef = np.asarray(coefficients, np.float64)
+    maps = np.zeros((J, int(np.prod(spatial))), np.float64)
+    totals, logits, gaps = np.zeros(n), np.zeros(n), np.zeros(n)
+    subjects = np.zeros((n, *spatial), np.float32) if keep_subjects else None
+    per_chunk = max(1, batch_size // steps)
+    with torch.no_grad():
+        z0 = encoder(torch.zeros((1, *volumes.shape[1:]), device=device)).z[0]
+    for part in chunks(n, per_chunk):
+        x = torch.as_tensor(np.asarray(volumes[part], dtype=np.float32), device=device)  # (P, C, *S)
+        P = len(x)
+        path = (a.view(-1, *([1] * x.dim())) * x.unsqueeze(0)).reshape(steps * P, *x.shape[1:]).requires_grad_(True)
+        z = encoder(path).z  # (T*P, D), t-major
+        group = max(1, (VJP_VOLUMES_PER_BATCH * batch_size) // (steps * P))
+        for start in range(0, J, group):
+            wg = w[start:start + group]  # (G, D)
+            G = len(wg)
+            last = start + G >= J
+            if G == 1:
+                (g,) = torch.autograd.grad(z, path, wg[0].expand_as(z), retain_graph=not last)
+                g = g.unsqueeze(0)
+            else:
+                cot = wg.unsqueeze(1).expand(G, *z.shape)
+                (g,) = torch.autograd.grad(z, path, cot, retain_graph=not last, is_grads_batched=True)
+            g = g.reshape(G, steps, P, *x.shape[1:])
+            attr = (torch.einsum("t,gtp...->gp...", q, g) * x.unsqueeze(0)).sum(2)  # (G, P, *S)
+            c = torch.as_tensor(coef[start:start + G, part], dtype=torch.float32, device=device)  # (G, P)
+            maps[start:start + G] += torch.einsum("gp,gpv->gv", c, attr.flatten(2)).double().cpu().numpy()
+            if start == 0:
+                totals[part] = attr[0].flatten(1).sum(1).double().cpu().numpy()
+                if subjects is not None:
+                    subjects[part] = attr[0].cpu().numpy()
+            del g, attr
+        with torch.no_grad():
+            zx = encoder(x).z
+            logits[part] = (zx @ w[0] + bias).double().cpu().numpy()
+            gaps[part] = ((zx - z0) @ w[0]).double().cpu().numpy()
+    return ContrastMaps(maps.reshape(J, *spatial), totals, logits, gaps, subjects)
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:
     """Consecutive slices of at most ``size`` covering range(n)."""
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
-
-
-def attribute_groups(forward: VolumeLogit, volumes: np.ndarray, positive: np.ndarray, steps: int, batch_size: int,
-                     device: torch.device) -> GroupAttribution:
-    """Integrated Gradients of every volume (n, C, *S) (any array; read chunk by chunk), summed
-    over channels and accumulated per group (``positive`` (n,) bool)."""
-    acc = GroupAttribution.empty(tuple(volumes.shape[2:]))
-    # a chunk of subjects times the path points fills about one internal batch
-    per_chunk = max(1, batch_size // steps)
-    for part in chunks(len(volumes), per_chunk):
-        x = torch.as_tensor(np.asarray(volumes[part], dtype=np.float32), device=device)
-        attr, delta = integrated_gradients(forward, x, steps, batch_size)
-        with torch.no_grad():
-            fx = forward(x)
-            gap = fx - forward(torch.zeros_like(x))
-        acc.add(attr.sum(1).cpu().numpy(), positive[part], fx.cpu().numpy(), gap.cpu().numpy(), delta.cpu().numpy())
-    return acc

@@ -22,9 +22,12 @@ def peak_mm(volume: np.ndarray, grid: Grid) -> tuple[float, float, float]:
     return tuple(float(v) for v in (grid.affine @ np.r_[ijk, 1.0])[:3])  # type: ignore[return-value]
 
 
-def plot_map(volume: np.ndarray, grid: Grid, path: str | Path, title: str, note: str = "") -> Path:
+def plot_map(volume: np.ndarray, grid: Grid, path: str | Path, title: str, note: str = "",
+             threshold: float | None = None, peak_p: float | None = None, alpha: float | None = None) -> Path:
     """Write the PNG of ``volume`` (X, Y, Z) on ``grid`` atomically; ``note``: the reason a
-    map has no values (drawn instead of the slices)."""
+    map has no values (drawn instead of the slices). ``threshold``: the permutation null's
+    family-wise threshold of |value| (in the title; the significant voxels, |value| above
+    it, outlined in black), ``peak_p`` the peak's permutation p, ``alpha`` the level."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on cluster nodes
@@ -46,10 +49,21 @@ def plot_map(volume: np.ndarray, grid: Grid, path: str | Path, title: str, note:
 
         img = nib.Nifti1Image(np.where(finite, volume, 0.0).astype(np.float32), grid.affine)
         fig = plt.figure(figsize=(10, 3.6))
+        if threshold is not None and np.isfinite(threshold):
+            significant = np.abs(np.where(finite, volume, 0.0)) > threshold
+            title = (f"{title}\nFWE threshold |v| > {threshold:.3g} (alpha {alpha}): {int(significant.sum())} "
+                     f"significant voxels (outlined); peak p = {peak_p:.3g}")
+        else:
+            significant = None
+            if threshold is not None:
+                title = f"{title}\nno voxel can be significant: too few permutations for alpha {alpha}"
         display = plotting.plot_stat_map(img, cut_coords=peak_mm(np.where(finite, volume, 0.0), grid),
                                          display_mode="ortho", threshold=THRESHOLD_SHARE * peak, vmax=peak,
                                          cmap="cold_hot", symmetric_cbar=True, colorbar=True, title=title,
                                          figure=fig, draw_cross=False)
+        if significant is not None and significant.any():
+            display.add_contours(nib.Nifti1Image(significant.astype(np.float32), grid.affine), levels=[0.5],
+                                 colors="k", linewidths=1.0)
         display.savefig(str(tmp), dpi=100)
         display.close()
         plt.close(fig)
