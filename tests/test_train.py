@@ -375,3 +375,85 @@ def test_max_lr_without_a_one_cycle_is_a_config_error():
     with pytest.raises(ConfigError, match=r"datasets.digits.train.max_lr has no effect"):
         validate(config)
     validate({"train": {"scheduler": "none", "lr": 1e-3}, "datasets": {"digits": {"kind": "two_view_mnist"}}})
+
+
+# --- issue 21: a jump that never comes back is a divergence; gradient clipping ----------
+
+
+def scripted_train_loss(monkeypatch, losses):
+    """Each train_epoch() call (retries included) reports the next of ``losses`` as its
+    training loss; the epoch itself trains for real."""
+    original, calls = Trainer.train_epoch, []
+
+    def train_epoch(self):
+        stats = original(self)
+        calls.append(self.epoch + 1)
+        stats["train_loss"] = losses[len(calls) - 1]
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    return calls
+
+
+def test_a_jump_that_stays_up_is_undone_at_a_lower_rate(toy, monkeypatch):
+    """S fold 1 of the fidelity config: 2.25 at epoch 4, then 17 and 671 (85 x the first
+    epoch's, under the explosion bound of 100 x) and it never came back. Caught after two
+    epochs up; the run goes back to the epoch before the jump at a 10 x lower rate."""
+    calls = scripted_train_loss(monkeypatch, [7.7, 4.0, 2.5, 2.25, 17.3, 671.0, 2.2, 2.1])
+    status, metrics, _ = run(toy, epochs=6, scheduler="none", lr=1e-3, divergence_retries=1)
+    assert status == "ok" and calls == [1, 2, 3, 4, 5, 6, 5, 6]  # epochs 5 and 6 trained again
+    assert metrics["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert metrics["train_loss"].tolist() == pytest.approx([7.7, 4.0, 2.5, 2.25, 2.2, 2.1])
+    assert metrics["lr"].tolist() == pytest.approx([1e-3] * 4 + [1e-4] * 2)
+
+
+def test_a_jump_that_stays_up_again_marks_the_run_diverged(toy, monkeypatch):
+    scripted_train_loss(monkeypatch, [7.7, 4.0, 2.5, 2.25, 17.3, 671.0])
+    status, metrics, _ = run(toy, epochs=6, divergence_retries=0)
+    assert status == "diverged" and metrics["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_jump_that_stays_up_can_stop_with_a_clear_error(toy, monkeypatch):
+    scripted_train_loss(monkeypatch, [7.7, 4.0, 2.5, 2.25, 17.3, 671.0])
+    with pytest.raises(DivergenceError, match=r"loss jumped and stayed up \(17.3, 671 at epochs 5-6, over 3 x the best "
+                                              r"before, 2.25\) at epoch 6"):
+        run(toy, name="err", epochs=6, divergence_retries=0, on_divergence="error")
+
+
+@pytest.mark.parametrize("losses", [
+    [7.7, 4.0, 2.5, 2.25, 17.3, 2.3, 2.2, 2.1],   # a spike that comes back the next epoch
+    [7.7, 4.0, 2.5, 2.25, 6.0, 6.5, 3.0, 2.1],    # up 2.9 x the best for two epochs: under 3 x
+    [-2.0, -3.0, -2.9, -2.95, -2.8, -3.1, -3.0, -3.2],  # a negative loss wobbling (a CCA-like objective)
+])
+def test_a_spike_that_comes_back_is_left_alone(toy, monkeypatch, losses):
+    calls = scripted_train_loss(monkeypatch, losses)
+    status, metrics, _ = run(toy, epochs=8, scheduler="none", lr=1e-3, divergence_retries=0)
+    assert status == "ok" and calls == list(range(1, 9))
+    assert metrics["train_loss"].tolist() == pytest.approx(losses) and set(metrics["lr"]) == {1e-3}
+
+
+def test_jump_epochs_0_turns_the_check_off(toy, monkeypatch):
+    scripted_train_loss(monkeypatch, [7.7, 4.0, 2.5, 2.25, 17.3, 671.0])
+    status, _, _ = run(toy, epochs=6, divergence_retries=0, jump_epochs=0)
+    assert status == "ok"
+
+
+def test_grad_clip_clips_the_total_norm_and_the_norm_is_logged(toy, monkeypatch):
+    seen = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *a, **k):
+        params = list(params)
+        norm = original(params, max_norm, *a, **k)
+        after = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        seen.append((max_norm, float(norm), float(after)))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    _, metrics, _ = run(toy, name="off", epochs=1)
+    assert all(m == float("inf") and after == pytest.approx(n, rel=1e-5) for m, n, after in seen)  # default: no clip
+    assert metrics["grad_norm"].iloc[0] == pytest.approx(max(n for _, n, _ in seen), rel=1e-5)
+    seen.clear()
+    _, metrics, _ = run(toy, name="on", epochs=1, grad_clip=1e-3)
+    assert seen and all(m == 1e-3 and n > 1e-3 and after == pytest.approx(1e-3, rel=1e-3) for m, n, after in seen)
+    assert metrics["grad_norm"].iloc[0] > 1e-3  # the norm before clipping

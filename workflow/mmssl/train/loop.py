@@ -7,14 +7,18 @@ continues from it. The declared outputs ``model.pt``
 and ``metrics.tsv`` are written only when training ends, so a half-trained model never
 looks finished.
 
-Divergence: when a loss becomes NaN/inf the last good checkpoint is restored, the
-learning rate is lowered once (``lr_drop``) and training continues; if it diverges
-again the run ends with status ``diverged`` (or raises, with ``on_divergence: error``),
-and later steps report "diverged" in place of numbers.
+Divergence: when a loss becomes NaN/inf, an epoch's training loss explodes
+(``divergence_factor`` times the first epoch's) or jumps and stays up (``jump_factor``
+times its best so far for ``jump_epochs`` epochs in a row), the last good state (for a
+jump: the one before it began) is restored, the learning rate is lowered once
+(``lr_drop``) and training continues; if it diverges again the run ends with status
+``diverged`` (or raises, with ``on_divergence: error``), and later steps report
+"diverged" in place of numbers.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import json
@@ -85,6 +89,9 @@ class TrainSettings:
     amp: str
     divergence_retries: int
     divergence_factor: float
+    jump_factor: float
+    jump_epochs: int
+    grad_clip: float
     lr_drop: float
     on_divergence: str
     max_batches: int
@@ -282,6 +289,11 @@ class Trainer:
         # the epoch with the lowest validation loss so far: epoch, val_loss, model (CPU copy)
         self.best: dict[str, Any] | None = None
         self.divergence = ""  # what the last divergence was, for the message
+        # epochs to go back on a divergence: 1 = the last good state (self._good); a
+        # sustained jump goes back to the state before its first epoch
+        self._back = 1
+        # the last good states, newest last: one per epoch, as many as a sustained jump spans
+        self._goods: collections.deque[dict[str, Any]] = collections.deque(maxlen=max(settings.jump_epochs, 1))
         self.ckpt_path = self.out_dir / "checkpoint.pt"
         shaping = {k: v for k, v in asdict(settings).items() if k not in RUNTIME_KEYS}
         self.fp = fingerprint(method, fold, shaping, asdict(model_settings), [asdict(s) for s in store.sources],
@@ -335,7 +347,12 @@ class Trainer:
     def save_checkpoint(self) -> None:
         state = self.state()
         save_checkpoint(self.ckpt_path, state)
-        self._good = copy.deepcopy(state)
+        self._set_good(copy.deepcopy(state))
+
+    def _set_good(self, state: dict[str, Any]) -> None:
+        """Record ``state`` as the newest good one (the states a divergence can go back to)."""
+        self._good = state
+        self._goods.append(state)
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
@@ -350,7 +367,7 @@ class Trainer:
         self.train_loader.rng.bit_generator.state = meta["np_rng"]
 
     def try_resume(self) -> None:
-        self._good = copy.deepcopy(self.state())
+        self._set_good(copy.deepcopy(self.state()))
         if not self.ckpt_path.exists():
             return
         st = read_checkpoint(self.ckpt_path)
@@ -359,7 +376,10 @@ class Trainer:
             return
         self.load_state(st)
         # a copy: the optimiser keeps the loaded tensors as its own state and steps them in place
-        self._good = copy.deepcopy(st)
+        # (the states of the epochs before it are not in the checkpoint: a jump that began
+        # before the resume goes back to here)
+        self._goods.clear()
+        self._set_good(copy.deepcopy(st))
         log.info("%s: resumed from %s at epoch %d", self.label, self.ckpt_path, self.epoch)
 
     # --- epochs ------------------------------------------------------------------
@@ -394,7 +414,7 @@ class Trainer:
     def _run_batches(self, batches, bar) -> dict[str, float] | None:
         sums: dict[str, float] = {}
         n_batches = n_samples = skipped = 0
-        data_s = 0.0
+        data_s = grad_max = 0.0
         for i in range(self.steps_per_epoch):
             t0 = time.perf_counter()
             try:
@@ -422,13 +442,15 @@ class Trainer:
                 return None
             self.opt.zero_grad(set_to_none=True)
             total.backward()
-            # the total gradient norm (max_norm inf: nothing is clipped); a non-finite one
-            # would write inf/NaN into the weights at this step
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+            # the total gradient norm, before clipping (train.grad_clip; 0 = max_norm inf: nothing
+            # is clipped, the paper's and the authors' code); a non-finite one would write
+            # inf/NaN into the weights at this step
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip or float("inf"))
             if not torch.isfinite(norm):
                 self.divergence = "gradient became NaN/inf"
                 log.error("%s: non-finite gradient at epoch %d batch %d", self.label, self.epoch + 1, i)
                 return None
+            grad_max = max(grad_max, float(norm))
             self.opt.step()
             self.sched.step()
             for k, v in terms.items():
@@ -442,6 +464,7 @@ class Trainer:
                         self.epoch + 1)
         out = {k: v / max(n_batches, 1) for k, v in sums.items()}
         out["train_loss"] = sum(out.values())
+        out["grad_norm"] = grad_max  # the epoch's largest gradient norm, before clipping
         out["samples"] = n_samples
         out["data_s"] = data_s
         return out
@@ -464,10 +487,16 @@ class Trainer:
         return total / max(n, 1)
 
     def handle_divergence(self) -> bool:
-        """Restore the last good state and lower the lr; False when no retry is left."""
+        """Restore the last good state (``self._back`` epochs back, as far as the kept states
+        reach) and lower the lr; False when no retry is left."""
+        back, self._back = self._back, 1
         if self.retries_left <= 0:
             return False
         retries = self.retries_left - 1
+        # the states after the one restored belong to the epochs being undone
+        for _ in range(min(back, len(self._goods)) - 1):
+            self._goods.pop()
+        self._good = self._goods[-1]
         # from a copy: the optimiser adopts the given state tensors and would step the
         # saved good state in place, spoiling a second restore before the next checkpoint
         self.load_state(copy.deepcopy(self._good))
@@ -485,7 +514,7 @@ class Trainer:
         while self.epoch < epochs:
             t0 = time.perf_counter()
             stats = self.train_epoch()
-            if stats is not None and self.exploded(stats["train_loss"]):
+            if stats is not None and (self.exploded(stats["train_loss"]) or self.jumped(stats["train_loss"])):
                 stats = None
             if stats is None:
                 if self.handle_divergence():
@@ -519,6 +548,31 @@ class Trainer:
         self.divergence = f"loss exploded ({loss:.3g}, over {self.settings.divergence_factor:g} x the first epoch's)"
         log.error("%s: training loss %.4g at epoch %d exceeds %g x the first epoch's (bound %.4g)", self.label, loss,
                   self.epoch + 1, self.settings.divergence_factor, bound)
+        return True
+
+    def jumped(self, loss: float) -> bool:
+        """A sustained jump: this epoch's training loss and those of the ``jump_epochs`` - 1
+        epochs before it all above ``jump_factor`` times the best (lowest) training loss of
+        the epochs before them (measured from it: best + (jump_factor - 1) * max(|best|, 1),
+        so a loss near zero or below is no hair trigger). A spike that comes back within
+        ``jump_epochs`` epochs is left alone; a loss that jumps and stays up (S at the
+        one-cycle peak, benchmarks/README.md, issue 21) is a divergence, undone back to the
+        epoch before the jump. jump_epochs 0 turns the check off."""
+        m = self.settings.jump_epochs
+        if m <= 0 or len(self.rows) < m:  # at least one epoch before the streak to measure it from
+            return False
+        streak = [r["train_loss"] for r in self.rows[len(self.rows) - m + 1:]] + [loss]
+        before = [r["train_loss"] for r in self.rows[: len(self.rows) - m + 1]]
+        best = min(before)
+        bound = best + (self.settings.jump_factor - 1) * max(abs(best), 1.0)
+        if min(streak) <= bound:
+            return False
+        self._back = m
+        first = self.epoch + 2 - m
+        self.divergence = (f"loss jumped and stayed up ({', '.join(f'{v:.3g}' for v in streak)} at epochs "
+                           f"{first}-{self.epoch + 1}, over {self.settings.jump_factor:g} x the best before, {best:.3g})")
+        log.error("%s: training loss above %.4g (%g x the best before, %.4g) for %d epochs in a row (epochs %d-%d)",
+                  self.label, bound, self.settings.jump_factor, best, m, first, self.epoch + 1)
         return True
 
     def keep_if_best(self, val_loss: float) -> None:
