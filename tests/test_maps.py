@@ -48,9 +48,11 @@ GRID = {"voxel_mm": 6.0, "size": 32}  # the 32^3 known-answer benchmark: 192 mm 
 CLASSES = ["HC", "AD"]
 PROBE = {"n_trials": 4}  # the probe's binary settings: a short study, the schema's seed and max_iter
 TINY = {"width": 4, "latent": 16}
-# a strong, clean disease effect: the planted regions should be found by a few epochs
+# a strong, clean disease effect: the planted regions should be found by a few epochs (the
+# label is the shared factor's sign, label_noise 0: on the v2 generator, whose head size and
+# bias field add variance, label_noise 0.3 left the supervised T1w decision at test AUC 0.69)
 NO_NULL = {"permutations": 0}  # tests of other things skip the permutation null
-KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.3, noise=0.2)
+KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.0, noise=0.2)
 
 
 def attribution_of(folder: Path, source: str) -> dict[str, Path]:

@@ -54,6 +54,7 @@ def test_resume_after_interruption_is_exact(toy, interrupt_training):
     status, resumed, out = run(toy, name="resumed")
     state = read_model(out / "model.pt")[1]
     assert status == "ok" and resumed["epoch"].tolist() == [1, 2, 3]
+    assert list(resumed.columns) == list(straight.columns)  # the checkpoint's sorted JSON keys do not leak
     np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
     for k in reference:
         assert torch.allclose(reference[k].float(), state[k].float(), atol=1e-6), k

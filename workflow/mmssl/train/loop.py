@@ -45,6 +45,7 @@ from mmssl.data.two_view import redraw_views
 from mmssl.io import atomic_path
 from mmssl.objectives import build_method
 from mmssl.objectives.base import Method, ModelSettings
+from mmssl.progress import Progress
 from mmssl.settings import schema_settings
 from mmssl.train.checkpoint import model_meta, read_checkpoint, save_checkpoint, save_model
 
@@ -338,7 +339,10 @@ class Trainer:
         """Everything a resumed run needs to continue bit for bit: ``meta`` holds the plain
         values (stored as JSON), the rest are state dicts and RNG state tensors."""
         best = self.best or {}
-        meta = {"fingerprint": self.fp, "epoch": self.epoch, "rows": self.rows, "retries_left": self.retries_left,
+        # "columns": the rows' key order, which the checkpoint's JSON (sorted keys) would lose,
+        # so a resumed run writes metrics.tsv with the columns of an uninterrupted one
+        meta = {"fingerprint": self.fp, "epoch": self.epoch, "rows": self.rows,
+                "columns": list(self.rows[0]) if self.rows else [], "retries_left": self.retries_left,
                 "np_rng": self.train_loader.rng.bit_generator.state, "best_epoch": best.get("epoch"),
                 "best_val_loss": best.get("val_loss")}
         return {"meta": meta, "model": self.model.state_dict(), "best_model": best.get("model"), "opt": self.opt.state_dict(),
@@ -359,7 +363,9 @@ class Trainer:
         self.opt.load_state_dict(st["opt"])
         self.sched.load_state_dict(st["sched"])
         meta = st["meta"]
-        self.epoch, self.rows, self.retries_left = meta["epoch"], list(meta["rows"]), meta["retries_left"]
+        order = meta.get("columns", [])
+        self.rows = [{**{c: row[c] for c in order if c in row}, **row} for row in meta["rows"]]
+        self.epoch, self.retries_left = meta["epoch"], meta["retries_left"]
         self.best = (None if meta.get("best_epoch") is None else
                      {"epoch": meta["best_epoch"], "val_loss": meta["best_val_loss"], "model": st["best_model"]})
         torch.set_rng_state(st["torch_rng"])
@@ -511,6 +517,8 @@ class Trainer:
         self.try_resume()
         trainable = any(p.requires_grad for p in self.model.parameters()) and getattr(self.model, "trainable", True)
         epochs = self.settings.epochs if trainable else 0
+        # "<label>: epoch N/M: losses ... (elapsed, ETA)": a log line a reader of a SLURM log can use
+        progress = Progress(f"{self.label}: epoch", epochs, log, start=self.epoch)
         while self.epoch < epochs:
             t0 = time.perf_counter()
             stats = self.train_epoch()
@@ -532,7 +540,8 @@ class Trainer:
                    "data_s": round(stats["data_s"], 3), "data_fraction": round(stats["data_s"] / max(seconds, 1e-9), 3)}
             self.rows.append(row)
             self.keep_if_best(row["val_loss"])
-            log.info("%s: %s", self.label, "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            progress.step(self.epoch, "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in row.items() if k != "epoch"))
             self.save_checkpoint()
         return "ok"
 
