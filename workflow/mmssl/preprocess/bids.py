@@ -158,7 +158,9 @@ class Sidecars:
     resolve and glob were most of discovery's time there)."""
 
     def __init__(self, bids_dir: Path) -> None:
-        self.root = os.path.abspath(bids_dir)
+        # paths stay in the form they were given (relative stays relative): they become the
+        # BOLD jobs' inputs and --tr-source, which must not change when a run is moved
+        self.root = os.path.normpath(bids_dir)
         self._names: dict[str, list[str]] = {}
         self._listing: dict[str, list[tuple[str, str, frozenset[tuple[str, str]]]]] = {}
         self._json: dict[str, dict[str, Any]] = {}
@@ -166,7 +168,7 @@ class Sidecars:
     def listdir(self, folder: str | Path) -> list[str]:
         """The sorted names in ``folder`` ([] when it does not exist), each folder listed
         once: images and sidecars are looked up in the same folders."""
-        key = os.path.abspath(folder)
+        key = os.path.normpath(folder)
         if key not in self._names:
             try:
                 self._names[key] = sorted(os.listdir(key))
@@ -182,10 +184,13 @@ class Sidecars:
         if image is None:
             return []
         wanted = set(image.entities) | {("sub", image.subject)}
-        folder = os.path.dirname(os.path.abspath(nifti))
+        folder = os.path.dirname(os.path.normpath(nifti)) or "."
         levels = [folder]
-        while folder != self.root and os.path.dirname(folder) != folder:
-            folder = os.path.dirname(folder)
+        while folder != self.root:
+            parent = os.path.dirname(folder) or "."
+            if parent == folder:  # the file lies outside bids_dir: its own folders only
+                break
+            folder = parent
             levels.append(folder)
         chain: list[Path] = []
         for level in reversed(levels):
