@@ -7,7 +7,7 @@ having just been written and walked):
 
   walk        ``os.walk`` of the whole tree (a floor: listing every file, nothing parsed)
   glob        ``glob`` of ``sub-*/ses-*/{anat,func}/sub-*_{T1w,bold}.nii*`` (the names discovery needs)
-  ours        ``mmssl.preprocess.bids.discover(bids_dir, ["T1w", "bold"])``
+  ours        ``mmssl.bids.layout.discover(bids_dir, ["T1w", "bold"])``
   pybids      ``BIDSLayout(root, validate=False, indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))``
   pybids_meta the same with ``index_metadata=True`` (pybids' default; reads every JSON sidecar)
   pybids_db   the same as pybids_meta with ``database_path=``: built once (timed, not repeated), then the
@@ -55,7 +55,7 @@ if not any(Path(p, "mmssl").is_dir() for p in sys.path if p):
     sys.path.insert(0, str(HERE.parent / "workflow"))
 
 TOOLS = ("walk", "glob", "ours", "pybids", "pybids_meta", "pybids_db", "b2t", "b2t_meta")
-NEEDS = {"ours": "mmssl.preprocess.bids", "pybids": "bids", "pybids_meta": "bids", "pybids_db": "bids",
+NEEDS = {"ours": "mmssl.bids.layout", "pybids": "bids", "pybids_meta": "bids", "pybids_db": "bids",
          "b2t": "bids2table", "b2t_meta": "bids2table"}
 MODALITIES = ("T1w", "bold")
 NIFTI = (".nii", ".nii.gz")
@@ -124,7 +124,7 @@ def measure(tool: str, root: str, db: str | None) -> dict:
         out["index_s"] = time.perf_counter() - t0
         out.update(images=len(found))
     elif tool == "ours":
-        from mmssl.preprocess.bids import discover
+        from mmssl.bids.layout import discover
 
         result = discover(root, list(MODALITIES))
         out["index_s"] = time.perf_counter() - t0
@@ -319,10 +319,10 @@ def correctness(data_dir: str, datasets: list[str]) -> None:
         return
     from bids import BIDSLayout
 
-    have_ours = importable("mmssl.preprocess.bids")
+    have_ours = importable("mmssl.bids.layout")
     have_b2t = importable("bids2table")
     if have_ours:
-        print(f"SKIP ours: cannot import mmssl.preprocess.bids ({have_ours})")
+        print(f"SKIP ours: cannot import mmssl.bids.layout ({have_ours})")
     if have_b2t:
         print(f"SKIP bids2table: cannot import it ({have_b2t})")
     summary = []
@@ -415,7 +415,7 @@ def correctness(data_dir: str, datasets: list[str]) -> None:
 def _ours_view(root: Path) -> tuple[dict[str, dict], dict[str, str]]:
     """Our reader's T1w and BOLD images (every task): entities from its name parser (plus the
     datatype folder it globbed), discover's own columns, and the TR of the nearest sidecar."""
-    from mmssl.preprocess.bids import discover, parse_bids_name
+    from mmssl.bids.layout import discover, parse_bids_name
 
     result = discover(root, list(MODALITIES), bold_task=None)
     notes = {os.path.realpath(r.path): f"excluded by discover: {r.reason}" for r in result.excluded.itertuples()}

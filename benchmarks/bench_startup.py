@@ -29,7 +29,7 @@ COMMANDS = {
     "similarity": "import mmssl.evaluate.commands, mmssl.evaluate.similarity",
     "report": "import mmssl.report.tables",
     "collect": "import mmssl.preprocess.commands",
-    "discover": "import mmssl.preprocess.discovery",
+    "discover": "import mmssl.bids.discovery",
     "preprocess-anat": "import mmssl.preprocess.pipeline",
     "maps": "import mmssl.maps.pipeline",
 }

@@ -8,7 +8,7 @@ Writes ``OUT_DIR/bids/sub-OAS3xxxx/ses-dNNNN/{anat,func}/`` with empty NIfTI fil
 each (BOLD ones carry ``RepetitionTime``), ``dataset_description.json``, and
 ``OUT_DIR/OASIS3_UDSb4_cdr.csv`` in the OASIS-3 UDS layout that discovery reads
 (``OASISID, OASIS_session_label, days_to_visit, age at visit, M/F, CDRTOT, dx1``, as
-``mmssl.preprocess.synthetic`` writes it). Discovery reads names only, so this tree plans
+``mmssl.data.synthetic`` writes it). Discovery reads names only, so this tree plans
 exactly like the real one (``snakemake -n``) without a byte of image data.
 
 Shape at the default 800 subjects (OASIS-3: ~2,000 MR sessions, ~4,000 resting-state runs):

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmssl.preprocess.bids import Selection, discover, find_sidecar, parse_bids_name, session_days
-from mmssl.preprocess.clinical import (
+from mmssl.bids.layout import Selection, discover, find_sidecar, parse_bids_name, session_days
+from mmssl.bids.clinical import (
     PairingSettings,
     apply_label_rule,
     build_samples,
@@ -22,7 +22,7 @@ from mmssl.preprocess.clinical import (
 )
 from mmssl.schema import schema_defaults
 from mmssl.preprocess.commands import add_commands
-from mmssl.preprocess.errors import NotEnoughSubjectsError
+from mmssl.errors import NotEnoughSubjectsError
 
 T1_BOLD = ["T1w", "bold"]  # the raw modalities of the default sources [T1w, fALFF]
 

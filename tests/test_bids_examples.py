@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmssl.preprocess.bids import Selection, Sidecars, discover, parse_bids_name
+from mmssl.bids.layout import Selection, Sidecars, discover, parse_bids_name
 from mmssl.preprocess.commands import add_commands
-from mmssl.preprocess.discovery import NothingToUseError, require_usable, run_discovery
+from mmssl.bids.discovery import NothingToUseError, require_usable, run_discovery
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "bids-examples"
 RAW = ["T1w", "bold"]

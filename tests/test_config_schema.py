@@ -15,10 +15,10 @@ import yaml
 from mmssl.config import validate
 from mmssl.schema import ConfigError, load_schema, schema_defaults
 from mmssl.settings import schema_default
-from mmssl.preprocess.bids import DEFAULT_SESSION_DAY_PATTERNS
-from mmssl.preprocess.clinical import ClinicalColumns, PairingSettings
-from mmssl.preprocess.bids import Selection
-from mmssl.preprocess.discovery import day_patterns, discover_values
+from mmssl.bids.layout import DEFAULT_SESSION_DAY_PATTERNS
+from mmssl.bids.clinical import ClinicalColumns, PairingSettings
+from mmssl.bids.layout import Selection
+from mmssl.bids.discovery import day_patterns, discover_values
 from mmssl.preprocess.falff import FalffSettings
 from mmssl.preprocess.header import HeaderLimits
 from mmssl.preprocess.masking import MaskSettings

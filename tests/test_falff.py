@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.falff import (
     FalffSettings,
     TooFewVolumesError,

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.header import HeaderLimits, QC_FIELDS, check_header, read_header
 
 T1W = HeaderLimits(voxel_mm=(0.3, 4.0), shape=(8, 512), sform_qform_tolerance_mm=1.0)

@@ -62,7 +62,7 @@ def test_high_motion_is_flagged_only_when_measured():
 
 @pytest.fixture(scope="module")
 def one_bold(tmp_path_factory):
-    from mmssl.preprocess.synthetic import make_synthetic_bids
+    from mmssl.data.synthetic import make_synthetic_bids
 
     root = make_synthetic_bids(tmp_path_factory.mktemp("bids") / "bids", n_subjects=1, seed=5, n_volumes=80,
                                compresslevel=1)

@@ -10,15 +10,15 @@ import pytest
 
 from mmssl.config import validate
 from mmssl.paths import derivatives_of, raw_modalities
-from mmssl.preprocess.bids import session_days
-from mmssl.preprocess.clinical import (
+from mmssl.bids.layout import session_days
+from mmssl.bids.clinical import (
     PairingSettings,
     build_samples,
     read_clinical,
     sample_id,
     sample_keys,
 )
-from mmssl.preprocess.collect import collect, preproc_samples, write_status
+from mmssl.bids.collect import collect, preproc_samples, write_status
 from mmssl.schema import ConfigError
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mmssl.data.store import read_store
-from mmssl.preprocess.pack import pack_store
-from mmssl.preprocess.standardize import (
+from mmssl.data.pack import pack_store
+from mmssl.data.standardize import (
     LeakageError,
     apply_standardization,
     landmarks_from_samples,

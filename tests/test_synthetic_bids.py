@@ -14,10 +14,10 @@ import pytest
 from nilearn import datasets
 from scipy import ndimage
 
-from mmssl.preprocess.bids import discover
-from mmssl.preprocess.clinical import PairingSettings, build_samples, read_clinical
+from mmssl.bids.layout import discover
+from mmssl.bids.clinical import PairingSettings, build_samples, read_clinical
 from mmssl.preprocess.falff import FalffSettings, falff_file, read_tr
-from mmssl.preprocess.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
+from mmssl.data.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
 
 N_VOLUMES = 120
 DUMMIES = 4

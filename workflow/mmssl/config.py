@@ -88,7 +88,7 @@ def _check_mri_values(config: dict[str, Any]) -> None:
     mri = {name: spec for name, spec in config.get("datasets", {}).items() if spec.get("kind") == "bids_mri"}
     if not mri:
         return  # the imports below pull in SimpleITK, nibabel and pandas
-    from mmssl.preprocess.discovery import check_discover_settings
+    from mmssl.bids.discovery import check_discover_settings
     from mmssl.preprocess.falff import FalffSettings
     from mmssl.preprocess.settings import MriSettings
 

@@ -3,7 +3,7 @@
 :func:`bids` is modelled on hippunfold's / snakebids' ``bids()``: keyword entities in,
 ``root/sub-X[/ses-Y]/datatype/sub-X[_ses-Y]_key-value_..._suffix.ext`` out. Any value may
 be a Snakemake wildcard (``"{scan}"``), so the rules declare their outputs with the very
-function that :mod:`mmssl.preprocess.collect` uses to find them again; the names cannot
+function that :mod:`mmssl.bids.collect` uses to find them again; the names cannot
 drift apart.
 
 The derivatives of one native scan are named after the scan: its own entities

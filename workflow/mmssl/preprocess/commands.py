@@ -2,7 +2,7 @@
 in, file out: synthetic-bids, discover, preprocess-anat, preprocess-bold, collect,
 landmarks, pack and qc.
 
-Bad input, one policy: only :class:`~mmssl.preprocess.errors.BadInputError` (an error that
+Bad input, one policy: only :class:`~mmssl.errors.BadInputError` (an error that
 describes the input: unreadable file, implausible header, too few volumes, failed
 registration, ...) excludes a scan. The job then succeeds with the reason in its status
 file and empty placeholders for its image outputs, so the rest of the dataset goes on.
@@ -24,8 +24,8 @@ import numpy as np
 
 from mmssl.io import write_tsv
 from mmssl.paths import ALFF_DERIVATIVES, SOURCES, STRUCTURAL, derivative_specs, scan_prefix
-from mmssl.preprocess.collect import collect, read_samples, read_table, source_columns, write_status
-from mmssl.preprocess.errors import BadInputError
+from mmssl.bids.collect import collect, read_samples, read_table, source_columns, write_status
+from mmssl.errors import BadInputError
 from mmssl.settings import settings_arg
 
 
@@ -80,15 +80,15 @@ def cmd_preprocess_bold(args: argparse.Namespace) -> int:
 
 
 def cmd_synthetic_bids(args: argparse.Namespace) -> int:
-    from mmssl.preprocess.synthetic import make_synthetic_bids  # pulls nilearn; only this command needs it
+    from mmssl.data.synthetic import make_synthetic_bids  # pulls nilearn; only this command needs it
 
     make_synthetic_bids(args.out, n_subjects=args.n_subjects, seed=args.seed, bad_inputs=args.bad_inputs)
     return 0
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from mmssl.preprocess.derivatives import write_dataset_description
-    from mmssl.preprocess.discovery import require_usable, run_discovery
+    from mmssl.bids.derivatives import write_dataset_description
+    from mmssl.bids.discovery import require_usable, run_discovery
 
     settings = dict(args.settings_json)
     for key in ("participant_label", "exclude_participant_label"):  # the BIDS-App flags override the config keys
@@ -131,8 +131,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
     from mmssl.data.splits import read_split
-    from mmssl.preprocess.pack import mask_column
-    from mmssl.preprocess.standardize import landmarks_from_samples, save_landmarks
+    from mmssl.data.pack import mask_column
+    from mmssl.data.standardize import landmarks_from_samples, save_landmarks
 
     samples = read_samples(args.samples)
     landmarks = landmarks_from_samples(samples, read_split(args.splits), args.modality, mask_column(samples, args.modality))
@@ -142,9 +142,9 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from mmssl.data.splits import read_split
-    from mmssl.preprocess.pack import pack_store
+    from mmssl.data.pack import pack_store
     from mmssl.preprocess.settings import MriSettings
-    from mmssl.preprocess.standardize import load_landmarks
+    from mmssl.data.standardize import load_landmarks
 
     settings = MriSettings.from_config(args.settings_json)
     given = dict(args.landmarks)
@@ -160,7 +160,7 @@ def cmd_qc(args: argparse.Namespace) -> int:
     """qc.tsv has a row per sample; each subject gets one montage, of its most-flagged
     sample, with a row per source that sample has."""
     from mmssl.data.store import present_column
-    from mmssl.preprocess.pack import presence
+    from mmssl.data.pack import presence
     from mmssl.preprocess.qc import excluded_flags, qc_table, subject_montages, write_html, write_montage
     from mmssl.preprocess.settings import MriSettings
 

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.fft
 
 from mmssl.io import atomic_path
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.header import read_data, read_header
 
 _CHUNK_VOXELS = 8192  # (8192, ~160) float32 blocks (~5 MB) stay in cache; a whole brain at once does not

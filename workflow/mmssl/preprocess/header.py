@@ -32,7 +32,7 @@ import nibabel as nib
 from nibabel import quaternions
 import numpy as np
 
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 
 # |det| of the 3x3 part (mm^3 per voxel) below which the affine cannot be inverted reliably.
 # Real voxels are >= ~0.1 mm^3 (0.5 mm isotropic is 0.125), so 1e-6 only catches a zero or

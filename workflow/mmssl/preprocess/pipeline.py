@@ -7,7 +7,7 @@ in native space, the mean EPI registered to the template, the maps moved onto th
 grid. :func:`preprocess_anat_files` / :func:`preprocess_bold_files` read the raw scan,
 validate its header first (:mod:`mmssl.preprocess.header`), and write every derivative
 named by :func:`mmssl.paths.derivative_specs`. Input that cannot be used raises
-:class:`~mmssl.preprocess.errors.BadInputError`; anything else is a bug and propagates.
+:class:`~mmssl.errors.BadInputError`; anything else is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mmssl.io import write_json, write_tsv
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.falff import FalffSettings, GivenTR, falff_file
 from mmssl.preprocess.header import checked_header
 from mmssl.preprocess.masking import brain_mask_fsl, brain_mask_python, register_to_template, template_metric_mask

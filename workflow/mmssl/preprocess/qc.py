@@ -176,7 +176,7 @@ def excluded_flags(table: pd.DataFrame, excluded: pd.DataFrame | None) -> pd.Dat
     flagged rows first again."""
     if excluded is None or excluded.empty:
         return table
-    from mmssl.preprocess.bids import parse_bids_name
+    from mmssl.bids.layout import parse_bids_name
 
     lost: dict[str, set[str]] = {}
     for row in excluded.itertuples(index=False):

@@ -26,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.fsl import require_fsl
 
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, self-inverse

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from mmssl.io import atomic_path
-from mmssl.preprocess.errors import BadInputError
+from mmssl.errors import BadInputError
 from mmssl.preprocess.header import read_data, read_header
 from mmssl.preprocess.registration import save_transform
 

@@ -12,7 +12,7 @@ The preprocessed samples table (``preproc/samples.tsv``), one row per sample::
     sample  subject  label ...  {source}  mask_{source}  {source}_qc  (per source)  {modality}_session ...
 
 with empty cells where the sample lacks the source. A sample that lost a scan is renamed
-after the scans it keeps (:func:`mmssl.preprocess.clinical.sample_id`); one left with the
+after the scans it keeps (:func:`mmssl.bids.clinical.sample_id`); one left with the
 same scans as another, or with a subset of another's, is dropped (it is what discovery
 would have formed had the scan never existed), and one left with none is excluded.
 """
@@ -27,8 +27,8 @@ import pandas as pd
 
 from mmssl.io import write_tsv
 from mmssl.paths import derivatives_of, map_key, raw_modalities, sources_of
-from mmssl.preprocess.bids import EXCLUDED_COLUMNS, exclusion_row
-from mmssl.preprocess.clinical import SCAN_FIELDS, sample_id, sample_keys
+from mmssl.bids.layout import EXCLUDED_COLUMNS, exclusion_row
+from mmssl.bids.clinical import SCAN_FIELDS, sample_id, sample_keys
 
 STATUS_COLUMNS = list(EXCLUDED_COLUMNS)
 

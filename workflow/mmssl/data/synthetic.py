@@ -50,7 +50,7 @@ from scipy import ndimage
 
 from mmssl.io import atomic_dir
 
-GENERATOR_NAME = "mmssl.preprocess.synthetic"
+GENERATOR_NAME = "mmssl.data.synthetic"
 CLINICAL_NAME = "phenotype/OASIS3_UDSb4_cdr.csv"
 # Default-mode regions where AD lowers low-frequency BOLD amplitude: posterior cingulate /
 # precuneus and both angular gyri (MNI mm), the classic AD fALFF findings.

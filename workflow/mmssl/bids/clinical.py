@@ -36,7 +36,7 @@ whose label has no day number (``ses-M000`` gives days via months, ``ses-baselin
 excluded unless ``undated_session_days`` supplies one.
 
 This clinical table is one adapter; a dataset without one takes its subjects' labels from
-BIDS itself (:mod:`mmssl.preprocess.participants`, :func:`build_subject_samples`), where
+BIDS itself (:mod:`mmssl.bids.participants`, :func:`build_subject_samples`), where
 every session is used and no visit is matched.
 
 ``pairing: auto`` (the default) is ``all`` for a subject whose every session carries a day
@@ -60,8 +60,8 @@ import numpy as np
 import pandas as pd
 
 from mmssl.paths import BOLD
-from mmssl.preprocess.bids import EXCLUDED_COLUMNS
-from mmssl.preprocess.errors import NotEnoughSubjectsError
+from mmssl.bids.layout import EXCLUDED_COLUMNS
+from mmssl.errors import NotEnoughSubjectsError
 
 SUBJECT_COLUMNS = ("subject", "label", "age", "sex", "n_samples")
 SAMPLE_COLUMNS = ("sample", "subject", "label", "age", "sex", "days_gap")
@@ -345,7 +345,7 @@ def build_subject_samples(scans: pd.DataFrame, subjects: pd.DataFrame, modalitie
                           pairing: str) -> SamplesResult:
     """Samples without clinical visits: every session is used, and each subject takes its
     label, age and sex from ``subjects`` (columns subject, label, age, sex, from
-    :func:`mmssl.preprocess.participants.read_participants`; a subject not in it gets an
+    :func:`mmssl.bids.participants.read_participants`; a subject not in it gets an
     empty label). ``pairing``: auto, all or same_session (visit needs a clinical table)."""
     if pairing == "visit":
         raise ValueError("discover.pairing: visit matches clinical visits, which needs clinical_csv; "

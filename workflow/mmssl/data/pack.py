@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mmssl.data.store import present_column, write_store
-from mmssl.preprocess.standardize import apply_standardization
+from mmssl.data.standardize import apply_standardization
 from mmssl.types import SourceSpec
 
 

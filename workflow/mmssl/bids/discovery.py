@@ -1,7 +1,7 @@
 """Discovery of one BIDS dataset: the scans of the configured sources' raw modalities
-(:mod:`mmssl.preprocess.bids`), the subjects' labels (a clinical visit table,
-:mod:`mmssl.preprocess.clinical`, or BIDS's own participants table,
-:mod:`mmssl.preprocess.participants`), the samples, and every exclusion with its reason.
+(:mod:`mmssl.bids.layout`), the subjects' labels (a clinical visit table,
+:mod:`mmssl.bids.clinical`, or BIDS's own participants table,
+:mod:`mmssl.bids.participants`), the samples, and every exclusion with its reason.
 
 Discovery stops, with one message naming the keys to change, when no subject is usable or
 a configured source has no scan at all: found at plan time rather than after hours of
@@ -20,22 +20,22 @@ from typing import Any
 import pandas as pd
 
 from mmssl.paths import BOLD, raw_modalities, sources_of
-from mmssl.preprocess.bids import Selection, discover, missing_reason
-from mmssl.preprocess.clinical import (
+from mmssl.bids.layout import Selection, discover, missing_reason
+from mmssl.bids.clinical import (
     PairingSettings,
     build_samples,
     build_subject_samples,
     read_clinical,
     require_subjects_per_class,
 )
-from mmssl.preprocess.errors import NotEnoughSubjectsError
-from mmssl.preprocess.participants import read_participants
+from mmssl.errors import NotEnoughSubjectsError
+from mmssl.bids.participants import read_participants
 
 
 @dataclass
 class Discovery:
     """subjects: one row per subject; samples: one row per sample (one scan per raw
-    modality, empty where absent: :func:`mmssl.preprocess.clinical.sample_columns`);
+    modality, empty where absent: :func:`mmssl.bids.clinical.sample_columns`);
     excluded: every run, visit or subject left out, with its reason (columns of
     ``EXCLUDED_COLUMNS``)."""
 
