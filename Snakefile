@@ -29,5 +29,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        all_reports(),
+        PLAN.all_results(),
     default_target: True

@@ -5,6 +5,7 @@ Read from the source with ast (nothing imported), so a violation names file and 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,101 @@ def test_stage_command_modules_do_not_import_the_cli() -> None:
 def test_train_package_init_is_only_a_docstring() -> None:
     body = ast.parse(MODULES["mmssl.train"].read_text()).body
     assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+
+
+# The intended layer order, lowest first: a module may import its own layer and the layers
+# below it, never one above (no back-imports: evaluate and maps do not reach into train, data
+# does not reach into the trainer, the BIDS reader knows nothing of stores). A layer is a list
+# of package prefixes; the top-level modules not named are the core (layer 0).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("mmssl.types", "mmssl.io", "mmssl.paths", "mmssl.settings", "mmssl.schema", "mmssl.version",
+              "mmssl.progress", "mmssl.errors", "mmssl.device", "mmssl.augment", "mmssl.modalities",
+              "mmssl.arguments", "mmssl")),
+    ("BIDS input", ("mmssl.bids",)),
+    ("per-scan imaging", ("mmssl.preprocess",)),
+    ("data", ("mmssl.data",)),
+    ("models", ("mmssl.models",)),
+    ("objectives", ("mmssl.objectives",)),
+    ("train", ("mmssl.train",)),
+    ("evaluate", ("mmssl.evaluate",)),
+    ("maps", ("mmssl.maps",)),
+    ("report", ("mmssl.report",)),
+    ("entry points", ("mmssl.config", "mmssl.plan", "mmssl.cli", "mmssl.__main__")),
+]
+
+
+def layer_of(module: str, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> int:
+    """The index of the layer naming ``module`` or its longest named prefix."""
+    best, found = -1, None
+    for i, (_, prefixes) in enumerate(layers):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    assert found is not None, f"{module}: in no layer of tests/test_layout.py LAYERS; add it there"
+    return found
+
+
+def back_imports(modules: dict[str, Path]) -> list[str]:
+    """Every import of a module from a higher layer, as 'file:line: module (layer) imports
+    target (higher layer)'."""
+    offences = []
+    for name, path in modules.items():
+        mine = layer_of(name)
+        for line, target, _ in imports(path):
+            while target not in MODULES and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in MODULES and layer_of(target) > mine:
+                offences.append(f"{path.name}:{line}: {name} ({LAYERS[mine][0]}) imports {target} "
+                                f"({LAYERS[layer_of(target)][0]})")
+    return offences
+
+
+def test_no_module_imports_from_a_higher_layer():
+    assert back_imports(MODULES) == []
+
+
+def test_the_layer_check_finds_a_planted_back_import(tmp_path):
+    """The test above can fail: a store module importing the trainer is named."""
+    planted = tmp_path / "store.py"
+    planted.write_text("from mmssl.train.checkpoint import load\n")
+    assert back_imports({"mmssl.data.store": planted}) == [
+        "store.py:1: mmssl.data.store (data) imports mmssl.train.checkpoint (train)"]
+
+
+def test_evaluate_and_maps_do_not_import_train():
+    offences = [f"{name}: {target}" for name, path in MODULES.items()
+                if name.startswith(("mmssl.evaluate", "mmssl.maps"))
+                for _, target, _ in imports(path) if target.startswith("mmssl.train")]
+    assert offences == []
+
+
+def test_no_package_holds_more_than_a_quarter_of_the_lines():
+    lines: dict[str, int] = {}
+    for name, path in MODULES.items():
+        package = ".".join(name.split(".")[:2]) if path.parent != PACKAGE else "mmssl (top level)"
+        lines[package] = lines.get(package, 0) + len(path.read_text().splitlines())
+    total = sum(lines.values())
+    assert {p: n for p, n in lines.items() if n > total / 4} == {}, sorted(lines.items(), key=lambda kv: -kv[1])
+
+
+RULES = PACKAGE.parents[0] / "rules"
+
+
+def test_rules_compare_no_dataset_kind_or_modality_name():
+    """The rules ask the registries (PLAN, mmssl.data.kinds, mmssl.paths): no kind name, no
+    ``["kind"]`` lookup and no quoted modality in a rule file or the Snakefile."""
+    from mmssl.data.kinds import KINDS
+
+    names = [*(f'"{k}"' for k in KINDS), *(f"'{k}'" for k in KINDS), '["kind"]', "['kind']", '"T1w"', '"T2w"', '"FLAIR"', '"bold"', '"fALFF"', '"ALFF"']
+    files = [*sorted(RULES.glob("*.smk")), PACKAGE.parents[1] / "Snakefile"]
+    offences = [f"{f.name}:{i}: {line.strip()}" for f in files
+                for i, line in enumerate(f.read_text().splitlines(), 1)
+                if not line.lstrip().startswith("#") and any(n in line for n in names)]
+    assert offences == []
+
+
+def test_common_smk_is_a_thin_adapter():
+    """At most 20 helpers (functions) in common.smk, and none in the other rule files
+    (Snakemake's linter wants rules and functions apart; the logic is in mmssl.plan)."""
+    helpers = {f.name: len(re.findall(r"^def ", f.read_text(), re.M)) for f in RULES.glob("*.smk")}
+    assert helpers.pop("common.smk") <= 20 and set(helpers.values()) == {0}

@@ -195,7 +195,7 @@ rule collect:
     input: "model.pt", expand("pre/t1_{i}.nii", i=range(3)), expand("pre/bold_{i}.nii", i=range(2))
     output: "all.txt"
     shell: "touch {output}"
-rule preprocess_t1:
+rule preprocess_anat:
     output: "pre/t1_{i}.nii"
     group: "preprocess"
     shell: "touch {output}"
@@ -219,7 +219,7 @@ def expected_group(n: int, cores: int | None, threads=1, mem_mb=2000, runtime=10
 
 @pytest.mark.slow
 def test_preprocess_group_requests(tmp_path):
-    """5 parallel preprocess_t1/preprocess_bold jobs (threads 1, mem_mb 2000, runtime 10
+    """5 parallel preprocess_anat/preprocess_bold jobs (threads 1, mem_mb 2000, runtime 10
     from the profile) in one group "preprocess" job: as the profile is, and with --cores 2,
     which stacks them into layers of 2 (and also caps every rule's threads at 2)."""
     profile_cores = yaml.safe_load((PROFILE / "config.v8+.yaml").read_text()).get("cores")

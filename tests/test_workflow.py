@@ -222,8 +222,8 @@ def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
     excluded = pd.read_csv(tmp_path / "results" / "oasis" / "preproc" / "discovery_excluded.tsv", sep="\t")
     assert set(excluded["subject"]) == {"OAS39997"} and excluded["reason"].str.contains("no usable scan").any()
     counts_run = job_counts(snakemake(tmp_path, "-n", config=config).stdout)
-    assert counts_run["preprocess_t1"] == counts["T1w"] and counts_run["preprocess_bold"] == counts["bold"]
-    assert "preprocess_anat" not in counts_run and "preprocess_bold_alff" not in counts_run
+    assert counts_run["preprocess_anat"] == counts["T1w"] and counts_run["preprocess_bold"] == counts["bold"]
+    assert "preprocess_bold_alff" not in counts_run
     assert counts_run["collect"] == counts_run["qc"] == 1 and counts_run["pack"] == 2 and counts_run["landmarks"] == 4
 
 
@@ -232,8 +232,8 @@ def test_zero_byte_bids_trees_plan_one_job_per_scan(tmp_path, variant):
     ("[FLAIR, T1w, T2w, ALFF]", ["FLAIR", "T2w"], "preprocess_bold_alff"),
 ])
 def test_more_sources_plan_their_own_preprocessing_landmarks_and_one_pack_per_fold(tmp_path, sources, structural, bold_rule):
-    """sources with T2w / FLAIR / ALFF: a preprocess_anat job per T2w or FLAIR image (its
-    {suffix} named), the BOLD jobs declaring the ALFF maps when ALFF is a source,
+    """sources with T2w / FLAIR / ALFF: a preprocess_anat job per structural image (its
+    {suffix} named, T1w's too), the BOLD jobs declaring the ALFF maps when ALFF is a source,
     landmarks per source and fold, one pack per fold with every source's landmarks."""
     clinical, counts = zero_byte_bids(tmp_path / "bids", "oasis")
     config = bids_config(tmp_path, clinical, sources)
@@ -241,10 +241,10 @@ def test_more_sources_plan_their_own_preprocessing_landmarks_and_one_pack_per_fo
     proc = snakemake(tmp_path, "-n", "-p", config=config)
     planned = job_counts(proc.stdout)
     names = sources.strip("[]").split(", ")
-    assert planned["preprocess_t1"] == counts["T1w"] and planned["preprocess_anat"] == sum(counts[s] for s in structural)
+    assert planned["preprocess_anat"] == counts["T1w"] + sum(counts[s] for s in structural)
     assert planned[bold_rule] == counts["bold"] and {"preprocess_bold", "preprocess_bold_alff"} - {bold_rule} - set(planned)
     assert planned["landmarks"] == 2 * len(names) and planned["pack"] == 2 and planned["collect"] == 1
-    for suffix in structural:
+    for suffix in ["T1w", *structural]:
         assert f"--suffix {suffix}" in proc.stdout and f"desc-brain{suffix}_mask.nii.gz" in proc.stdout
     for other in {"T2w", "FLAIR"} - set(structural):
         assert f"_{other}.nii.gz" not in proc.stdout  # a structural suffix that is no source is never read
@@ -304,7 +304,7 @@ def test_a_new_discovery_of_unchanged_data_preprocesses_no_scan(mri_copy):
     snakemake(mri_copy, "--forcerun", "discover", "results/oasis_synthetic/excluded.tsv", config=config)
     assert preprocessing_files(mri_copy) == before  # no scan preprocessed again
     counts = job_counts(snakemake(mri_copy, "-n", config=config).stdout)
-    assert counts.get("preprocess_t1", 0) == counts.get("preprocess_bold", 0) == 0, counts
+    assert counts.get("preprocess_anat", 0) == counts.get("preprocess_bold", 0) == 0, counts
     assert counts.get("discover", 0) == 0
 
 
@@ -322,7 +322,7 @@ def test_changing_one_raw_t1w_replans_only_its_chain(mri_copy):
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj) * 1.01, img.affine, img.header), t1)
     proc = snakemake(mri_copy, "-n", config=ROOT / ".test" / "config-mri.yaml")
     counts = job_counts(proc.stdout)
-    assert counts["preprocess_t1"] == 1 and counts.get("preprocess_bold", 0) == 0, counts
+    assert counts["preprocess_anat"] == 1 and counts.get("preprocess_bold", 0) == 0, counts
     assert counts.get("discover", 0) == 0 and counts["collect"] == 1
     assert f"scan={t1.name.removesuffix('_T1w.nii.gz')}" in proc.stdout  # that scan, no other
     assert counts["train"] == 4  # what depends on the preprocessed samples follows
@@ -515,7 +515,7 @@ def test_a_missing_data_path_names_its_config_key(tmp_path, key):
                                                ("python", "cpu", "../../envs/mmssl-cpu.yaml"),
                                                ("fsl", "cpu", "../../envs/fsl-cpu.yaml")])
 def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, backend, torch, env):
-    """With --software-deployment-method conda, the scan rules (preprocess_t1/_anat/_bold/
+    """With --software-deployment-method conda, the scan rules (preprocess_anat/_bold/
     _bold_alff) run in envs/fsl.yaml (FSL from its conda channel) when the dataset's backend is fsl."""
     from types import SimpleNamespace
 
@@ -530,7 +530,7 @@ def test_rules_that_can_call_fsl_use_the_fsl_env_with_the_fsl_backend(tmp_path, 
         workflow = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[config]),
                                 snakefile=ROOT / "Snakefile", workdir=tmp_path)._workflow
         wildcards = SimpleNamespace(dataset="oasis", scan="x")
-        for rule in ("preprocess_t1", "preprocess_anat", "preprocess_bold", "preprocess_bold_alff"):
+        for rule in ("preprocess_anat", "preprocess_bold", "preprocess_bold_alff"):
             assert workflow.get_rule(rule).conda_env(wildcards) == env
         assert workflow.get_rule("train").conda_env(wildcards) == f"../../envs/mmssl{'-cpu' if torch == 'cpu' else ''}.yaml"
     assert (ROOT / "workflow" / "rules" / env).resolve().is_file()  # where the rule looks for it
@@ -566,7 +566,7 @@ def test_a_public_bids_layout_plans_with_only_bids_dir(tmp_path):
     assert '"DatasetType": "derivative"' in description.read_text()
     proc = snakemake(tmp_path, "-n", "-p", config=config)
     planned = job_counts(proc.stdout)
-    assert planned["preprocess_t1"] == 10 and planned["preprocess_bold"] == 60
+    assert planned["preprocess_anat"] == 10 and planned["preprocess_bold"] == 60
     assert "--tr 3.0 --tr-source" in proc.stdout and "maps" not in planned  # no label, no decision to map
 
 

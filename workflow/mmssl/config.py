@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from mmssl.data.kinds import kind_of
 from mmssl.schema import ConfigError, section_values, validate_against
 
 SECTIONS = ("model", "train", "probe", "similarity")
@@ -44,9 +45,9 @@ def _check_dataset_sections(config: dict[str, Any]) -> None:
 
 
 def _check_known_mri(config: dict[str, Any]) -> None:
-    """A ``synthetic_mri`` dataset's ``missing`` may name only its ``sources``."""
+    """A known-factor dataset's ``missing`` may name only its ``sources``."""
     for name, spec in config.get("datasets", {}).items():
-        if spec.get("kind") != "synthetic_mri":
+        if not kind_of(spec).known_factors:
             continue
         unknown = sorted(set(spec.get("missing", {})) - set(spec.get("sources", [])))
         if unknown:
@@ -71,21 +72,11 @@ def _check_scheduler_keys(config: dict[str, Any]) -> None:
                               "rate is train.lr throughout; remove max_lr, or set train.lr")
 
 
-def has_labels(spec: dict[str, Any]) -> bool:
-    """Whether a dataset's subjects carry labels: every kind but a BIDS dataset labelled
-    neither by a clinical table nor by a participants.tsv column (pretraining needs none;
-    the probe then says so, and no brain map of a decision is made)."""
-    if spec.get("kind") != "bids_mri":
-        return True
-    return bool(spec.get("clinical_csv")) or spec.get("synthetic") is not None or \
-        bool(spec.get("discover", {}).get("participants", {}).get("label_column"))
-
-
 def _check_mri_values(config: dict[str, Any]) -> None:
-    """Build the ``preprocess``, ``falff`` and ``discover`` settings of every ``bids_mri``
-    dataset (already schema-valid and default-filled), so a value the schema cannot judge
+    """Build the ``preprocess``, ``falff`` and ``discover`` settings of every preprocessed
+    (``bids_mri``) dataset (already schema-valid and default-filled), so a value the schema cannot judge
     stops the workflow before any job, named by its dataset and section."""
-    mri = {name: spec for name, spec in config.get("datasets", {}).items() if spec.get("kind") == "bids_mri"}
+    mri = {name: spec for name, spec in config.get("datasets", {}).items() if kind_of(spec).preprocessed}
     if not mri:
         return  # the imports below pull in SimpleITK, nibabel and pandas
     from mmssl.bids.discovery import check_discover_settings
@@ -146,10 +137,16 @@ def dataset_methods(config: dict[str, Any], dataset: str) -> list[str]:
 
 
 def dataset_folds(config: dict[str, Any], dataset: str) -> list[int]:
+    """The folds a dataset runs (``folds``; every fold of ``splits.n_folds`` by default), each checked."""
     spec = config["datasets"][dataset]
-    n = spec.get("splits", {}).get("n_folds", 5)
-    folds = spec.get("folds", list(range(n)))
-    bad = [k for k in folds if k >= n]
-    if bad:
-        raise ConfigError(f"datasets.{dataset}.folds: {bad} out of range for splits.n_folds = {n} (folds are 0..{n - 1})")
+    folds = spec.get("folds", list(range(spec["splits"]["n_folds"])))
+    for fold in folds:
+        check_fold(config, dataset, fold, key=f"datasets.{dataset}.folds: ")
     return list(folds)
+
+
+def check_fold(config: dict[str, Any], dataset: str, fold: int, key: str = "") -> None:
+    """The one check of a fold number against the dataset's ``splits.n_folds`` (schema-filled)."""
+    n = config["datasets"][dataset]["splits"]["n_folds"]
+    if not 0 <= fold < n:
+        raise ConfigError(f"{key}fold {fold} out of range: dataset {dataset} has splits.n_folds = {n} (folds 0..{n - 1})")

@@ -79,10 +79,10 @@ def _native(desc: str, suffix: str, extension: str = ".nii.gz") -> tuple[dict[st
 
 def _anat(suffix: str) -> dict[str, tuple[dict[str, str], str, str]]:
     """One structural image's derivatives. A T2w or FLAIR may have the very entities of a
-    T1w of its session (``sub-X_ses-Y_run-01``), so its mask names its suffix in ``desc``
-    (``desc-brainT2w_mask``); the T1w's keep the names they have always had."""
-    mask_desc = "brain" if suffix == "T1w" else f"brain{suffix}"
-    return {"image": _mni("brain", suffix), "mask": _mni(mask_desc, "mask"), "xfm": _xfm(suffix),
+    T1w of its session (``sub-X_ses-Y_run-01``), so every structural mask names its suffix
+    in ``desc`` (``desc-brainT1w_mask``, ``desc-brainT2w_mask``), and one rule with a
+    ``{suffix}`` wildcard writes them all."""
+    return {"image": _mni("brain", suffix), "mask": _mni(f"brain{suffix}", "mask"), "xfm": _xfm(suffix),
             "qc": ({"space": SPACE, "desc": "qc"}, suffix, ".json"), "status": _native("status", suffix, ".tsv")}
 
 
@@ -105,8 +105,7 @@ def derivative_specs(suffix: str, alff: bool = False) -> dict[str, tuple[dict[st
     """key -> (entities, suffix, extension) of every file the job of one raw ``suffix``
     scan writes (T1w/T2w/FLAIR: image, mask, xfm, qc, status; bold: fALFF, mask, xfm, qc,
     status and the native files, plus ALFF and alff_native when ``alff``). ``suffix`` may
-    be a Snakemake wildcard (``"{suffix}"``), which stands for a structural suffix other
-    than T1w."""
+    be a Snakemake wildcard (``"{suffix}"``), which stands for any structural suffix."""
     if suffix == BOLD:
         return {**_BOLD_DERIVATIVES, **(ALFF_DERIVATIVES if alff else {})}
     if suffix in STRUCTURAL or (suffix.startswith("{") and suffix.endswith("}")):

@@ -12,7 +12,7 @@ localrules:
 rule prepare_two_view:
     """MNIST digits -> two views (rotation, noise) in a packed store (index.tsv, sources.json, one .npy per view)."""
     input:
-        two_view_inputs,
+        PLAN.two_view_inputs,
     output:
         directory(res("{dataset}", "store")),
     log:
@@ -20,14 +20,14 @@ rule prepare_two_view:
     benchmark:
         res("{dataset}", "benchmarks", "prepare.tsv")
     wildcard_constraints:
-        dataset=datasets_of("two_view_mnist"),
+        dataset=PLAN.datasets_with(prepare_rule="prepare_two_view"),
     params:
-        source=spec_value("source"),
-        path=spec_value("path"),
-        seed=spec_value("view_seed"),
-        views=spec_value("views"),
+        source=PLAN.value("source"),
+        path=PLAN.value("path"),
+        seed=PLAN.value("view_seed"),
+        views=PLAN.value("views"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl prepare-two-view --source {params.source} --path {params.path:q} --seed {params.seed} --views {params.views} "
         "--out {output} 2> {log}"
@@ -36,7 +36,7 @@ rule prepare_two_view:
 rule prepare_mnist_svhn:
     """MNIST and SVHN images of the same digit paired (Shi et al. 2019) in a packed store."""
     input:
-        unpack(mnist_svhn_inputs),
+        unpack(PLAN.mnist_svhn_inputs),
     output:
         directory(res("{dataset}", "store")),
     log:
@@ -44,13 +44,13 @@ rule prepare_mnist_svhn:
     benchmark:
         res("{dataset}", "benchmarks", "prepare.tsv")
     wildcard_constraints:
-        dataset=datasets_of("mnist_svhn"),
+        dataset=PLAN.datasets_with(prepare_rule="prepare_mnist_svhn"),
     params:
-        mnist=spec_value("mnist_path"),
-        svhn=spec_value("svhn_path"),
-        settings=mnist_svhn_settings,
+        mnist=PLAN.value("mnist_path"),
+        svhn=PLAN.value("svhn_path"),
+        settings=PLAN.mnist_svhn_settings,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl prepare-mnist-svhn --mnist-dir {params.mnist:q} --svhn-dir {params.svhn:q} "
         "--settings-json {params.settings:q} --out {output} 2> {log}"
@@ -66,11 +66,11 @@ rule prepare_known_mri:
     benchmark:
         res("{dataset}", "benchmarks", "prepare.tsv")
     wildcard_constraints:
-        dataset=datasets_of("synthetic_mri"),
+        dataset=PLAN.datasets_with(prepare_rule="prepare_known_mri"),
     params:
-        settings=known_mri_settings,
+        settings=PLAN.known_mri_settings,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl prepare-known-mri --settings-json {params.settings:q} --out {output} 2> {log}"
 
@@ -86,11 +86,11 @@ rule splits:
     benchmark:
         res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
     wildcard_constraints:
-        dataset=datasets_of("two_view_mnist", "mnist_svhn", "synthetic_mri"),
+        dataset=PLAN.datasets_with(splits_from="store"),
     params:
-        settings=settings_of("splits"),
+        settings=PLAN.settings("splits"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl splits --store {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
@@ -106,11 +106,11 @@ rule splits_mri:
     benchmark:
         res("{dataset}", "benchmarks", "splits", "fold{fold}.tsv")
     wildcard_constraints:
-        dataset=datasets_of("bids_mri"),
+        dataset=PLAN.datasets_with(splits_from="subjects"),
     params:
-        settings=settings_of("splits"),
+        settings=PLAN.settings("splits"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl splits --subjects {input} --settings-json {params.settings:q} --fold {wildcards.fold} --out {output} 2> {log}"
 
@@ -127,9 +127,9 @@ rule download_mnist:
         folder=".*mnist[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
-        config_keys=config_keys,
+        config_keys=PLAN.config_keys,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl download --urls {params.urls} --dataset mnist --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"
 
@@ -147,8 +147,8 @@ rule download_svhn:
         folder=".*svhn[^/]*",
     params:
         urls=workflow.source_path("../../resources/downloads.tsv"),
-        config_keys=config_keys,
+        config_keys=PLAN.config_keys,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl download --urls {params.urls} --dataset svhn --out-dir {wildcards.folder} --config-keys {params.config_keys:q} 2> {log}"

@@ -4,7 +4,7 @@
 rule embed:
     """Latent z of every source for the evaluation splits of one fold."""
     input:
-        unpack(run_inputs),
+        unpack(PLAN.run_inputs),
         model=res("{dataset}", "models", "{method}", "fold{fold}", "model.pt"),
     output:
         res("{dataset}", "latents", "{method}", "fold{fold}.npz"),
@@ -13,9 +13,9 @@ rule embed:
     benchmark:
         res("{dataset}", "benchmarks", "embed", "{method}", "fold{fold}.tsv")
     params:
-        one=one_per_subject_flag,
+        one=PLAN.one_per_subject_flag,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl embed --store {input.store} --split {input.split} --model {input.model} "
         "--out {output} {params.one} 2> {log}"
@@ -32,10 +32,10 @@ rule probe:
     benchmark:
         res("{dataset}", "benchmarks", "probe", "{method}", "fold{fold}.tsv")
     params:
-        settings=probe_settings,
-        task=probe_task,
+        settings=PLAN.probe_settings,
+        task=PLAN.probe_task,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl probe --latents {input} --out {output} --task {params.task} "
         "--settings-json {params.settings:q} 2> {log}"
@@ -52,9 +52,9 @@ rule similarity:
     benchmark:
         res("{dataset}", "benchmarks", "similarity", "{method}", "fold{fold}.tsv")
     params:
-        settings=settings_of("similarity"),
+        settings=PLAN.settings("similarity"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl similarity --latents {input} --out {output} --settings-json {params.settings:q} 2> {log}"
 
@@ -63,7 +63,7 @@ rule recovery:
     """Linear R² of each known generating factor from each source's frozen latents
     (datasets with known factors only: synthetic_mri)."""
     input:
-        unpack(recovery_inputs),
+        unpack(PLAN.recovery_inputs),
     output:
         res("{dataset}", "recovery", "{method}", "fold{fold}.tsv"),
     log:
@@ -71,7 +71,7 @@ rule recovery:
     benchmark:
         res("{dataset}", "benchmarks", "recovery", "{method}", "fold{fold}.tsv")
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl recovery --latents {input.latents} --store {input.store} --out {output} 2> {log}"
 
@@ -79,7 +79,7 @@ rule recovery:
 rule recovery_table:
     """Mean ± sd over folds of the factor recovery, per method × source × factor."""
     input:
-        recovery_tables,
+        PLAN.recovery_tables,
     output:
         res("{dataset}", "recovery.md"),
     log:
@@ -87,6 +87,6 @@ rule recovery_table:
     benchmark:
         res("{dataset}", "benchmarks", "recovery_table.tsv")
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl recovery-table {input} --out {output} 2> {log}"

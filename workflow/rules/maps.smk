@@ -8,7 +8,7 @@ rule maps:
     """Integrated Gradients of the probe's AD-vs-HC decision on one source's latent, AD minus HC test-subject mean,
     with its permutation null (maps.null_test: labels permuted, decision refit, family-wise threshold in the sidecar)."""
     input:
-        unpack(attribution_inputs),
+        unpack(PLAN.attribution_inputs),
     output:
         attribution=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-attribution_map.nii.gz"),
         sidecar=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-attribution_map.json"),
@@ -20,15 +20,15 @@ rule maps:
     benchmark:
         res("{dataset}", "benchmarks", "maps", "{method}", "fold{fold}", "{source}_attribution.tsv")
     wildcard_constraints:
-        dataset=datasets_of(*MAP_KINDS),
+        dataset=PLAN.datasets_with(maps=True),
         source="[A-Za-z0-9]+",
     params:
-        classes=maps_classes,
-        grid=maps_grid,
-        settings=settings_of("maps"),
-        probe=probe_settings,
+        classes=PLAN.maps_classes,
+        grid=PLAN.maps_grid,
+        settings=PLAN.settings("maps"),
+        probe=PLAN.probe_settings,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl maps --store {input.store} --latents {input.latents} --model {input.model} "
         "--source {wildcards.source} --classes {params.classes} --grid-json {params.grid:q} "
@@ -39,7 +39,7 @@ rule maps:
 rule maps_links:
     """Cross-modal link map of one source: its locations scored against the other sources' latents with the critic."""
     input:
-        unpack(links_inputs),
+        unpack(PLAN.links_inputs),
     output:
         links=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-links_map.nii.gz"),
         sidecar=res("{dataset}", "maps", "{method}", "fold{fold}", "{source}_desc-links_map.json"),
@@ -48,14 +48,14 @@ rule maps_links:
     benchmark:
         res("{dataset}", "benchmarks", "maps", "{method}", "fold{fold}", "{source}_links.tsv")
     wildcard_constraints:
-        dataset=datasets_of(*MAP_KINDS),
+        dataset=PLAN.datasets_with(maps=True),
         source="[A-Za-z0-9]+",
     params:
-        classes=maps_classes,
-        grid=maps_grid,
-        settings=settings_of("maps"),
+        classes=PLAN.maps_classes,
+        grid=PLAN.maps_grid,
+        settings=PLAN.settings("maps"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl maps --store {input.store} --latents {input.latents} --model {input.model} "
         "--source {wildcards.source} --classes {params.classes} --grid-json {params.grid:q} "

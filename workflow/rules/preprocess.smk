@@ -23,11 +23,11 @@ rule synthetic_bids:
     benchmark:
         res("{dataset}", "benchmarks", "synthetic_bids.tsv")
     params:
-        n=synthetic_value("n_subjects"),
-        seed=synthetic_value("seed"),
-        bad=bad_inputs_flag,
+        n=PLAN.value("synthetic.n_subjects"),
+        seed=PLAN.value("synthetic.seed"),
+        bad=PLAN.bad_inputs_flag,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl synthetic-bids --out {output} --n-subjects {params.n} --seed {params.seed} {params.bad} 2> {log}"
 
@@ -36,7 +36,7 @@ checkpoint discover:
     """The runs of the sources' modalities, clinical visits matched to sessions, subjects
     and samples (one scan per modality, empty where a subject has none)."""
     input:
-        unpack(discover_inputs),
+        unpack(PLAN.discover_inputs),
     output:
         subjects=res("{dataset}", "subjects.tsv"),
         samples=res("{dataset}", "samples.tsv"),
@@ -48,11 +48,11 @@ checkpoint discover:
     benchmark:
         res("{dataset}", "benchmarks", "discover.tsv")
     params:
-        clinical=clinical_flag,
-        settings=settings_of("discover"),
-        sources=sources_flag,
+        clinical=PLAN.clinical_flag,
+        settings=PLAN.settings("discover"),
+        sources=PLAN.sources_flag,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl discover --bids-dir {input.bids} {params.clinical} --settings-json {params.settings:q} "
         "--sources {params.sources} --dataset {wildcards.dataset} --out-subjects {output.subjects} "
@@ -60,49 +60,31 @@ checkpoint discover:
         "--log-excluded {log.excluded} 2> {log.main}"
 
 
-# One structural image: header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid.
-# The T1w keeps the derivative names it has always had; a T2w or FLAIR may carry the very
-# entities of its session's T1w, so its mask names its suffix (mmssl.paths), and it has
-# this rule's twin, preprocess_anat, with a {suffix} wildcard: one command for both.
-rule preprocess_t1:
-    """One structural image (T1w; preprocess_anat: T2w, FLAIR): header check, brain mask,
-    12-dof affine to MNI152, 3 mm 64³ grid."""
+# One structural image (any structural modality among the dataset's sources: mmssl.paths):
+# header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid. Its derivatives name
+# their suffix, so a T2w with the very entities of its session's T1w has names of its own.
+rule preprocess_anat:
+    """One structural image (T1w, T2w, FLAIR): header check, brain mask, 12-dof affine to
+    MNI152, 3 mm 64³ grid."""
     input:
-        image=raw_t1,
+        image=PLAN.raw_anat,
     output:
-        **scan_outputs("T1w"),
-    log:
-        res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_T1w.log"),
-    benchmark:
-        res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_T1w.tsv")
-    wildcard_constraints:
-        **SCAN_WILDCARDS,
-    params:
-        suffix="T1w",
-        settings=settings_of("preprocess"),
-    conda:
-        preprocess_env
-    shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-anat --image {input.image:q} --suffix {params.suffix} "
-        "--settings-json {params.settings:q} --out-image {output.image} --out-mask {output.mask} --out-xfm {output.xfm} "
-        "--out-qc {output.qc} --out-status {output.status} 2> {log}"
-
-
-use rule preprocess_t1 as preprocess_anat with:
-    input:
-        image=raw_anat,
-    output:
-        **scan_outputs("{suffix}"),
+        **PLAN.scan_outputs("{suffix}"),
     log:
         res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_{suffix}.log"),
     benchmark:
         res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_{suffix}.tsv")
     wildcard_constraints:
         **SCAN_WILDCARDS,
-        suffix=other_structural(),
+        suffix=PLAN.structural_in_use(),
     params:
-        suffix="{suffix}",
-        settings=settings_of("preprocess"),
+        settings=PLAN.settings("preprocess"),
+    conda:
+        PLAN.preprocess_env
+    shell:
+        "OMP_NUM_THREADS={threads} mmssl preprocess-anat --image {input.image:q} --suffix {wildcards.suffix} "
+        "--settings-json {params.settings:q} --out-image {output.image} --out-mask {output.mask} --out-xfm {output.xfm} "
+        "--out-qc {output.qc} --out-status {output.status} 2> {log}"
 
 
 rule preprocess_bold:
@@ -110,23 +92,23 @@ rule preprocess_bold:
     whose sources include it) and confounds in native space, mean EPI -> MNI152, the maps
     on the 3 mm 64³ grid."""
     input:
-        unpack(raw_bold),
+        unpack(PLAN.raw_bold),
     output:
-        **scan_outputs("bold"),
+        **PLAN.scan_outputs(BOLD),
     log:
         res("{dataset}", "logs", "preprocess", "{folder}", "{scan}_bold.log"),
     benchmark:
         res("{dataset}", "benchmarks", "preprocess", "{folder}", "{scan}_bold.tsv")
     wildcard_constraints:
         **SCAN_WILDCARDS,
-        dataset=mri_datasets(with_alff=False),
+        dataset=PLAN.mri_datasets(with_alff=False),
     params:
-        tr=tr_flags,
-        settings=settings_of("preprocess"),
-        falff=settings_of("falff"),
-        alff=alff_flags,
+        tr=PLAN.tr_flags,
+        settings=PLAN.settings("preprocess"),
+        falff=PLAN.settings("falff"),
+        alff=PLAN.alff_flags,
     conda:
-        preprocess_env
+        PLAN.preprocess_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.tr} "
         "--settings-json {params.settings:q} --falff-json {params.falff:q} "
@@ -137,17 +119,17 @@ rule preprocess_bold:
 
 use rule preprocess_bold as preprocess_bold_alff with:
     output:
-        **scan_outputs("bold", alff=True),
+        **PLAN.scan_outputs(BOLD, alff=True),
     wildcard_constraints:
         **SCAN_WILDCARDS,
-        dataset=mri_datasets(with_alff=True),
+        dataset=PLAN.mri_datasets(with_alff=True),
 
 
 rule collect:
     """excluded.tsv (every excluded subject/scan/sample with its reason) and the usable samples."""
     input:
-        statuses=scan_files("status"),
-        maps=scan_files("map", "mask", "qc"),
+        statuses=PLAN.scan_files("status"),
+        maps=PLAN.scan_files("map", "mask", "qc"),
         samples=res("{dataset}", "samples.tsv"),
         excluded=res("{dataset}", "preproc", "discovery_excluded.tsv"),
     output:
@@ -160,10 +142,10 @@ rule collect:
     benchmark:
         res("{dataset}", "benchmarks", "collect.tsv")
     params:
-        preproc=preproc_dir,
-        sources=sources_flag,
+        preproc=PLAN.preproc_dir,
+        sources=PLAN.sources_flag,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl collect --discovery-excluded {input.excluded} --samples {input.samples} --statuses {input.statuses} "
         "--preproc-dir {params.preproc} --sources {params.sources} "
@@ -176,19 +158,19 @@ rule landmarks:
     input:
         samples=res("{dataset}", "preproc", "samples.tsv"),
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
-        maps=source_files("map", "mask"),
+        maps=PLAN.source_files("map", "mask"),
     output:
-        res("{dataset}", "preproc", "fold{fold}", "landmarks_{modality}.npy"),
+        res("{dataset}", "preproc", "fold{fold}", "landmarks_{source}.npy"),
     log:
-        res("{dataset}", "logs", "landmarks", "fold{fold}_{modality}.log"),
+        res("{dataset}", "logs", "landmarks", "fold{fold}_{source}.log"),
     benchmark:
-        res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{modality}.tsv")
+        res("{dataset}", "benchmarks", "landmarks", "fold{fold}_{source}.tsv")
     wildcard_constraints:
-        modality="|".join(SOURCES),
+        source="|".join(SOURCES),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
-        "mmssl landmarks --samples {input.samples} --splits {input.split} --modality {wildcards.modality} --out {output} 2> {log}"
+        "mmssl landmarks --samples {input.samples} --splits {input.split} --modality {wildcards.source} --out {output} 2> {log}"
 
 
 rule pack:
@@ -197,8 +179,8 @@ rule pack:
     input:
         samples=res("{dataset}", "preproc", "samples.tsv"),
         split=res("{dataset}", "splits", "fold{fold}.tsv"),
-        landmarks=fold_landmarks,
-        maps=scan_files("map", "mask"),
+        landmarks=PLAN.fold_landmarks,
+        maps=PLAN.scan_files("map", "mask"),
     output:
         directory(res("{dataset}", "preproc", "fold{fold}", "store")),
     log:
@@ -206,11 +188,11 @@ rule pack:
     benchmark:
         res("{dataset}", "benchmarks", "pack", "fold{fold}.tsv")
     params:
-        sources=sources_flag,
-        landmarks=landmark_args,
-        settings=settings_of("preprocess"),
+        sources=PLAN.sources_flag,
+        landmarks=PLAN.landmark_args,
+        settings=PLAN.settings("preprocess"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl pack --samples {input.samples} --splits {input.split} --sources {params.sources} "
         "--landmarks {params.landmarks} --out-dir {output} --settings-json {params.settings:q} 2> {log}"
@@ -221,7 +203,7 @@ rule qc:
     input:
         samples=res("{dataset}", "preproc", "samples.tsv"),
         excluded=res("{dataset}", "excluded.tsv"),
-        maps=scan_files("map", "mask", "qc"),
+        maps=PLAN.scan_files("map", "mask", "qc"),
     output:
         tsv=report(res("{dataset}", "qc", "qc.tsv"), caption="../report/qc.rst", category="{dataset}",
                    subcategory="quality control"),
@@ -235,10 +217,10 @@ rule qc:
     benchmark:
         res("{dataset}", "benchmarks", "qc.tsv")
     params:
-        settings=settings_of("preprocess"),
-        sources=sources_flag,
+        settings=PLAN.settings("preprocess"),
+        sources=PLAN.sources_flag,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl qc --samples {input.samples} --excluded {input.excluded} --sources {params.sources} "
         "--out-tsv {output.tsv} --out-html {output.html} "

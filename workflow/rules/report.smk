@@ -8,7 +8,7 @@ localrules:
 rule report:
     """summary.tsv, table.md and figure.png of one dataset."""
     input:
-        report_inputs,
+        PLAN.report_inputs,
     output:
         summary=report(res("{dataset}", "summary.tsv"), caption="../report/summary.rst", category="{dataset}",
                        subcategory="results"),
@@ -23,11 +23,11 @@ rule report:
     benchmark:
         res("{dataset}", "benchmarks", "report.tsv")
     params:
-        methods=method_list,
+        methods=PLAN.method_list,
         # K of the cross-validation: the corrected resampled t's n_test/n_train is 1/(K-1)
-        n_folds=lambda wildcards: dataset_spec(wildcards.dataset)["splits"]["n_folds"],
+        n_folds=PLAN.n_folds,
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "mmssl report --dataset {wildcards.dataset} --methods {params.methods} --n-folds {params.n_folds} --inputs {input} "
         "--summary {output.summary} --table {output.table} --table-html {output.table_html} --figure {output.figure} "

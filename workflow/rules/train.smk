@@ -6,7 +6,7 @@
 rule train:
     """Train one method on one fold. Resumes from checkpoint.pt when restarted."""
     input:
-        unpack(run_inputs),
+        unpack(PLAN.run_inputs),
     output:
         model=res("{dataset}", "models", "{method}", "fold{fold}", "model.pt"),
         metrics=res("{dataset}", "models", "{method}", "fold{fold}", "metrics.tsv"),
@@ -15,10 +15,10 @@ rule train:
     benchmark:
         res("{dataset}", "benchmarks", "train", "{method}", "fold{fold}.tsv")
     params:
-        train=settings_of("train"),
-        model=settings_of("model"),
+        train=PLAN.settings("train"),
+        model=PLAN.settings("model"),
     conda:
-        mmssl_env
+        PLAN.conda_env
     shell:
         "OMP_NUM_THREADS={threads} mmssl train --store {input.store} --split {input.split} "
         "--method {wildcards.method} --fold {wildcards.fold} --model {output.model} --metrics {output.metrics} "

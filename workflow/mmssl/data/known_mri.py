@@ -79,6 +79,7 @@ T1_SPECIFIC_REGION = ((0.0, 50.0, 10.0), 16.0)  # frontal
 FALFF_SPECIFIC_REGION = ((40.0, -50.0, 40.0), 14.0)  # right parietal
 T2_SPECIFIC_REGION = ((0.0, -85.0, 5.0), 14.0)  # occipital
 SOURCES = ("T1w", "fALFF", "T2w")
+FIELD_OF_VIEW_MM = 192.0  # the grid's side: 64 x 3 mm or 32 x 6 mm (the maps' grid reads it too)
 
 
 def region_mask(affine: np.ndarray, shape: tuple[int, int, int], centre: tuple[float, float, float],
@@ -159,7 +160,7 @@ def generate(n_subjects: int, seed: int, size: int, atrophy: float, falff_drop: 
     from mmssl.preprocess.registration import apply_affine
     from mmssl.preprocess.spatial import GridSettings, mni_grid, mni_template
 
-    voxel = 192.0 / size  # 64 x 3 mm or 32 x 6 mm: the same field of view
+    voxel = FIELD_OF_VIEW_MM / size  # 64 x 3 mm or 32 x 6 mm: the same field of view
     grid = mni_grid(GridSettings(size=size, voxel_mm=voxel))
     template = apply_affine(mni_template(1), np.eye(4), (grid.shape, grid.affine), order=1,
                             antialias_mm=voxel).get_fdata().astype(np.float32)
@@ -210,6 +211,16 @@ def drop_sources(rng: np.random.Generator, index: pd.DataFrame, arrays: dict[str
     for s in sources:
         arrays[s][draws[s]] = 0.0
         index[present_column(s)] = (~draws[s]).astype(int)
+
+
+def generator_keys() -> list[str]:
+    """The config keys of a synthetic_mri dataset that the generator reads: the keyword
+    arguments of :func:`build_known_mri_store` (the schema's synthetic_mri branch holds their
+    defaults; tests/test_known_mri.py checks the two agree)."""
+    import inspect
+
+    params = inspect.signature(build_known_mri_store).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def build_known_mri_store(out_dir: str | Path, *, n_subjects: int, seed: int, size: int, atrophy: float,
