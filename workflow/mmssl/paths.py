@@ -61,7 +61,7 @@ DATATYPE: Mapping[str, str] = _Datatypes()
 
 __all__ = ["BOLD", "DATATYPE", "FUNCTIONAL", "SOURCES", "SPACE", "STRUCTURAL", "ALFF_DERIVATIVES", "alff_wanted", "bids",
            "derivative_specs", "derivatives_of", "map_key", "modalities_of", "modality_of", "raw_modality",
-           "raw_modalities", "scan_derivatives", "scan_prefix", "sources_of"]
+           "raw_modalities", "scan_derivatives", "scan_prefix", "sources_of", "wildcard_structural"]
 
 
 def raw_modality(source: str) -> str:
@@ -73,6 +73,15 @@ def raw_modality(source: str) -> str:
 
 # the old name of mmssl.modalities.modalities_of, kept for bids.discovery and the rules' callers
 raw_modalities = modalities_of
+
+
+def wildcard_structural(sources: Iterable[str]) -> list[str]:
+    """The structural modalities ``sources`` use whose derivatives the wildcard patterns
+    ``derivative_specs("{suffix}")`` name: every one whose mask is ``desc-brain<suffix>``
+    (all but the T1w, whose mask keeps its plain ``desc-brain``), in table order. The
+    rules' ``{suffix}`` constraint of the structural job."""
+    used = set(sources)
+    return [m.suffix for m in MODALITIES.values() if m.structural and m.mask == f"brain{m.suffix}" and m.suffix in used]
 
 
 def alff_wanted(sources: Iterable[str]) -> bool:
