@@ -203,13 +203,15 @@ def test_one_validate_call_fills_every_mri_default_and_names_a_typo_with_the_all
 
 
 def test_missing_sources_settings_are_checked():
-    """train.missing is one of use|drop (default use); a synthetic_mri dataset's missing
+    """train.incomplete_samples is one of use|drop (default use); a synthetic_mri dataset's missing
     may name only its sources, and says which key is wrong."""
     base = {"methods": ["S"], "datasets": {"km": {"kind": "synthetic_mri", "sources": ["T1w", "T2w"]}}}
     config = validate(yaml.safe_load(yaml.safe_dump(base)))
-    assert config["train"]["missing"] == "use" and config["datasets"]["km"]["missing"] == {}
-    with pytest.raises(ConfigError, match="missing"):
-        validate({**yaml.safe_load(yaml.safe_dump(base)), "train": {"missing": "impute"}})
+    assert config["train"]["incomplete_samples"] == "use" and "missing" not in config["train"] and config["datasets"]["km"]["missing"] == {}
+    with pytest.raises(ConfigError, match="incomplete_samples"):
+        validate({**yaml.safe_load(yaml.safe_dump(base)), "train": {"incomplete_samples": "impute"}})
+    with pytest.raises(ConfigError, match="missing"):  # the old name is an unknown key now
+        validate({**yaml.safe_load(yaml.safe_dump(base)), "train": {"missing": "use"}})
     bad = yaml.safe_load(yaml.safe_dump(base))
     bad["datasets"]["km"]["missing"] = {"fALFF": 0.5}
     with pytest.raises(ConfigError, match=r"datasets.km.missing names \['fALFF'\]"):

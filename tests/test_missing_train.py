@@ -178,7 +178,7 @@ def test_trainer_rows_follow_train_missing(partial_store, method, missing, expec
     store, split, tmp = partial_store
     with caplog.at_level(logging.INFO, logger="mmssl.train"):
         trainer = Trainer(method, store, split, tmp / method, TrainSettings(device="cpu", batch_size=16, epochs=1,
-                                                                            missing=missing),
+                                                                            incomplete_samples=missing),
                           ModelSettings.from_config(SMALL), 0)
     assert len(trainer.train_rows) == expected
     if method == "DCCAE":

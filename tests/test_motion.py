@@ -53,7 +53,7 @@ def test_motion_correction_needs_the_fsl_backend_and_is_checked_before_any_job()
 
 
 def test_high_motion_is_flagged_only_when_measured():
-    good = {"mask_volume_ml": 1500, "similarity_t1": 1.3, "similarity_epi": 1.1, "falff_mean_in_brain": 0.4}
+    good = {"mask_volume_ml_t1w": 1500, "similarity_t1w": 1.3, "similarity_epi": 1.1, "falff_mean_in_brain": 0.4}
     assert qc_flags(good) == []
     assert qc_flags(good | {"mean_fd": 0.2}) == []
     assert qc_flags(good | {"mean_fd": 0.8}) == ["high_motion"]
@@ -108,7 +108,7 @@ def test_mcflirt_runs_before_falff_and_its_motion_reaches_qc(tmp_path, one_bold,
     assert table["framewise_displacement"].iloc[1:].tolist() == pytest.approx([0.6] * (n_volumes - 1))
     assert qc["mean_fd"] == pytest.approx(0.6) and qc["max_fd"] == pytest.approx(0.6)
     # FLIRT's fit is scored on the same scale as the python backend's: only motion is flagged
-    assert qc_flags(qc | {"mask_volume_ml": 1500, "similarity_t1": 1.3}) == ["high_motion"]
+    assert qc_flags(qc | {"mask_volume_ml_t1w": 1500, "similarity_t1w": 1.3}) == ["high_motion"]
 
 
 def test_motion_correction_without_fsl_fails_the_job_and_excludes_nothing(tmp_path, one_bold, monkeypatch):

@@ -286,5 +286,5 @@ def test_fsl_backend_plumbing_with_stub_tools(tmp_path, t1_case, stub_fsl):
     np.testing.assert_allclose(result.registration.fixed_to_moving, world_from_mni, atol=1e-4)
     assert result.mask_volume_ml == pytest.approx(truth.sum() * 8 / 1000)
     mask = result.mask.get_fdata() > 0
-    assert np.all(result.t1.get_fdata()[~mask] == 0)
+    assert np.all(result.image.get_fdata()[~mask] == 0)
     assert result.registration.similarity > 1.2

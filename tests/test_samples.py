@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from mmssl.config import validate
-from mmssl.paths import derivatives_of, raw_modalities
+from mmssl.modalities import modalities_of
+from mmssl.paths import DATATYPE, derivatives_of
 from mmssl.bids.layout import session_days
 from mmssl.bids.clinical import (
     PairingSettings,
@@ -24,7 +25,7 @@ from mmssl.schema import ConfigError
 
 def scan(subject: str, session: str, modality: str, run: str = "01", task: str = "rest") -> dict:
     """A discover() row of a real-looking BIDS path."""
-    folder = "func" if modality == "bold" else "anat"
+    folder = DATATYPE[modality]
     entities = f"sub-{subject}_ses-{session}" + (f"_task-{task}" if modality == "bold" else "") + f"_run-{run}"
     return {"subject": subject, "session": session, "modality": modality, "run": run, "acq": "", "task": task if modality == "bold" else "",
             "key": f"ses-{session}_run-{run}", "path": f"/bids/sub-{subject}/ses-{session}/{folder}/{entities}_{modality}.nii.gz",
@@ -54,7 +55,7 @@ def test_three_sources_give_samples_with_empty_columns_where_a_modality_is_missi
     subject with a T2w only is a sample with every other column empty; a subject with no
     scan of the sources is left out by discovery (see test_bids_discovery), not here."""
     sources = ["T1w", "T2w", "fALFF", "ALFF"]
-    modalities = raw_modalities(sources)
+    modalities = modalities_of(sources)
     assert modalities == ["T1w", "T2w", "bold"]
     scans = pd.DataFrame([scan("A", "d0000", "T1w"), scan("A", "d0000", "T2w"), scan("A", "d0000", "bold"),
                           scan("A", "d0000", "bold", "02"), scan("B", "d0000", "T2w")])

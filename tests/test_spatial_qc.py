@@ -86,9 +86,9 @@ def t1_result():
 
 
 def test_t1_to_mni_puts_the_head_back_on_the_template(t1_result):
-    t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
+    t1, mask = t1_result.image.get_fdata(), t1_result.mask.get_fdata() > 0
     assert t1.shape == (64, 64, 64)
-    np.testing.assert_allclose(t1_result.t1.affine, mni_grid(GRID).affine)
+    np.testing.assert_allclose(t1_result.image.affine, mni_grid(GRID).affine)
     np.testing.assert_array_equal(mask, grid_brain_mask(GRID, 1, THRESHOLD))
     assert np.all(t1[~mask] == 0)
     # the template itself on the same grid: a registration or resampling error would decorrelate them
@@ -134,7 +134,8 @@ def test_t1_command_writes_outputs_and_excludes_bad_input(tmp_path):
     xfm = load_transform(out["xfm"])
     assert np.abs(xfm - world_from_mni()).max() < 1.5  # template -> native, as documented
     qc = json.loads(out["qc"].read_text())
-    assert qc["similarity_t1"] > 1.2 and 1700 < qc["mask_volume_ml"] < 2100
+    assert qc["similarity_t1w"] > 1.2 and 1700 < qc["mask_volume_ml_t1w"] < 2100 and "registration_metric_t1w" in qc
+    assert not {"similarity_t1", "mask_volume_ml", "registration_metric_t1"} & set(qc)  # the old, non-uniform names are gone
     assert qc["header_sform_qform_disagree"] == 0
     assert not list(tmp_path.rglob(".tmp*"))  # atomic writes leave nothing behind
     # the command refuses an image whose BIDS suffix is not the one it is told
@@ -177,16 +178,18 @@ def test_settings_from_config_and_errors():
 
 
 def good_metrics(subject: str) -> dict:
-    return {"subject": subject, "sample": f"{subject}_ses-A", "mask_volume_ml": 1600.0, "similarity_t1": 1.3,
+    return {"subject": subject, "sample": f"{subject}_ses-A", "mask_volume_ml_t1w": 1600.0, "similarity_t1w": 1.3,
             "similarity_epi": 1.15, "falff_mean_in_brain": 0.5}
 
 
 def test_qc_flags_a_tiny_mask_and_poor_fits():
     assert qc_flags(good_metrics("a")) == []
-    tiny = good_metrics("b") | {"mask_volume_ml": 120.0}
-    assert qc_flags(tiny) == ["small_mask"]
-    poor = good_metrics("c") | {"similarity_t1": 1.02, "similarity_epi": 1.01, "falff_mean_in_brain": float("nan")}
-    assert qc_flags(poor) == ["low_similarity_t1", "low_similarity_epi", "falff_out_of_range"]
+    tiny = good_metrics("b") | {"mask_volume_ml_t1w": 120.0}
+    assert qc_flags(tiny) == ["small_mask_t1w"]
+    assert qc_flags(good_metrics("b") | {"mask_volume_ml_t1w": 3500.0}) == ["large_mask_t1w"]
+    poor = good_metrics("c") | {"similarity_t1w": 1.02, "similarity_epi": 1.01, "falff_mean_in_brain": float("nan")}
+    assert qc_flags(poor) == ["low_similarity_t1w", "low_similarity_epi", "falff_out_of_range"]
+    assert qc_flags(poor, QcThresholds.from_config({"min_similarity_t1w": 1.0, "min_similarity_epi": 1.0})) == ["falff_out_of_range"]
     assert qc_flags(tiny, QcThresholds.from_config({"min_mask_ml": 100.0})) == []  # thresholds are configurable
     # a sample without fALFF is not flagged for lacking it; one with fALFF is
     no_falff = good_metrics("d") | {"falff_mean_in_brain": float("nan")}
@@ -199,14 +202,16 @@ def test_qc_flags_a_tiny_mask_and_poor_fits():
 
 
 def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_result):
-    t1, mask = t1_result.t1.get_fdata(), t1_result.mask.get_fdata() > 0
+    t1, mask = t1_result.image.get_fdata(), t1_result.mask.get_fdata() > 0
     tiny = np.zeros_like(mask)
     tiny[30:34, 30:34, 30:34] = True
-    rows = [good_metrics("a"), good_metrics("c"), good_metrics("b") | {"mask_volume_ml": tiny.sum() * 27 / 1000},
+    rows = [good_metrics("a"), good_metrics("c"), good_metrics("b") | {"mask_volume_ml_t1w": tiny.sum() * 27 / 1000},
             good_metrics("b") | {"sample": "b_ses-B"}]  # b: one bad pair, one good
     table = qc_table(rows)
     assert list(table["subject"]) == ["b", "a", "b", "c"]  # per pair, flagged first
-    assert table.loc[0, "flags"] == "small_mask" and table.loc[1, "flags"] == ""
+    assert table.loc[0, "flags"] == "small_mask_t1w" and table.loc[1, "flags"] == ""
+    assert list(table.columns[:8]) == ["subject", "sample", "mask_volume_ml_t1w", "similarity_t1w", "similarity_epi",
+                                       "falff_mean_in_brain", "flags", "montage"]
     shown = subject_montages(table)
     assert list(shown["subject"]) == ["b", "a", "c"] and shown.iloc[0]["sample"] == "b_ses-A"  # b's worst pair
     for row in shown.to_dict("records"):
@@ -229,7 +234,7 @@ def test_qc_table_montage_and_html_list_flagged_subjects_first(tmp_path, t1_resu
     assert all(f"src='data:image/png;base64,{data}'" in page for data in images.values())  # embedded: no broken link
     assert page.index(images["b"]) < page.index(images["c"]) < page.index(images["a"])  # flagged first
     assert page.index("b_ses-A") < page.index("b_ses-B") < page.index(images["b"])  # both of b's pairs listed
-    assert "small_mask" in page and "<script" not in page
+    assert "small_mask_t1w" in page and "<th>similarity_t1w</th>" in page and "<script" not in page
     assert page.index("Excluded (1)") < page.index("TR disagreement") < page.index("b_ses-A")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from mmssl.data.store import read_store
 from mmssl.data.pack import pack_store
+from mmssl.modalities import mask_column
 from mmssl.data.standardize import (
     LeakageError,
     apply_standardization,
@@ -59,7 +60,7 @@ def dataset(tmp_path):
             scale, offset = rng.uniform(50, 300), rng.uniform(0, 40)
             t1 = save(volume(rng, scale, offset), tmp_path / f"S{i}_{k}_t1.nii.gz")
             falff = save(volume(rng, 0.5, 0.1), tmp_path / f"S{i}_{k}_falff.nii.gz")
-            rows.append({"sample": f"S{i}_{k}", "subject": f"S{i}", "T1w": t1, "fALFF": falff, "mask": mask_path, "age": 70 + i})
+            rows.append({"sample": f"S{i}_{k}", "subject": f"S{i}", "T1w": t1, "fALFF": falff, "mask_T1w": mask_path, "mask_fALFF": mask_path, "age": 70 + i})
     return pd.DataFrame(rows), splits
 
 
@@ -74,29 +75,29 @@ def test_training_on_a_non_training_subject_is_refused(dataset):
 
 def test_landmarks_depend_only_on_training_subjects(dataset, tmp_path):
     pairs, splits = dataset
-    before = landmarks_from_samples(pairs, splits, "T1w")
+    before = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     # rewrite the images of the val, test and hold-out subjects (S3, S4, S5) with wild intensities
     rng = np.random.default_rng(1)
     for path in pairs.loc[pairs.subject.isin(["S3", "S4", "S5"]), "T1w"]:
         save(volume(rng, 5000.0, 900.0), path)
-    after = landmarks_from_samples(pairs, splits, "T1w")
+    after = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     assert before.tobytes() == after.tobytes()
     # ... whereas changing one training subject's image changes them
     save(volume(rng, 5000.0, 900.0), pairs.T1w[0])
-    changed = landmarks_from_samples(pairs, splits, "T1w")
+    changed = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     assert not np.allclose(changed, before)
 
 
 def test_landmarks_do_not_depend_on_subject_order(dataset):
     pairs, splits = dataset
-    forward = landmarks_from_samples(pairs, splits, "T1w")
-    backward = landmarks_from_samples(pairs.iloc[::-1].reset_index(drop=True), splits, "T1w")
+    forward = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
+    backward = landmarks_from_samples(pairs.iloc[::-1].reset_index(drop=True), splits, "T1w", mask_column("T1w"))
     assert forward.tobytes() == backward.tobytes()
 
 
 def test_landmarks_file_round_trip(dataset, tmp_path):
     pairs, splits = dataset
-    landmarks = landmarks_from_samples(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     path = save_landmarks(landmarks, tmp_path / "fold-0_T1w_landmarks.npy")
     assert path.name == "fold-0_T1w_landmarks.npy"
     np.testing.assert_array_equal(load_landmarks(path), landmarks)
@@ -107,7 +108,7 @@ def test_landmarks_file_round_trip(dataset, tmp_path):
 
 def test_standardised_volume_is_z_scored_inside_and_zero_outside(dataset):
     pairs, splits = dataset
-    landmarks = landmarks_from_samples(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     mask = brain_mask()
     raw = np.asarray(nib.load(pairs.T1w[4]).dataobj)
     raw = np.where(mask, raw, 7.0)  # a non-zero background must not leak through
@@ -122,7 +123,7 @@ def test_standardisation_removes_a_linear_intensity_change(dataset):
     """The same anatomy acquired with another gain and offset maps to the same volume
     (the histogram mapping is piecewise linear between percentiles)."""
     pairs, splits = dataset
-    landmarks = landmarks_from_samples(pairs, splits, "T1w")
+    landmarks = landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w"))
     mask = brain_mask()
     a = volume(np.random.default_rng(5), 100.0, 10.0)
     b = np.where(mask, 3.0 * a + 50.0, 0)
@@ -134,7 +135,7 @@ def test_standardisation_removes_a_linear_intensity_change(dataset):
 
 def test_pack_store_holds_float16_standardised_volumes(dataset, tmp_path):
     pairs, splits = dataset
-    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w"), "fALFF": landmarks_from_samples(pairs, splits, "fALFF")}
+    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w")), "fALFF": landmarks_from_samples(pairs, splits, "fALFF", mask_column("fALFF"))}
     out = pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"])
     store = read_store(out)
     assert store.source_names == ["T1w", "fALFF"]
@@ -158,7 +159,7 @@ def test_pack_store_refuses_subjects_missing_from_the_split_table(dataset, tmp_p
         pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store", ["T1w", "fALFF"])
     assert not (tmp_path / "store").exists()
     with pytest.raises(ValueError, match="no landmarks for source 'T2w'"):
-        pack_store(pairs.assign(T2w=pairs["T1w"]), splits, landmarks, tmp_path / "store", ["T1w", "T2w"])
+        pack_store(pairs.assign(T2w=pairs["T1w"], mask_T2w=pairs["mask_T1w"]), splits, landmarks, tmp_path / "store", ["T1w", "T2w"])
 
 
 def test_pack_with_a_missing_source_writes_zeros_and_standardises_the_present(dataset, tmp_path):
@@ -170,10 +171,10 @@ def test_pack_with_a_missing_source_writes_zeros_and_standardises_the_present(da
     pairs.loc[pairs.subject == "S1", "fALFF"] = ""
     pairs.loc[pairs["sample"] == "S4_1", "fALFF"] = np.nan  # NaN (a TSV's empty cell) counts as absent too
     pairs.loc[pairs["sample"] == "S2_0", "T1w"] = ""
-    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w"), "fALFF": landmarks_from_samples(pairs, splits, "fALFF")}
+    landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w")), "fALFF": landmarks_from_samples(pairs, splits, "fALFF", mask_column("fALFF"))}
     # the fALFF landmarks use S0 and S2 only: S1, a training subject, has none
     expected = train_landmarks({s: list(pairs.loc[pairs.subject == s, "fALFF"]) for s in ("S0", "S2")}, splits,
-                               {s: list(pairs.loc[pairs.subject == s, "mask"]) for s in ("S0", "S2")})
+                               {s: list(pairs.loc[pairs.subject == s, "mask_fALFF"]) for s in ("S0", "S2")})
     assert landmarks["fALFF"].tobytes() == expected.tobytes()
     store = read_store(pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"]))
     has_falff = store.index["has_fALFF"].to_numpy().astype(bool)
@@ -192,7 +193,7 @@ def test_landmarks_of_a_source_no_training_subject_has_are_refused(dataset):
     pairs, splits = dataset
     gone = pairs.assign(fALFF=np.where(pairs.subject.isin(["S0", "S1", "S2"]), "", pairs.fALFF))
     with pytest.raises(ValueError, match="no training subject of this fold has source 'fALFF'"):
-        landmarks_from_samples(gone, splits, "fALFF")
+        landmarks_from_samples(gone, splits, "fALFF", mask_column("fALFF"))
 
 
 def test_landmarks_do_not_depend_on_the_order_within_a_subject(dataset):
@@ -201,7 +202,7 @@ def test_landmarks_do_not_depend_on_the_order_within_a_subject(dataset):
     pairs, splits = dataset
     train = pairs[pairs.subject.isin(["S0", "S1", "S2"])]
     images = {s: list(g["T1w"]) for s, g in train.groupby("subject")}
-    masks = {s: list(g["mask"]) for s, g in train.groupby("subject")}
+    masks = {s: list(g["mask_T1w"]) for s, g in train.groupby("subject")}
     assert max(map(len, images.values())) > 1  # the permutation below really permutes
     forward = train_landmarks(images, splits, masks)
     backward = train_landmarks({s: v[::-1] for s, v in reversed(images.items())}, splits,

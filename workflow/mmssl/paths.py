@@ -17,49 +17,78 @@ The derivatives of one native scan are named after the scan: its own entities
 Sources: the volumes a ``bids_mri`` dataset can train on (config key ``sources``). A
 structural source is a raw BIDS suffix (``T1w``, ``T2w``, ``FLAIR``: one image, one
 preprocessing job); a functional source is a map that the one job of a BOLD run derives
-(``fALFF``, ``ALFF``). :func:`raw_modality` names the raw scan a source comes from.
+(``fALFF``, ``ALFF``). A *modality* is a raw BIDS suffix (T1w, bold), a *source* a
+model input (T1w, fALFF); both come from the one table :data:`mmssl.modalities.MODALITIES`,
+and :func:`raw_modality` names the modality a source comes from.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from mmssl.modalities import MODALITIES, all_sources, functional_modalities, modalities_of, modality, modality_of, sources_of
+
 SPACE = "MNI152NLin2009aSym"
-# anatomical suffixes a structural source may be, and the maps a BOLD run gives
-STRUCTURAL = ("T1w", "T2w", "FLAIR")
-FUNCTIONAL = ("fALFF", "ALFF")
-SOURCES = (*STRUCTURAL, *FUNCTIONAL)
-BOLD = "bold"
-# the raw suffix of each datatype's scans, and the datatype of each raw suffix
-DATATYPE = {**{suffix: "anat" for suffix in STRUCTURAL}, BOLD: "func"}
+# Views of the one table of modalities (mmssl.modalities), for the rules and the package:
+# the raw suffixes of structural scans, the maps of a BOLD run, every source, the raw suffix
+# of BOLD runs, and the datatype of each raw suffix
+STRUCTURAL = tuple(m.suffix for m in MODALITIES.values() if m.structural)
+FUNCTIONAL = tuple(s for m in MODALITIES.values() if not m.structural for s in m.sources)
+SOURCES = all_sources()
+(BOLD,) = functional_modalities()
+
+
+class _Datatypes(Mapping[str, str]):
+    """raw suffix -> BIDS datatype, read from the table each time (so an entry added to
+    mmssl.modalities.MODALITIES is known at once, to discovery too)."""
+
+    def __getitem__(self, suffix: str) -> str:
+        return MODALITIES[suffix].datatype
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(MODALITIES))
+
+    def __len__(self) -> int:
+        return len(MODALITIES)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+DATATYPE: Mapping[str, str] = _Datatypes()
+
+__all__ = ["BOLD", "DATATYPE", "FUNCTIONAL", "SOURCES", "SPACE", "STRUCTURAL", "ALFF_DERIVATIVES", "alff_wanted", "bids",
+           "derivative_specs", "derivatives_of", "map_key", "modalities_of", "modality_of", "raw_modality",
+           "raw_modalities", "scan_derivatives", "scan_prefix", "sources_of", "wildcard_structural"]
 
 
 def raw_modality(source: str) -> str:
-    """The raw BIDS suffix a source comes from: itself for a structural source, ``bold``
-    for a BOLD-derived map; ValueError naming the allowed sources otherwise."""
-    if source in STRUCTURAL:
-        return source
-    if source in FUNCTIONAL:
-        return BOLD
-    raise ValueError(f"unknown source {source!r}; a source is one of {', '.join(SOURCES)}")
+    """The raw BIDS suffix (modality) a source comes from: itself for a structural source,
+    ``bold`` for a BOLD-derived map; ValueError naming the allowed sources otherwise.
+    (:func:`mmssl.modalities.modality_of` gives the whole entry.)"""
+    return modality_of(source).suffix
 
 
-def raw_modalities(sources: Iterable[str]) -> list[str]:
-    """The raw suffixes ``sources`` need, in the order of their first source (a BOLD run
-    once, however many maps it gives): ``[T1w, fALFF, ALFF]`` -> ``[T1w, bold]``."""
-    out: list[str] = []
-    for source in sources:
-        modality = raw_modality(source)
-        if modality not in out:
-            out.append(modality)
-    return out
+# the old name of mmssl.modalities.modalities_of, kept for bids.discovery and the rules' callers
+raw_modalities = modalities_of
 
 
-def sources_of(modality: str, sources: Iterable[str]) -> list[str]:
-    """The sources among ``sources`` that the raw suffix ``modality`` gives."""
-    return [s for s in sources if raw_modality(s) == modality]
+def wildcard_structural(sources: Iterable[str]) -> list[str]:
+    """The structural modalities ``sources`` use whose derivatives the wildcard patterns
+    ``derivative_specs("{suffix}")`` name: every one whose mask is ``desc-brain<suffix>``
+    (all but the T1w, whose mask keeps its plain ``desc-brain``), in table order. The
+    rules' ``{suffix}`` constraint of the structural job."""
+    used = set(sources)
+    return [m.suffix for m in MODALITIES.values() if m.structural and m.mask == f"brain{m.suffix}" and m.suffix in used]
+
+
+def alff_wanted(sources: Iterable[str]) -> bool:
+    """Whether a BOLD job must also write the optional maps (ALFF) because ``sources``
+    include one of them."""
+    optional = {s for m in MODALITIES.values() for s in m.optional_sources}
+    return any(s in optional for s in sources)
 
 
 def _mni(desc: str, suffix: str) -> tuple[dict[str, str], str, str]:
@@ -68,7 +97,8 @@ def _mni(desc: str, suffix: str) -> tuple[dict[str, str], str, str]:
 
 
 def _xfm(source: str) -> tuple[dict[str, str], str, str]:
-    """The template -> native transform of ``source`` (T1w, T2w, FLAIR or boldref)."""
+    """The template -> native transform of ``source`` (a modality's ``xfm_source``: T1w,
+    T2w, FLAIR or boldref)."""
     return {"from": source, "to": SPACE, "mode": "image"}, "xfm", ".txt"
 
 
@@ -77,12 +107,12 @@ def _native(desc: str, suffix: str, extension: str = ".nii.gz") -> tuple[dict[st
     return {"desc": desc}, suffix, extension
 
 
-def _anat(suffix: str) -> dict[str, tuple[dict[str, str], str, str]]:
-    """One structural image's derivatives. A T2w or FLAIR may have the very entities of a
-    T1w of its session (``sub-X_ses-Y_run-01``), so every structural mask names its suffix
-    in ``desc`` (``desc-brainT1w_mask``, ``desc-brainT2w_mask``), and one rule with a
-    ``{suffix}`` wildcard writes them all."""
-    return {"image": _mni("brain", suffix), "mask": _mni(f"brain{suffix}", "mask"), "xfm": _xfm(suffix),
+def _anat(suffix: str, mask_desc: str, xfm_source: str) -> dict[str, tuple[dict[str, str], str, str]]:
+    """One structural image's derivatives: its mask's ``desc`` and its transform's ``from``
+    as its entry in mmssl.modalities says (``desc-brainT1w_mask``, ``desc-brainT2w_mask``:
+    a T2w or FLAIR may have the very entities of a T1w of its session, so every structural
+    mask names its suffix, and one rule with a ``{suffix}`` wildcard writes them all)."""
+    return {"image": _mni("brain", suffix), "mask": _mni(mask_desc, "mask"), "xfm": _xfm(xfm_source),
             "qc": ({"space": SPACE, "desc": "qc"}, suffix, ".json"), "status": _native("status", suffix, ".tsv")}
 
 
@@ -91,7 +121,7 @@ def _anat(suffix: str) -> dict[str, tuple[dict[str, str], str, str]]:
 # status TSV (header only, or the reason the scan was excluded), for every scan.
 _BOLD_DERIVATIVES = {
     "fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm("boldref"),
-    "qc": ({"space": SPACE, "desc": "qc"}, "bold", ".json"), "status": _native("status", "bold", ".tsv"),
+    "qc": ({"space": SPACE, "desc": "qc"}, BOLD, ".json"), "status": _native("status", BOLD, ".tsv"),
     # native space: the fALFF map before registration, the EPI mask, the mean EPI it was
     # registered with, and per-volume confounds
     "falff_native": _native("falff", "boldmap"), "mask_native": _native("brain", "mask"),
@@ -103,20 +133,23 @@ ALFF_DERIVATIVES = {"ALFF": _mni("alff", "boldmap"), "alff_native": _native("alf
 
 def derivative_specs(suffix: str, alff: bool = False) -> dict[str, tuple[dict[str, str], str, str]]:
     """key -> (entities, suffix, extension) of every file the job of one raw ``suffix``
-    scan writes (T1w/T2w/FLAIR: image, mask, xfm, qc, status; bold: fALFF, mask, xfm, qc,
-    status and the native files, plus ALFF and alff_native when ``alff``). ``suffix`` may
-    be a Snakemake wildcard (``"{suffix}"``), which stands for any structural suffix."""
-    if suffix == BOLD:
-        return {**_BOLD_DERIVATIVES, **(ALFF_DERIVATIVES if alff else {})}
-    if suffix in STRUCTURAL or (suffix.startswith("{") and suffix.endswith("}")):
-        return _anat(suffix)
-    raise ValueError(f"no derivatives for raw suffix {suffix!r}; expected one of {', '.join(DATATYPE)}")
+    scan writes (a structural image: image, mask, xfm, qc, status; bold: fALFF, mask, xfm,
+    qc, status and the native files, plus ALFF and alff_native when ``alff``). ``suffix``
+    may be a Snakemake wildcard (``"{suffix}"``), which stands for any structural suffix."""
+    if suffix.startswith("{") and suffix.endswith("}"):
+        return _anat(suffix, f"brain{suffix}", suffix)
+    if suffix not in MODALITIES:
+        raise ValueError(f"no derivatives for raw suffix {suffix!r}; expected one of {', '.join(DATATYPE)}")
+    entry = modality(suffix)
+    if entry.structural:
+        return _anat(suffix, entry.mask, entry.xfm_source)
+    return {**_BOLD_DERIVATIVES, **(ALFF_DERIVATIVES if alff else {})}
 
 
 def map_key(source: str) -> str:
     """The derivative key of ``source``'s volume on the MNI grid: ``image`` for a
     structural source, the map's own name (``fALFF``, ``ALFF``) for a BOLD one."""
-    return "image" if raw_modality(source) != BOLD else source
+    return "image" if modality_of(source).structural else source
 
 
 def bids(
@@ -156,8 +189,8 @@ def bids(
 
 def scan_prefix(raw: str | Path) -> tuple[str, str]:
     """(raw suffix, prefix) of a raw BIDS scan: ``.../sub-X_ses-Y_run-01_T1w.nii.gz`` ->
-    ``("T1w", "sub-X_ses-Y_run-01")``; ValueError if it is not a T1w, T2w, FLAIR or bold
-    NIfTI name."""
+    ``("T1w", "sub-X_ses-Y_run-01")``; ValueError if its suffix is not a modality of
+    mmssl.modalities (T1w, T2w, FLAIR, bold)."""
     name = Path(raw).name
     for ext in (".nii.gz", ".nii"):
         if name.endswith(ext):
@@ -173,7 +206,8 @@ def scan_derivatives(root: str | Path, suffix: str, prefix: str, folder: str | N
     """Every derivative of one scan of raw ``suffix`` (keys of :func:`derivative_specs`).
     With ``prefix``, ``folder`` and ``suffix`` wildcards (``"{scan}"``, ``"{folder}"``,
     ``"{suffix}"``) these are the rules' output patterns."""
-    datatype = "func" if suffix == BOLD else "anat"
+    # a wildcard suffix stands for a structural one
+    datatype = MODALITIES[suffix].datatype if suffix in MODALITIES else "anat"
     return {key: bids(root, datatype=datatype, prefix=prefix, folder=folder, suffix=sfx, extension=ext, **entities)
             for key, (entities, sfx, ext) in derivative_specs(suffix, alff).items()}
 

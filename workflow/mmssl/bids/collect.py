@@ -11,6 +11,9 @@ The preprocessed samples table (``preproc/samples.tsv``), one row per sample::
 
     sample  subject  label ...  {source}  mask_{source}  {source}_qc  (per source)  {modality}_session ...
 
+(columns: :func:`mmssl.modalities.source_columns`; a *modality* is a raw BIDS suffix, a
+*source* a model input, see :mod:`mmssl.modalities`)
+
 with empty cells where the sample lacks the source. A sample that lost a scan is renamed
 after the scans it keeps (:func:`mmssl.bids.clinical.sample_id`); one left with the
 same scans as another, or with a subset of another's, is dropped (it is what discovery
@@ -26,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mmssl.io import write_tsv
-from mmssl.paths import derivatives_of, map_key, raw_modalities, sources_of
+from mmssl.modalities import modalities_of, source_columns, sources_of
+from mmssl.paths import alff_wanted, derivatives_of, map_key
 from mmssl.bids.layout import EXCLUDED_COLUMNS, exclusion_row
 from mmssl.bids.clinical import SCAN_FIELDS, sample_id, sample_keys
 
@@ -44,9 +48,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
-def source_columns(source: str) -> tuple[str, str, str]:
-    """(volume, mask, QC JSON) columns of ``source`` in a preprocessed samples table."""
-    return source, f"mask_{source}", f"{source}_qc"
+__all__ = ["STATUS_COLUMNS", "collect", "preproc_samples", "read_samples", "read_table", "source_columns", "write_status"]
 
 
 def preproc_samples(samples: pd.DataFrame, preproc_dir: str | Path, excluded: pd.DataFrame,
@@ -58,7 +60,7 @@ def preproc_samples(samples: pd.DataFrame, preproc_dir: str | Path, excluded: pd
     other scans' derivatives must exist and be non-empty, else FileNotFoundError naming
     them (a rule did not run). Returns the table described in the module docstring and
     one exclusion row per sample left without any source."""
-    modalities = raw_modalities(sources)
+    modalities = modalities_of(sources)
     needed = ["sample", "subject", *(f"{m}_path" for m in modalities)]
     missing_columns = [c for c in needed if c not in samples.columns]
     if missing_columns:
@@ -99,7 +101,7 @@ def preproc_samples(samples: pd.DataFrame, preproc_dir: str | Path, excluded: pd
 def _source_files(preproc_dir: str | Path, raw: str, modality: str, sources: Sequence[str]) -> dict[str, str]:
     """Volume, mask and QC paths of every source of the raw scan ``raw``; FileNotFoundError
     when one is missing or empty (an empty file is an excluded scan's placeholder)."""
-    derivatives = derivatives_of(preproc_dir, raw, alff="ALFF" in sources)
+    derivatives = derivatives_of(preproc_dir, raw, alff=alff_wanted(sources))
     files = {}
     for source in sources_of(modality, sources):
         volume, mask, qc = source_columns(source)

@@ -6,8 +6,8 @@ Input is a *samples table* (TSV, one row per sample: ``preproc/samples.tsv``)::
 
 where each ``{source}`` column (``T1w``, ``fALFF``, ...: the dataset's configured
 sources) holds the path of a 64³ volume on the 3 mm MNI grid, empty (or NaN) where the
-sample lacks that source. Its mask is ``mask_{source}``, else a plain ``mask`` column;
-columns ending in ``_qc`` are ignored. The label comes from the fold's split table (one per
+sample lacks that source. Its mask is ``mask_{source}`` (:func:`mmssl.modalities.mask_column`,
+the one name of a mask column); columns ending in ``_qc`` are ignored. The label comes from the fold's split table (one per
 subject, as splits need); a ``label`` column of the samples table is kept as
 ``sample_label``. Output is a :mod:`mmssl.data.store` folder with one source per
 configured source, each of shape (N, 1, 64, 64, 64), and a ``has_{source}`` (0/1) index
@@ -28,13 +28,9 @@ import numpy as np
 import pandas as pd
 
 from mmssl.data.store import present_column, write_store
+from mmssl.modalities import mask_column
 from mmssl.data.standardize import apply_standardization
 from mmssl.types import SourceSpec
-
-
-def mask_column(samples: pd.DataFrame, source: str) -> str:
-    """``mask_{source}`` when the samples table has it (e.g. fALFF's EPI-limited mask), else ``mask``."""
-    return f"mask_{source}" if f"mask_{source}" in samples.columns else "mask"
 
 
 def presence(samples: pd.DataFrame, source: str) -> np.ndarray:
@@ -47,7 +43,7 @@ def _index(samples: pd.DataFrame, split_table: pd.DataFrame, sources: Sequence[s
     """Store index: sample, subject, label (from the split table), ``has_{source}`` per
     source and the samples' other non-path columns. Every subject must be in the split
     table (ValueError otherwise)."""
-    masks = [mask_column(samples, s) for s in sources]
+    masks = [mask_column(s) for s in sources]
     missing = sorted({c for c in ("sample", "subject", *sources, *masks) if c not in samples.columns})
     if missing:
         raise ValueError(f"samples table lacks columns {missing} for sources {list(sources)}; has {list(samples.columns)}")
@@ -59,7 +55,7 @@ def _index(samples: pd.DataFrame, split_table: pd.DataFrame, sources: Sequence[s
         raise ValueError(f"{len(unknown)} subjects of the samples table are not in the split table: {unknown[:10]}")
     extra = [
         c for c in samples.columns
-        if c not in ("sample", "subject", "label", "mask", *sources) and not c.endswith("_qc") and not c.startswith("mask_")
+        if c not in ("sample", "subject", "label", *sources) and not c.endswith("_qc") and not c.startswith("mask_")
     ]
     index = pd.DataFrame({"sample": samples["sample"].astype(str), "subject": subjects, "label": subjects.map(labels)})
     for source in sources:
@@ -119,7 +115,7 @@ def pack_store(
             for source in sources:
                 if not present[source][row]:
                     continue
-                mask = _load_volume(sample[mask_column(samples, source)], size) > 0.5
+                mask = _load_volume(sample[mask_column(source)], size) > 0.5
                 volume = apply_standardization(_load_volume(sample[source], size), mask, landmarks[source])
                 packed = volume.astype(dtype)
                 if not np.isfinite(packed).all():

@@ -115,7 +115,7 @@ class Method(nn.Module):
 
     uses_labels: bool = False
     trainable: bool = True
-    # whether ``losses`` accepts batches where some samples lack a source (train.missing: use);
+    # whether ``losses`` accepts batches where some samples lack a source (train.incomplete_samples: use);
     # a method that does not trains on complete samples only
     supports_missing: bool = True
     # store index columns ``losses`` needs in ``meta`` (the y-aware criterion's variable)

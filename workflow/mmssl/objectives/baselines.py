@@ -205,7 +205,7 @@ def require_complete(name: str, present: Presence) -> None:
     """Methods without ``supports_missing`` are given complete samples by the trainer; a
     partial batch reaching them is a bug, not data to train on."""
     if rows_with(present, list(present or {})) is not None:
-        raise ValueError(f"method {name} trains on complete samples only (train.missing has no effect on it), "
+        raise ValueError(f"method {name} trains on complete samples only (train.incomplete_samples has no effect on it), "
                          "but was given a batch where some samples lack a source")
 
 

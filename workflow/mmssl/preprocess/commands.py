@@ -135,7 +135,7 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
     from mmssl.data.standardize import landmarks_from_samples, save_landmarks
 
     samples = read_samples(args.samples)
-    landmarks = landmarks_from_samples(samples, read_split(args.splits), args.modality, mask_column(samples, args.modality))
+    landmarks = landmarks_from_samples(samples, read_split(args.splits), args.modality, mask_column(args.modality))
     save_landmarks(landmarks, args.out)
     return 0
 

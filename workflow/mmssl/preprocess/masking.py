@@ -1,4 +1,5 @@
-"""Brain masks of native T1w images.
+"""Brain masks of native structural images (every modality of the structural pipeline,
+:data:`mmssl.modalities.MODALITIES`: T1w, T2w, FLAIR).
 
 Two backends (config ``preprocess.backend``):
 
@@ -8,7 +9,7 @@ Two backends (config ``preprocess.backend``):
   nothing beyond SimpleITK and ships no weights; its accuracy is bounded by how well an
   affine aligns one brain to the template (no non-linear anatomy), which is also all
   the later 3 mm / 64³ volumes can resolve. The registration it makes is reused to put
-  the T1w in MNI space, so masking costs one extra resampling. Measured with
+  the image in MNI space, so masking costs one extra resampling. Measured with
   ``benchmarks/bench_preprocess_subject.py`` (1 mm synthetic heads with a skull-like
   shell, random affine): Dice with the true mask 0.996-0.997; 0.983-0.985 when the head
   is also bent by a smooth non-linear deformation of up to 4 mm, which an affine cannot
@@ -87,26 +88,26 @@ def template_metric_mask(settings: MaskSettings | None = None) -> nib.Nifti1Imag
 
 
 def brain_mask_python(
-    t1: nib.Nifti1Image,
+    image: nib.Nifti1Image,
     registration: RegistrationSettings | None = None,
     settings: MaskSettings | None = None,
 ) -> NativeMask:
-    """Registration + template mask: register ``t1`` (a head, 3D) to the template and pull
-    the 1 mm template brain mask back onto ``t1``'s grid (linear, > 0.5).
+    """Registration + template mask: register ``image`` (a head, 3D) to the template and pull
+    the 1 mm template brain mask back onto ``image``'s grid (linear, > 0.5).
 
     ``registration`` / ``settings`` None: the schema's defaults of ``preprocess.registration``
     / ``preprocess.brain_mask``. Returns a :class:`NativeMask` whose ``registration`` maps
     template -> native world."""
     registration = registration or RegistrationSettings.from_config({})
     settings = settings or MaskSettings.from_config({})
-    result = register_to_template(t1, registration, settings)
+    result = register_to_template(image, registration, settings)
     template_mask = mni_brain_mask(1, settings.template_threshold)
     # template->native pull for the image means native->template pull for the mask
-    native = apply_affine(template_mask, result.moving_to_fixed, t1, order=1).get_fdata() > 0.5
-    return NativeMask(nib.Nifti1Image(native.astype(np.uint8), t1.affine), result)
+    native = apply_affine(template_mask, result.moving_to_fixed, image, order=1).get_fdata() > 0.5
+    return NativeMask(nib.Nifti1Image(native.astype(np.uint8), image.affine), result)
 
 
-def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings | None = None) -> NativeMask:
+def brain_mask_fsl(image: nib.Nifti1Image, settings: MaskSettings | None = None) -> NativeMask:
     """FSL: ``robustfov`` (crop the neck) then ``bet -R`` (robust centre estimate) on the
     cropped head. The returned mask and brain are on the cropped grid, whose affine keeps
     world coordinates, so they can be resampled like any native image. ``settings`` None:
@@ -118,7 +119,7 @@ def brain_mask_fsl(t1: nib.Nifti1Image, settings: MaskSettings | None = None) ->
     work = Path(tempfile.mkdtemp(prefix="mmssl-bet-"))
     try:
         head, cropped, brain = work / "head.nii.gz", work / "fov.nii.gz", work / "brain"
-        nib.save(t1, head)
+        nib.save(image, head)
         robustfov(str(head), str(cropped))
         bet(str(cropped), str(brain), mask=True, robust=True, fracintensity=settings.bet_f)
         mask = nib.load(f"{brain}_mask.nii.gz")

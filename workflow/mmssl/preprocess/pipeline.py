@@ -25,6 +25,7 @@ import pandas as pd
 
 from mmssl.io import write_json, write_tsv
 from mmssl.errors import BadInputError
+from mmssl.paths import BOLD, alff_wanted
 from mmssl.preprocess.falff import FalffSettings, GivenTR, falff_file
 from mmssl.preprocess.header import checked_header
 from mmssl.preprocess.masking import brain_mask_fsl, brain_mask_python, register_to_template, template_metric_mask
@@ -41,11 +42,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class T1Result:
-    """t1: the brain-masked structural image (a T1w, or a T2w or FLAIR: the names are the
-    T1w's for history) on the 64³ grid; mask: its uint8 brain mask; registration:
+    """image: the brain-masked structural image (a T1w, T2w, FLAIR: any modality of the
+    structural pipeline) on the 64³ grid; mask: its uint8 brain mask; registration:
     template->native affine; mask_volume_ml: the native brain mask's volume."""
 
-    t1: nib.Nifti1Image
+    image: nib.Nifti1Image
     mask: nib.Nifti1Image
     registration: AffineResult
     mask_volume_ml: float
@@ -125,8 +126,8 @@ def falff_to_mni(
 
 
 def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str | Path], settings: MriSettings) -> dict[str, Any]:
-    """Native structural image ``image`` of BIDS suffix ``suffix`` (T1w, T2w, FLAIR: the
-    header limits ``preprocess.header.<suffix>`` apply) -> ``out["image"]``,
+    """Native structural image ``image`` of BIDS suffix ``suffix`` (a structural modality
+    of :data:`mmssl.modalities.MODALITIES`: T1w, T2w, FLAIR; the header limits ``preprocess.header.<suffix>`` apply) -> ``out["image"]``,
     ``out["mask"]``, ``out["xfm"]`` and the QC JSON ``out["qc"]`` (returned too): backend,
     native brain volume (ml), NMI after registration, the optimiser's final metric (keys
     of :func:`~mmssl.preprocess.qc.structural_metric_keys`) and the header checks' fields."""
@@ -135,7 +136,7 @@ def preprocess_anat_files(image: str | Path, suffix: str, out: Mapping[str, str 
     progress.step(1, "header checked")
     result = t1_to_mni(load_volume(image), settings)
     progress.step(2, f"brain mask ({result.mask_volume_ml:.0f} ml) and 12-dof registration to MNI152")
-    save_nifti(result.t1, out["image"])
+    save_nifti(result.image, out["image"])
     save_nifti(result.mask, out["mask"], np.uint8)
     save_xfm(result.registration.fixed_to_moving, out["xfm"])
     volume_key, similarity_key, metric_key = structural_metric_keys(suffix)
@@ -157,9 +158,9 @@ def preprocess_bold_files(
     (and ``"alff_native"``) the ALFF map goes the same way, with the same transform and mask.
     ``sidecar``: the run's RepetitionTime as discovery resolved it (a GivenTR), or a sidecar
     file to read it from (None: the header's)."""
-    with_alff = "ALFF" in out
+    with_alff = alff_wanted(out)  # the optional maps' keys are their sources' names
     progress = Progress(f"preprocess {Path(bold).name}: step", 4, log)
-    header = checked_header(bold, settings.header["bold"])
+    header = checked_header(bold, settings.header[BOLD])
     progress.step(1, "header checked")
     with _bold_series(bold, settings.motion_correction) as (series, motion):
         result = falff_file(series, sidecar or None, out["falff_native"], out["mask_native"], out["boldref"], falff_settings,

@@ -1,13 +1,17 @@
 """Quality control of the MNI-space volumes: montages, a QC table with flags, one HTML page.
 
+Every structural modality ``M`` of :data:`mmssl.modalities.MODALITIES` has the QC tag
+``m`` (its suffix in lower case: ``t1w``, ``t2w``, ``flair``); a BOLD run's is ``epi``.
+Its metrics, flags and thresholds are named after the tag, the same way for each.
+
 Flags (comma-separated in ``qc.tsv``'s ``flags`` column, empty when all is well):
 
-* ``small_mask`` / ``large_mask``: the T1w's native brain-mask volume outside
-  [min_mask_ml, max_mask_ml] (a failed skull strip or registration); ``small_mask_t2w``,
-  ``large_mask_flair``, ...: the same for a T2w or FLAIR source;
-* ``low_similarity_t1`` / ``low_similarity_t2w`` / ``low_similarity_flair`` /
-  ``low_similarity_epi``: normalised mutual information of the
-  registered image with the template below the threshold (1 = unrelated). On the
+* ``small_mask_<tag>`` / ``large_mask_<tag>`` (``small_mask_t1w``, ``large_mask_flair``,
+  ...): the structural image's native brain-mask volume (``mask_volume_ml_<tag>``) outside
+  [min_mask_ml, max_mask_ml] (a failed skull strip or registration);
+* ``low_similarity_<tag>`` (``low_similarity_t1w``, ``_t2w``, ``_flair``, ``_epi``):
+  normalised mutual information of the registered image with the template
+  (``similarity_<tag>``) below ``min_similarity_<tag>`` (1 = unrelated). On the
   synthetic data a good T1w fit scores 1.28-1.35 and the same fit 5 mm off 1.08; a good
   T2w or FLAIR fit (contrast unlike the T1w template's) 1.21-1.29, 5 mm off 1.05; a good
   fit of a 5 mm mean EPI 1.10-1.11, 5 mm off 1.07, 10 mm off 1.04. Real data score
@@ -35,58 +39,64 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmssl.io import atomic_path, write_text  # noqa: E402
+from mmssl.modalities import MODALITIES, functional_modalities, is_structural_source, modality, structural_modalities  # noqa: E402
 from mmssl.settings import schema_settings  # noqa: E402
 
-QC_COLUMNS = ("subject", "sample", "mask_volume_ml", "similarity_t1", "similarity_epi", "falff_mean_in_brain", "flags", "montage")
-# how a structural source's QC metrics are named: the T1w's keep their historical names
-STRUCTURAL_TAGS = {"T1w": "t1", "T2w": "t2w", "FLAIR": "flair"}
+# the first columns of qc.tsv: the primary structural modality's (T1w's) and the BOLD run's key metrics
+QC_COLUMNS = ("subject", "sample", *MODALITIES[structural_modalities()[0]].qc_fields, *(f"similarity_{MODALITIES[m].tag}" for m in functional_modalities()),
+              "falff_mean_in_brain", "flags", "montage")
 
 
 def structural_metric_keys(suffix: str) -> tuple[str, str, str]:
-    """(mask volume, similarity, registration metric) QC keys of a structural source:
-    ``mask_volume_ml, similarity_t1, registration_metric_t1`` for the T1w,
-    ``mask_volume_ml_t2w, similarity_t2w, registration_metric_t2w`` for a T2w, ..."""
-    tag = STRUCTURAL_TAGS[suffix]
-    volume = "mask_volume_ml" if suffix == "T1w" else f"mask_volume_ml_{tag}"
-    return volume, f"similarity_{tag}", f"registration_metric_{tag}"
+    """(mask volume, similarity, registration metric) QC keys of a structural modality,
+    named after its tag: ``mask_volume_ml_t1w, similarity_t1w, registration_metric_t1w``
+    for the T1w, ``mask_volume_ml_t2w, similarity_t2w, registration_metric_t2w`` for a T2w, ..."""
+    tag = modality(suffix).tag
+    return f"mask_volume_ml_{tag}", f"similarity_{tag}", f"registration_metric_{tag}"
 
 
-@schema_settings("qc", "preprocess.qc")
 class QcThresholds:
     """Config key ``preprocess.qc`` (defaults: the config schema); see the module docstring
-    for what each flag means."""
+    for what each flag means. Besides these fields, one ``min_similarity_<tag>`` per
+    modality of :data:`mmssl.modalities.MODALITIES` (``min_similarity_t1w``, ...,
+    ``min_similarity_epi``), added from the table below."""
 
     min_mask_ml: float
     max_mask_ml: float
-    min_similarity_t1: float
-    min_similarity_t2w: float
-    min_similarity_flair: float
-    min_similarity_epi: float
     min_falff_mean: float
     max_falff_mean: float
     max_mean_fd: float
 
 
+# the similarity threshold of each modality comes from the table, so a new modality needs no
+# field here (only its schema key min_similarity_<tag>, which tests/test_modalities.py asks for)
+QcThresholds.__annotations__.update({f"min_similarity_{entry.tag}": "float" for entry in MODALITIES.values()})
+QcThresholds = schema_settings("qc", "preprocess.qc")(QcThresholds)  # type: ignore[misc]
+
+
 def qc_flags(metrics: dict, thresholds: QcThresholds | None = None) -> list[str]:
     """Reasons to look at one sample, from its metrics (keys of :data:`QC_COLUMNS`, and
-    of :func:`structural_metric_keys` for a T2w or FLAIR); a missing or NaN metric raises
-    no flag, except fALFF's when the sample has fALFF (``has_fALFF`` absent or not 0),
-    where its absence is a problem. ``thresholds`` None: the schema's ``preprocess.qc``
-    defaults."""
+    of :func:`structural_metric_keys` for every structural modality); a missing or NaN
+    metric raises no flag, except fALFF's when the sample has fALFF (``has_fALFF`` absent
+    or not 0), where its absence is a problem. ``thresholds`` None: the schema's
+    ``preprocess.qc`` defaults."""
     thresholds = thresholds or QcThresholds.from_config({})
     flags = []
-    for suffix, tag in STRUCTURAL_TAGS.items():
-        volume_key, similarity_key, _ = structural_metric_keys(suffix)
-        ending = "" if suffix == "T1w" else f"_{tag}"
+    for entry in MODALITIES.values():
+        if not entry.structural:
+            continue
+        volume_key, similarity_key, _ = structural_metric_keys(entry.suffix)
         volume = metrics.get(volume_key, np.nan)
         if volume < thresholds.min_mask_ml:
-            flags.append(f"small_mask{ending}")
+            flags.append(f"small_mask_{entry.tag}")
         if volume > thresholds.max_mask_ml:
-            flags.append(f"large_mask{ending}")
-        if metrics.get(similarity_key, np.nan) < getattr(thresholds, f"min_similarity_{tag}"):
+            flags.append(f"large_mask_{entry.tag}")
+        if metrics.get(similarity_key, np.nan) < getattr(thresholds, f"min_similarity_{entry.tag}"):
+            flags.append(f"low_similarity_{entry.tag}")
+    for suffix in functional_modalities():
+        tag = MODALITIES[suffix].tag
+        if metrics.get(f"similarity_{tag}", np.nan) < getattr(thresholds, f"min_similarity_{tag}"):
             flags.append(f"low_similarity_{tag}")
-    if metrics.get("similarity_epi", np.nan) < thresholds.min_similarity_epi:
-        flags.append("low_similarity_epi")
     falff = metrics.get("falff_mean_in_brain", np.nan)
     has_falff = metrics.get("has_fALFF", 1)
     if has_falff and not (np.isfinite(falff) and thresholds.min_falff_mean <= falff <= thresholds.max_falff_mean):
@@ -137,7 +147,7 @@ def write_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows) + 0.4), squeeze=False)
     for line, (name, volume, mask) in zip(axes, rows):
         mask = np.asarray(mask, bool)
-        if name in STRUCTURAL_TAGS:
+        if is_structural_source(name):
             limit = np.percentile(volume[mask], 99) if mask.any() else None
             for ax, image, outline in zip(line, _views(volume, centre), _views(mask.astype(float), centre)):
                 ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=limit)
@@ -160,8 +170,10 @@ def write_montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     return Path(path)
 
 
-METRIC_COLUMNS = ("mask_volume_ml", "similarity_t1", "mask_volume_ml_t2w", "similarity_t2w", "mask_volume_ml_flair",
-                  "similarity_flair", "similarity_epi", "coverage_epi", "falff_mean_in_brain", "alff_mean_in_brain", "mean_fd")
+def metric_columns() -> tuple[str, ...]:
+    """The metrics the QC page shows, in column order: every modality's ``qc_fields``,
+    in table order."""
+    return tuple(c for entry in MODALITIES.values() for c in entry.qc_fields)
 
 
 def subject_montages(table: pd.DataFrame) -> pd.DataFrame:
@@ -198,7 +210,7 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str = "MRI preproce
     subject's montage."""
     path = Path(path)
     n_flagged = int(table.groupby("subject", sort=False)["flags"].apply(lambda f: (f != "").any()).sum())
-    metrics = [c for c in METRIC_COLUMNS if c in table.columns and table[c].notna().any()]
+    metrics = [c for c in metric_columns() if c in table.columns and table[c].notna().any()]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",

@@ -71,7 +71,7 @@ class TrainSettings:
     prefetch: batches a background thread prepares ahead of the step (0 = none; see
     :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough.
     augment: the ``train.augment`` mapping (see :class:`mmssl.augment.AugmentSettings`).
-    missing: 'use' (samples lacking a source take part in the terms they can) or 'drop'
+    incomplete_samples: 'use' (samples lacking a source take part in the terms they can) or 'drop'
     (complete samples only); see :meth:`Trainer.training_rows`.
 
     Every default is the config schema's (``train`` section), read when a field is left
@@ -97,7 +97,7 @@ class TrainSettings:
     on_divergence: str
     max_batches: int
     select: str
-    missing: str
+    incomplete_samples: str
 
     def __post_init__(self):
         amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
@@ -268,7 +268,7 @@ class Trainer:
             self.model_settings = model_settings
         self.model = build_method(method, store.sources, model_settings).to(self.device)
         self.train_rows, self.val_rows = self.training_rows(self.train_rows), self.training_rows(self.val_rows)
-        if len(self.train_rows) < settings.batch_size:  # after train.missing chose the rows
+        if len(self.train_rows) < settings.batch_size:  # after train.incomplete_samples chose the rows
             raise ValueError(f"{self.label}: {len(self.train_rows)} training samples, fewer than one batch of "
                              f"{settings.batch_size}")
         # Two-View with views: redraw: training batches carry the digits their views are drawn from
@@ -320,14 +320,14 @@ class Trainer:
 
     def training_rows(self, rows: np.ndarray) -> np.ndarray:
         """The store rows this run trains (or validates) on: all of ``rows`` under
-        train.missing 'use' when the method supports partial samples, else the complete
+        train.incomplete_samples 'use' when the method supports partial samples, else the complete
         samples only; the choice and the counts are logged."""
         if not self.store.has_missing:
             return rows
         complete = self.store.complete[rows]
-        use = self.settings.missing == "use" and self.model.supports_missing
-        if self.settings.missing == "use" and not self.model.supports_missing:
-            log.warning("%s: %s trains on complete samples only (train.missing 'use' does not apply to it): "
+        use = self.settings.incomplete_samples == "use" and self.model.supports_missing
+        if self.settings.incomplete_samples == "use" and not self.model.supports_missing:
+            log.warning("%s: %s trains on complete samples only (train.incomplete_samples 'use' does not apply to it): "
                         "%d of %d samples", self.label, self.method_name, int(complete.sum()), len(rows))
         counts = ", ".join(f"{s} {int(self.store.present(s)[rows].sum())}" for s in self.store.source_names)
         log.info("%s: %d of %d samples complete (samples with each source: %s); %s", self.label, int(complete.sum()),
