@@ -157,3 +157,28 @@ def test_the_bias_field_survives_the_z_normalisation(data):
         other = "fALFF" if source == "T1w" else "T1w"
         assert np.corrcoef(contrast, index[f"nuisance_bias_{source}"])[0, 1] > 0.6, source
         assert abs(np.corrcoef(contrast, index[f"nuisance_bias_{other}"])[0, 1]) < 0.2, source
+
+
+def test_the_generator_reads_exactly_the_schemas_synthetic_mri_keys():
+    """The rule passes generator_keys() of the dataset's config (no list of keys of its own),
+    and each is a schema key of the synthetic_mri branch: a new generator argument without a
+    schema entry (its default's home), or a schema key nothing reads, fails here."""
+    from mmssl.data.known_mri import generator_keys
+    from mmssl.schema import load_schema
+
+    branch = next(b["then"]["properties"] for b in load_schema()["$defs"]["dataset"]["allOf"]
+                  if b["if"]["properties"]["kind"].get("const") == "synthetic_mri")
+    workflow_keys = {"kind", "methods", "folds", "splits", "model", "train", "probe", "similarity", "classes", "maps"}
+    assert set(generator_keys()) == set(branch) - workflow_keys
+    assert generator_keys()[:2] == ["n_subjects", "seed"]  # keyword order: the JSON argument's, unchanged
+
+
+def test_the_maps_grid_of_the_known_answer_kind_is_the_generators():
+    """The grid the maps are drawn on (the kind registry) is the one the volumes were made on."""
+    from mmssl.data.kinds import KINDS
+
+    for size in (32, 64):
+        grid = KINDS["synthetic_mri"].grid({"size": size})
+        assert grid["size"] == size and grid["voxel_mm"] * size == 192.0
+        expected = mni_grid(GridSettings(size=size, voxel_mm=192.0 / size))
+        assert np.allclose(mni_grid(GridSettings(**grid)).affine, expected.affine)

@@ -77,9 +77,8 @@ raw_modalities = modalities_of
 
 def wildcard_structural(sources: Iterable[str]) -> list[str]:
     """The structural modalities ``sources`` use whose derivatives the wildcard patterns
-    ``derivative_specs("{suffix}")`` name: every one whose mask is ``desc-brain<suffix>``
-    (all but the T1w, whose mask keeps its plain ``desc-brain``), in table order. The
-    rules' ``{suffix}`` constraint of the structural job."""
+    ``derivative_specs("{suffix}")`` name (every one whose mask is ``desc-brain<suffix>``),
+    in table order: the rules' ``{suffix}`` constraint of the structural job."""
     used = set(sources)
     return [m.suffix for m in MODALITIES.values() if m.structural and m.mask == f"brain{m.suffix}" and m.suffix in used]
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 import mmssl.config as mcfg
 from mmssl.data.kinds import KINDS, DatasetKind, kind_of, names_with
-from mmssl.paths import BOLD, DATATYPE, STRUCTURAL, map_key, scan_derivatives, scan_prefix, sources_of
+from mmssl.paths import BOLD, DATATYPE, alff_wanted, map_key, scan_derivatives, scan_prefix, sources_of, wildcard_structural
 
 Wildcards = Any  # snakemake.io.Wildcards: attribute access to the rule's wildcards
 
@@ -361,14 +361,14 @@ class Plan:
         """A wildcard constraint: the preprocessed datasets whose sources include ALFF (or do
         not): their BOLD jobs declare the ALFF maps too (preprocess_bold_alff) or not."""
         return alternatives([name for name in names_with(self.config["datasets"], preprocessed=True)
-                             if ("ALFF" in self.config["datasets"][name]["sources"]) == with_alff])
+                             if alff_wanted(self.config["datasets"][name]["sources"]) == with_alff])
 
     def structural_in_use(self) -> str:
         """A wildcard constraint: the structural suffixes some preprocessed dataset lists
         among its sources (preprocess_anat's ``{suffix}``)."""
         used = {s for name in names_with(self.config["datasets"], preprocessed=True)
                 for s in self.config["datasets"][name]["sources"]}
-        return alternatives([s for s in STRUCTURAL if s in used])
+        return alternatives(wildcard_structural(used))
 
     def preproc_dir(self, wildcards: Wildcards) -> str:
         """results/{dataset}/preproc: the root of the derivatives' BIDS names (mmssl.paths)."""
@@ -414,7 +414,7 @@ class Plan:
     @staticmethod
     def alff_flags(wildcards: Wildcards, output: Any) -> str:
         """The ALFF outputs' flags, for the BOLD jobs that declare them (preprocess_bold_alff)."""
-        if "ALFF" not in output.keys():
+        if not alff_wanted(output.keys()):
             return ""
         return f"--out-alff {shlex.quote(output.ALFF)} --out-alff-native {shlex.quote(output.alff_native)}"
 
@@ -479,7 +479,7 @@ def derivative_files(root: str, samples_path: str, mtime_ns: int, keys: tuple[st
     """The derivatives ``keys`` of every scan (of source ``only``, or of all ``sources``).
     Built once per version of samples.tsv and key set (landmarks and pack ask for the same
     list for every fold, ~6,000 scans x 4 files on OASIS-3)."""
-    alff = "ALFF" in sources
+    alff = alff_wanted(sources)
     wanted = [only] if only else list(sources)
     files = []
     for suffix, prefix in read_raw_scans(samples_path, mtime_ns):
