@@ -615,7 +615,7 @@ def shown_image(frame) -> dict:
 @pytest.mark.xdist_group("mri_run")
 def test_the_report_shows_results_table_qc_montage_and_map_in_a_browser(mri_run):
     """Snakemake's report opened in headless Chromium (Playwright), clicked through as a
-    reader would: the results table, the QC page with its montages and exclusions, a
+    reader would: the landing page with the results table, the results table, the QC page with its montages and exclusions, a
     montage and a brain map are rendered with a non-zero size and their images loaded."""
     chromium = chromium_or_skip()
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -635,6 +635,10 @@ def test_the_report_shows_results_table_qc_montage_and_map_in_a_browser(mri_run)
             rows.locator("a[iconname=eye]").first.click()
             page.wait_for_timeout(500)
 
+        page.goto((mri_run / "report.html").as_uri())  # the landing page, as the report opens
+        landing = page.locator("table", has_text="random (floor)").first
+        landing.wait_for(state="visible", timeout=10_000)
+        assert landing.bounding_box()["height"] > 40 and "oasis_synthetic" in page.inner_text("body")
         open_result("oasis_synthetic", "results", "table.html")
         frame = page.frames[-1]
         table = frame.locator("table").first

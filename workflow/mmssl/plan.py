@@ -147,7 +147,8 @@ class Plan:
 
     # ---- one (dataset, method, fold) ----
     def check_run(self, wildcards: Wildcards) -> None:
-        """Fail at DAG time, with a clear message, for a method or fold that is not valid."""
+        """Fail at DAG time, with a clear message, for a dataset, method or fold that is not valid."""
+        self.spec(wildcards.dataset)
         try:
             mcfg.check_fold(self.config, wildcards.dataset, int(wildcards.fold))
             from mmssl.objectives import check_method_name
