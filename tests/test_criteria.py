@@ -16,8 +16,10 @@ import torch
 from mmssl.data.store import read_store, write_store
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
-from mmssl.objectives.criteria import (barlow_twins, dcl_official, dcl_pooled, dcl_same_location, vicreg,
-                                       vicreg_variance, yaware, yaware_weights)
+from mmssl.objectives.criteria.barlow import barlow_twins
+from mmssl.objectives.criteria.dcl import dcl_official, dcl_pooled, dcl_same_location
+from mmssl.objectives.criteria.vicreg import vicreg, vicreg_variance
+from mmssl.objectives.criteria.yaware import yaware, yaware_weights
 from mmssl.objectives.infonce import CriticConfig, nce_pooled
 from mmssl.objectives.registry import check_method_name, criterion_names
 from mmssl.train.loop import Trainer, TrainSettings
@@ -285,7 +287,7 @@ def test_method_names_select_criteria_and_reject_the_rest():
         check_method_name("S@simclr")
     sources = [SourceSpec("a", 1, 32), SourceSpec("b", 1, 32)]
     model = build_method("S@vicreg", sources, {"latent": 16, "width": 8, "criteria": {"vicreg": {"sim": 10.0}}})
-    assert model.criterion == "vicreg" and model.settings.criteria["vicreg"] == {
+    assert model.criterion.name == "vicreg" and model.settings.criteria["vicreg"] == {
         "sim": 10.0, "var": 25.0, "cov": 1.0, "gamma": 1.0, "eps": 1e-4}
     defaults = ModelSettings.from_config({"criteria": {}}).criteria
     assert defaults["dcl"] == {"s_form": "official", "temperature": 0.1}
