@@ -387,7 +387,8 @@ def test_a_new_criterion_is_one_class_and_one_registry_entry(monkeypatch):
     x, age = _batch(), torch.linspace(60.0, 90.0, 10, dtype=torch.float64)
     proj = model.project(x)
     terms = model.contrastive_terms(proj, None, {"age": age})
-    want = sum(75.0 * float(torch.nn.functional.mse_loss(proj[i].z, proj[j].z).detach()) for i, j in combinations("abc", 2))
+    want = sum(75.0 * float(torch.nn.functional.mse_loss(proj[i].z, proj[j].z).detach())
+               for i, j in combinations("abc", 2))
     assert set(terms) == {"S"} and float(terms["S"].detach()) == pytest.approx(want, abs=TOL, rel=TOL)
     with pytest.raises(ValueError, match="metadata column 'age'"):
         model.losses(x)

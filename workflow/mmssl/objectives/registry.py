@@ -4,8 +4,9 @@ Contrastive methods are named by joining their parts in the order L, CL, CS, S w
 (``L``, ``CL-S``, ``L-CL-CS-S``, ...): all 15 non-empty combinations are built from the
 name. A criterion other than InfoNCE follows an '@' and applies to every part of the
 name (``S@vicreg``, ``L-CL-S@dcl``); a criterion that does not apply to one of the parts
-(``Criterion.parts`` of :data:`mmssl.objectives.criteria.CRITERIA`) is rejected with the names that are
-valid. Other methods (baselines) register a builder under a fixed name with ``register``.
+(``Criterion.parts`` of :data:`mmssl.objectives.criteria.CRITERIA`) is rejected with the
+names that are valid. Other methods (baselines) register a builder under a fixed name
+with ``register``.
 """
 
 from __future__ import annotations
