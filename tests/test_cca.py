@@ -27,7 +27,7 @@ def feed(pair, steps: int = STEPS, momentum: float = 0.99, seed: int = 0,
     """Train-mode RunningCCA (top-k sum unless told) fed `steps` batches from pair(generator);
     returns it and the last value."""
     g = torch.Generator().manual_seed(seed)
-    cca = RunningCCA(D, D, k=K, momentum=momentum, form=form)
+    cca = RunningCCA(D, D, r=1e-3, k=K, momentum=momentum, form=form)
     with torch.no_grad():
         for _ in range(steps):
             value = cca(*pair(g))
@@ -122,7 +122,8 @@ def test_gradient_is_finite_and_nonzero_when_correlated():
 @pytest.mark.parametrize("form", ["topk", "frobenius"])
 @pytest.mark.parametrize("warm", [False, True])
 def test_gradient_is_finite_for_collapsed_latents(warm, form):
-    cca = feed(independent_normal, steps=20, form=form)[0] if warm else RunningCCA(D, D, k=K, form=form)
+    cca = (feed(independent_normal, steps=20, form=form)[0] if warm
+           else RunningCCA(D, D, r=1e-3, k=K, momentum=0.99, form=form))
     const = torch.full((B, D), 0.3)
     for g in _grads(cca, const, const):  # batch covariances exactly 0: all eigenvalues equal r
         assert torch.isfinite(g).all()
@@ -137,7 +138,7 @@ def test_gradient_is_the_batch_gradient_at_the_running_estimate():
     g = torch.Generator().manual_seed(3)
     h1, h2 = partial(g)
     h1, h2 = h1[:, :8] * 1.0, h2[:, :8] * 1.0  # d 8 < B: the per-batch term is well defined
-    fresh = RunningCCA(8, 8, k=4, form="topk")
+    fresh = RunningCCA(8, 8, r=1e-3, k=4, momentum=0.99, form="topk")
     a = h1.clone().requires_grad_(True)
     fresh(a, h2).backward()
     b = h1.clone().requires_grad_(True)
@@ -171,7 +172,7 @@ def test_matches_reference_on_one_large_batch():
     h1, h2 = _large_pair()
     ref = reference_canonical_correlations(h1, h2)
     for k in (None, 3):
-        cca = RunningCCA(8, 8, r=1e-10, k=k, form="topk")
+        cca = RunningCCA(8, 8, r=1e-10, k=k, momentum=0.99, form="topk")
         got = float(cca(torch.tensor(h1), torch.tensor(h2)))
         assert got == pytest.approx(ref[:k].sum(), rel=1e-6)
 
@@ -198,7 +199,7 @@ def test_eval_mode_does_not_update_and_state_is_saved():
     cca(*partial(torch.Generator().manual_seed(4)))
     for key, value in cca.state_dict().items():
         assert torch.equal(value, before[key])
-    twin = RunningCCA(D, D, k=K, form="topk")
+    twin = RunningCCA(D, D, r=1e-3, k=K, momentum=0.99, form="topk")
     twin.load_state_dict(before)
     twin.eval()
     h = partial(torch.Generator().manual_seed(5))
@@ -207,19 +208,19 @@ def test_eval_mode_does_not_update_and_state_is_saved():
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="momentum"):
-        RunningCCA(4, 4, momentum=1.5, form="topk")
+        RunningCCA(4, 4, r=1e-3, k=None, momentum=1.5, form="topk")
     with pytest.raises(ValueError, match="k must be"):
-        RunningCCA(4, 3, k=4, form="topk")
+        RunningCCA(4, 3, r=1e-3, k=4, momentum=0.99, form="topk")
     with pytest.raises(ValueError, match="ridge"):
-        RunningCCA(4, 4, r=0.0, form="topk")
+        RunningCCA(4, 4, r=0.0, k=None, momentum=0.99, form="topk")
     with pytest.raises(ValueError, match="form must be one of"):
-        RunningCCA(4, 4, form="trace")
-    with pytest.raises(TypeError, match="form"):  # no default in code: the schema's cca_form
+        RunningCCA(4, 4, r=1e-3, k=None, momentum=0.99, form="trace")
+    with pytest.raises(TypeError, match="'r', 'k', 'momentum', and 'form'"):  # no defaults in code: the schema's
         RunningCCA(4, 4)
     with pytest.raises(ValueError, match="built for latents"):
-        RunningCCA(4, 4, form="frobenius")(torch.randn(8, 5), torch.randn(8, 4))
+        RunningCCA(4, 4, r=1e-3, k=None, momentum=0.99, form="frobenius")(torch.randn(8, 5), torch.randn(8, 4))
     with pytest.raises(ValueError, match="same B"):
-        RunningCCA(4, 4, form="frobenius")(torch.randn(8, 4), torch.randn(9, 4))
+        RunningCCA(4, 4, r=1e-3, k=None, momentum=0.99, form="frobenius")(torch.randn(8, 4), torch.randn(9, 4))
 
 
 def test_cca_term_reads_model_extra_and_pairs_sources():
@@ -274,7 +275,7 @@ def test_both_forms_match_numpy(k):
     h1 = g.normal(size=(200, 6)) @ g.normal(size=(6, 6))
     h2 = h1[:, :5] @ g.normal(size=(5, 5)) * 0.4 + g.normal(size=(200, 5))
     frob, topk, authors = numpy_forms(h1, h2, 1e-3, k)
-    got = {form: float(RunningCCA(6, 5, r=1e-3, k=k, form=form)(torch.tensor(h1), torch.tensor(h2)))
+    got = {form: float(RunningCCA(6, 5, r=1e-3, k=k, momentum=0.99, form=form)(torch.tensor(h1), torch.tensor(h2)))
            for form in ("frobenius", "topk")}
     assert got["frobenius"] == pytest.approx(frob, rel=1e-10, abs=1e-10)
     assert got["topk"] == pytest.approx(topk, rel=1e-10, abs=1e-10)

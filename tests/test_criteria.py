@@ -6,6 +6,7 @@ two source orders, and how method names select them."""
 from __future__ import annotations
 
 import math
+import sys
 from itertools import combinations, permutations
 
 import numpy as np
@@ -14,12 +15,16 @@ import pytest
 import torch
 
 from mmssl.data.store import read_store, write_store
-from mmssl.objectives import build_method
+from mmssl.objectives import available_methods, build_method
 from mmssl.objectives.base import ModelSettings
-from mmssl.objectives.criteria import (barlow_twins, dcl_official, dcl_pooled, dcl_same_location, vicreg,
-                                       vicreg_variance, yaware, yaware_weights)
+from mmssl.objectives.criteria import CRITERIA, DEFAULT_CRITERION, Criterion, LatentCriterion
+from mmssl.objectives.criteria.barlow import barlow_twins
+from mmssl.objectives.criteria.dcl import dcl_official, dcl_pooled, dcl_same_location
+from mmssl.objectives.criteria.vicreg import vicreg, vicreg_variance
+from mmssl.objectives.criteria.yaware import yaware, yaware_weights
 from mmssl.objectives.infonce import CriticConfig, nce_pooled
 from mmssl.objectives.registry import check_method_name, criterion_names
+from mmssl.schema import schema_defaults
 from mmssl.train.loop import Trainer, TrainSettings
 from mmssl.types import SourceSpec
 
@@ -285,7 +290,7 @@ def test_method_names_select_criteria_and_reject_the_rest():
         check_method_name("S@simclr")
     sources = [SourceSpec("a", 1, 32), SourceSpec("b", 1, 32)]
     model = build_method("S@vicreg", sources, {"latent": 16, "width": 8, "criteria": {"vicreg": {"sim": 10.0}}})
-    assert model.criterion == "vicreg" and model.settings.criteria["vicreg"] == {
+    assert model.criterion.name == "vicreg" and model.settings.criteria["vicreg"] == {
         "sim": 10.0, "var": 25.0, "cov": 1.0, "gamma": 1.0, "eps": 1e-4}
     defaults = ModelSettings.from_config({"criteria": {}}).criteria
     assert defaults["dcl"] == {"s_form": "official", "temperature": 0.1}
@@ -336,3 +341,100 @@ def test_yaware_reads_age_from_the_store_and_says_when_it_is_missing(tmp_path):
     store, split = _store(tmp_path / "ok", np.linspace(60, 90, 64))
     trainer = Trainer("S@yaware", store, split, tmp_path / "m3", settings, model, 0)
     assert trainer.fit() == "ok" and np.isfinite(trainer.rows[-1]["train_loss"])
+
+
+# ---------------------------------------------------------------- the registry: one module + one entry per criterion
+class ToyLatent(LatentCriterion):
+    """A criterion written in a test: S only, latent-only, needs a metadata column, no
+    settings (so no schema section): mean(meta) * MSE(za, zb)."""
+
+    name = "toylatent"
+
+    @property
+    def metadata_columns(self) -> tuple[str, ...]:
+        return ("age",)
+
+    def latent(self, za, zb, meta):
+        return meta.mean() * torch.nn.functional.mse_loss(za, zb)
+
+
+class ToyCritic(Criterion):
+    """A criterion written in a test: critic form on L and S, twice InfoNCE."""
+
+    name = "toycritic"
+    parts = ("L", "S")
+
+    def pooled(self, u, v, cfg):
+        r = nce_pooled(u, v, cfg)
+        return type(r)(loss=2 * r.loss, penalty=r.penalty, mi=r.mi)
+
+
+def test_a_new_criterion_is_one_class_and_one_registry_entry(monkeypatch):
+    """Registering a class in CRITERIA is all a criterion needs: its names become methods,
+    the wrong parts are rejected, and ContrastiveMethod computes its loss unchanged."""
+    monkeypatch.setitem(CRITERIA, "toylatent", ToyLatent)
+    monkeypatch.setitem(CRITERIA, "toycritic", ToyCritic)
+    assert {"S@toylatent", "L@toycritic", "S@toycritic", "L-S@toycritic"} <= set(criterion_names())
+    assert not {n for n in criterion_names() if n.endswith("@toylatent") and n != "S@toylatent"}
+    assert "L-S@toycritic" in available_methods() and check_method_name("S@toylatent") == "S@toylatent"
+    with pytest.raises(ValueError, match=r"applies to part\(s\) L, S only.*L-S@toycritic"):
+        check_method_name("CL@toycritic")
+    cfg = {"latent": 8, "width": 4, "clip": None, "penalty": 0.0}
+
+    torch.manual_seed(0)
+    model = build_method("S@toylatent", SOURCES, cfg).double()
+    assert model.metadata_columns == ("age",) and model.criterion.name == "toylatent"
+    x, age = _batch(), torch.linspace(60.0, 90.0, 10, dtype=torch.float64)
+    proj = model.project(x)
+    terms = model.contrastive_terms(proj, None, {"age": age})
+    want = sum(75.0 * float(torch.nn.functional.mse_loss(proj[i].z, proj[j].z).detach())
+               for i, j in combinations("abc", 2))
+    assert set(terms) == {"S"} and float(terms["S"].detach()) == pytest.approx(want, abs=TOL, rel=TOL)
+    with pytest.raises(ValueError, match="metadata column 'age'"):
+        model.losses(x)
+
+    torch.manual_seed(0)
+    model = build_method("L-S@toycritic", SOURCES[:2], cfg).double()
+    proj = model.project(_batch())
+    terms = model.contrastive_terms(proj, None)
+    want_s = sum(2 * float(nce_pooled(proj[i].u_z, proj[j].u_z, PLAIN).loss.detach()) for i, j in permutations("ab", 2))
+    want_l = sum(2 * float(nce_pooled(proj[i].u_z, proj[i].u_c, PLAIN).loss.detach()) for i in "ab")
+    assert float(terms["S"].detach()) == pytest.approx(want_s, abs=TOL, rel=TOL)
+    assert float(terms["L"].detach()) == pytest.approx(want_l, abs=TOL, rel=TOL)
+
+
+def test_registry_names_and_schema_sections_agree():
+    """Each entry's key is its class's name; each criterion with settings has its section
+    under model.criteria in the schema, and each section there belongs to a criterion."""
+    assert DEFAULT_CRITERION in CRITERIA
+    assert all(kind.name == name for name, kind in CRITERIA.items())
+    sections = {kind.schema_section for kind in CRITERIA.values()} - {None}
+    assert sections == set(schema_defaults("model")["criteria"])
+    settings = ModelSettings.from_config({"criteria": {}})
+    for name, kind in CRITERIA.items():
+        crit = kind.from_criteria_settings(settings.criteria)
+        assert crit.settings == (settings.criteria[kind.schema_section] if kind.schema_section else {})
+        assert set(crit.parts) <= {"L", "CL", "CS", "S"}
+        # a latent-only S term: the only part, or a choice of the settings (dcl's s_form)
+        assert not crit.latent_s or "S" in crit.parts
+    assert CRITERIA["dcl"].from_criteria_settings(settings.criteria).latent_s
+    assert not CRITERIA["dcl"]({"s_form": "critic", "temperature": 0.1}).latent_s
+    assert CRITERIA["yaware"].from_criteria_settings(settings.criteria).metadata_columns == ("age",)
+
+
+def test_criterion_names_appear_only_in_their_own_module_and_the_registry():
+    """Nothing else in the package chooses by comparing a criterion's name (ask the
+    criterion object instead)."""
+    import re
+    from pathlib import Path
+
+    import mmssl
+    root = Path(mmssl.__file__).parent
+    criteria_dir = root / "objectives" / "criteria"
+    for name, kind in CRITERIA.items():
+        own = {Path(sys.modules[kind.__module__].__file__), criteria_dir / "__init__.py"}
+        for path in root.rglob("*.py"):
+            if path in own:
+                continue
+            code = re.sub(r'"""[\s\S]*?"""', "", path.read_text())  # docstrings may name it
+            assert f'"{name}"' not in code and f"'{name}'" not in code, f"{path} names criterion {name!r}"

@@ -18,7 +18,7 @@ def test_encoder_shapes_follow_dcgan(size, dims, c_channels):
 
 
 def test_local_features_are_raw_conv_output_before_batchnorm():
-    enc = DCGANEncoder(SourceSpec("x", 1, 32, 2)).train()
+    enc = DCGANEncoder(SourceSpec("x", 1, 32, 2), latent=64, width=32).train()
     captured = {}
     enc.convs[1].register_forward_hook(lambda m, i, o: captured.setdefault("conv", o))
     _, c = enc(torch.randn(4, 1, 32, 32))
@@ -27,10 +27,10 @@ def test_local_features_are_raw_conv_output_before_batchnorm():
 
 
 def test_three_channel_source_and_bad_size():
-    z, _ = DCGANEncoder(SourceSpec("svhn", 3, 32))(torch.randn(2, 3, 32, 32))
+    z, _ = DCGANEncoder(SourceSpec("svhn", 3, 32), latent=64, width=32)(torch.randn(2, 3, 32, 32))
     assert z.shape == (2, 64)
     with pytest.raises(ValueError, match="power of two"):
-        DCGANEncoder(SourceSpec("x", 1, 28))
+        DCGANEncoder(SourceSpec("x", 1, 28), latent=64, width=32)
 
 
 def test_paper_head_is_two_1x1_convs_with_latent_hidden_width():

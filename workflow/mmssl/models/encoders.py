@@ -72,9 +72,12 @@ def init_weights(module: nn.Module) -> None:
 
 
 class DCGANEncoder(nn.Module):
-    """x: (B, channels, size, size[, size]) -> EncoderOutput(z (B, latent), c (B, C_c, 8, ...))."""
+    """x: (B, channels, size, size[, size]) -> EncoderOutput(z (B, latent), c (B, C_c, 8, ...)).
 
-    def __init__(self, spec: SourceSpec, latent: int = 64, width: int = 32) -> None:
+    latent: size of z; width: channels of the first layer. No defaults: the values are
+    ``model.latent`` and ``model.width`` of the config schema (their only home; paper 64, 32)."""
+
+    def __init__(self, spec: SourceSpec, latent: int, width: int) -> None:
         super().__init__()
         conv, bn = conv_layer(spec.dims), batchnorm_layer(spec.dims)
         n = n_downsamplings(spec.size)

@@ -70,8 +70,8 @@ class ModelSettings:
     bound (None = off) and squared-score penalty weight (0 = off). weights: alpha per
     contrastive part. cs_mode: ``same_location`` (location m of c_i vs location m of c_j)
     or ``random_location`` (authors' code: one random location of c_i vs all of c_j).
-    criteria: settings of the non-InfoNCE criteria (:mod:`mmssl.objectives.criteria`), by
-    name. extra: method-specific settings (baselines).
+    criteria: settings of the criteria (:mod:`mmssl.objectives.criteria`), by their
+    ``schema_section`` (``model.criteria.<section>``). extra: method-specific settings (baselines).
 
     Every default is the config schema's (``model`` section), read when a field is left out.
     """

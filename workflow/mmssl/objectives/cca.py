@@ -192,11 +192,12 @@ class RunningCCA(nn.Module):
     cumulative average since the first batch). The estimate is
     sum_t rho^(T-t) (B_t - 1) S_t / sum_t rho^(T-t) (B_t - 1) over training batches t
     (S_t: centred covariances of batch t), so it is exact, not biased towards zero, from
-    the first batch on. See the module docstring for the value / gradient.
+    the first batch on. See the module docstring for the value / gradient. No defaults:
+    the values are ``model.extra`` ``cca_r``, ``cca_k``, ``cca_momentum`` and ``cca_form``
+    of the config schema (their only home).
     """
 
-    def __init__(self, d1: int, d2: int, r: float = 1e-3, k: int | None = None, momentum: float = 0.99, *,
-                 form: str) -> None:
+    def __init__(self, d1: int, d2: int, *, r: float, k: int | None, momentum: float, form: str) -> None:
         super().__init__()
         self.k = _check_settings(d1, d2, r, k)
         if form not in CCA_FORMS:

@@ -9,8 +9,9 @@ combination of them.
 Cross-source terms are summed over ordered pairs (i, j), i != j, as in the paper's eq. 1
 (InfoNCE, and the critic form of DCL: the anchor's source and the target's play different
 roles, so i -> j and j -> i are different terms, as in the authors' code). A criterion
-that is symmetric in the two sources (S with Barlow Twins, VICReg, y-aware or the official
-DCL: :mod:`mmssl.objectives.criteria`) gives the same value for both orders; S then counts
+whose S term relates the latents alone (``Criterion.latent_s``: Barlow Twins, VICReg,
+y-aware or the official DCL, :mod:`mmssl.objectives.criteria`) is symmetric in the two
+sources and gives the same value for both orders; S then counts
 each unordered pair {i, j} once, which is the mean of the two orders and the value of the
 criterion's official code (summing both would double it). Each part is weighted by alpha
 (``ModelSettings.weights``), and so is its penalty.
@@ -33,17 +34,12 @@ from torch import nn
 from mmssl.types import SourceSpec
 from mmssl.models.heads import build_latent_head, build_local_head
 from mmssl.objectives.base import MIN_SAMPLES, Meta, Method, ModelSettings, Presence, positions, rows_with, take
-from mmssl.objectives.criteria import (CRITERION_PARTS, DCL_S_FORMS, barlow_twins, dcl_official, dcl_pooled,
-                                       dcl_same_location, vicreg, yaware)
-from mmssl.objectives.infonce import CriticConfig, NCEResult, nce_pooled, nce_same_location
+from mmssl.objectives.criteria import CRITERIA, DEFAULT_CRITERION
+from mmssl.objectives.infonce import CriticConfig, NCEResult
 
 PARTS = ("L", "CL", "CS", "S")
 CROSS_SOURCE = {"CL", "CS", "S"}
 LOCAL_PARTS = {"L", "CL", "CS"}  # the parts that use the locations c (all but S)
-# criteria whose S term is a function of the two latents z_i, z_j alone: symmetric in the
-# two sources, no critic scores (no clipping, no penalty); dcl's S is one of them under
-# model.criteria.dcl.s_form: official
-LATENT_S = {"barlow", "vicreg", "yaware"}
 
 
 @dataclass
@@ -58,23 +54,23 @@ class Projected:
 
 
 class ContrastiveMethod(Method):
-    """Encoders with their projection heads and a set of contrastive parts."""
+    """Encoders with their projection heads and a set of contrastive parts, scored by one
+    criterion (``self.criterion``, a :class:`mmssl.objectives.criteria.Criterion` built from
+    its ``model.criteria`` settings; ``criterion`` names it in ``CRITERIA``)."""
 
     def __init__(self, sources: list[SourceSpec], settings: ModelSettings, parts: tuple[str, ...],
-                 criterion: str = "infonce") -> None:
+                 criterion: str = DEFAULT_CRITERION) -> None:
         super().__init__(sources, settings)
-        if criterion not in CRITERION_PARTS:
-            raise ValueError(f"unknown criterion {criterion!r}; criteria: {sorted(CRITERION_PARTS)}")
-        unsupported = [p for p in parts if p not in CRITERION_PARTS[criterion]]
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown criterion {criterion!r}; criteria: {sorted(CRITERIA)}")
+        kind = CRITERIA[criterion]
+        unsupported = [p for p in parts if p not in kind.parts]
         if unsupported:
-            raise ValueError(f"criterion {criterion!r} applies to part(s) {list(CRITERION_PARTS[criterion])} only, "
+            raise ValueError(f"criterion {criterion!r} applies to part(s) {list(kind.parts)} only, "
                              f"not {unsupported}")
-        self.criterion = criterion
-        if criterion == "dcl" and settings.criteria["dcl"]["s_form"] not in DCL_S_FORMS:
-            raise ValueError(f"model.criteria.dcl.s_form must be one of {list(DCL_S_FORMS)}, "
-                             f"got {settings.criteria['dcl']['s_form']!r}")
-        # y-aware needs a continuous variable of each sample (the loader's metadata)
-        self.metadata_columns = (settings.criteria["yaware"]["column"],) if criterion == "yaware" else ()
+        self.criterion = kind.from_criteria_settings(settings.criteria)  # checks its settings
+        # the store index columns the criterion needs with each batch (y-aware's variable)
+        self.metadata_columns = self.criterion.metadata_columns
         if CROSS_SOURCE & set(parts) and len(sources) < 2:
             raise ValueError(f"parts {sorted(CROSS_SOURCE & set(parts))} need two or more sources")
         if settings.cs_mode not in ("same_location", "random_location"):
@@ -124,11 +120,8 @@ class ContrastiveMethod(Method):
 
     def latent_s(self, part: str) -> bool:
         """Whether ``part`` is S under a criterion that relates the latents z alone
-        (Barlow Twins, VICReg, y-aware, official DCL): symmetric, scoreless."""
-        if part != "S":
-            return False
-        return self.criterion in LATENT_S or (
-            self.criterion == "dcl" and self.settings.criteria["dcl"]["s_form"] == "official")
+        (``Criterion.latent_s``): symmetric, scoreless."""
+        return part == "S" and self.criterion.latent_s
 
     def _pairs(self, part: str) -> list[tuple[str, str]]:
         if part == "L":
@@ -154,7 +147,7 @@ class ContrastiveMethod(Method):
         """One part between the aligned passes a and b; meta: (n,) the y-aware variable."""
         if self.latent_s(part):
             return self._latent_term(a.z, b.z, meta)
-        pooled, same = (dcl_pooled, dcl_same_location) if self.criterion == "dcl" else (nce_pooled, nce_same_location)
+        pooled, same = self.criterion.pooled, self.criterion.same_location
         if part in ("L", "CL"):
             return pooled(a.u_z, b.u_c, self.critic)
         if part == "S":
@@ -167,19 +160,9 @@ class ContrastiveMethod(Method):
         return pooled(anchor, cb, self.critic)
 
     def _latent_term(self, za: torch.Tensor, zb: torch.Tensor, meta: torch.Tensor | None) -> NCEResult:
-        """Barlow Twins, VICReg, y-aware or official DCL between two (n, latent) latents:
-        no critic scores, so no score penalty, and no MI bound (NaN)."""
-        cfg = self.settings.criteria[self.criterion]
-        if self.criterion == "yaware":
-            if meta is None:
-                raise ValueError(f"criterion yaware needs the metadata column {cfg['column']!r} with every batch")
-            loss = yaware(za, zb, meta, float(cfg["sigma"]), float(cfg["temperature"]))
-        elif self.criterion == "dcl":
-            loss = dcl_official(za, zb, float(cfg["temperature"]))
-        elif self.criterion == "barlow":
-            loss = barlow_twins(za, zb, float(cfg["lambda"]), float(cfg["eps"]))
-        else:
-            loss = vicreg(za, zb, *(float(cfg[k]) for k in ("sim", "var", "cov", "gamma", "eps")))
+        """The criterion's latent-only S term between two (n, latent) latents (meta: (n,)
+        its variable, or None): no critic scores, so no score penalty, and no MI bound (NaN)."""
+        loss = self.criterion.latent(za, zb, meta)
         zero = torch.zeros((), device=za.device)
         return NCEResult(loss=loss, penalty=zero, mi=torch.tensor(float("nan")))
 
@@ -193,7 +176,7 @@ class ContrastiveMethod(Method):
         column = None
         if self.metadata_columns:
             if meta is None or self.metadata_columns[0] not in meta:
-                raise ValueError(f"criterion {self.criterion} needs the metadata column {self.metadata_columns[0]!r} "
+                raise ValueError(f"criterion {self.criterion.name} needs the metadata column {self.metadata_columns[0]!r} "
                                  "in losses(..., meta=...)")
             column = meta[self.metadata_columns[0]]
         terms: dict[str, torch.Tensor] = {}

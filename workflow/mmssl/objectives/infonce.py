@@ -16,10 +16,11 @@ import torch
 @dataclass(frozen=True)
 class CriticConfig:
     """clip: bound c of c*tanh(s/c), or None for no clipping. penalty: weight of mean(s^2)
-    over the raw scores of a term (AMDIM uses 20 and 0.04)."""
+    over the raw scores of a term (AMDIM uses 20 and 0.04). No defaults: the values are
+    ``model.clip`` and ``model.penalty`` of the config schema (their only home)."""
 
-    clip: float | None = 20.0
-    penalty: float = 0.04
+    clip: float | None
+    penalty: float
 
 
 @dataclass

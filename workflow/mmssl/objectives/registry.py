@@ -4,8 +4,9 @@ Contrastive methods are named by joining their parts in the order L, CL, CS, S w
 (``L``, ``CL-S``, ``L-CL-CS-S``, ...): all 15 non-empty combinations are built from the
 name. A criterion other than InfoNCE follows an '@' and applies to every part of the
 name (``S@vicreg``, ``L-CL-S@dcl``); a criterion that does not apply to one of the parts
-(:data:`mmssl.objectives.criteria.CRITERION_PARTS`) is rejected with the names that are
-valid. Other methods (baselines) register a builder under a fixed name with ``register``.
+(``Criterion.parts`` of :data:`mmssl.objectives.criteria.CRITERIA`) is rejected with the
+names that are valid. Other methods (baselines) register a builder under a fixed name
+with ``register``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from mmssl.types import SourceSpec
 from mmssl.objectives.base import Method, ModelSettings
 from mmssl.objectives.contrastive import PARTS, ContrastiveMethod
-from mmssl.objectives.criteria import CRITERION_PARTS
+from mmssl.objectives.criteria import CRITERIA, DEFAULT_CRITERION
 
 CONTRASTIVE_PARTS = PARTS
 Builder = Callable[[list[SourceSpec], ModelSettings], Method]
@@ -64,14 +65,14 @@ def contrastive_names() -> list[str]:
 
 def criterion_names() -> list[str]:
     """Every valid ``parts@criterion`` name (InfoNCE's are the plain names)."""
-    return [f"{name}@{crit}" for crit, allowed in CRITERION_PARTS.items() if crit != "infonce"
-            for name in contrastive_names() if set(name.split("-")) <= set(allowed)]
+    return [f"{name}@{crit}" for crit, kind in CRITERIA.items() if crit != DEFAULT_CRITERION
+            for name in contrastive_names() if set(name.split("-")) <= set(kind.parts)]
 
 
 def split_criterion(name: str) -> tuple[str, str]:
-    """``"L-S@dcl"`` -> ``("L-S", "dcl")``; a plain name -> ``(name, "infonce")``."""
+    """``"L-S@dcl"`` -> ``("L-S", "dcl")``; a plain name -> ``(name, DEFAULT_CRITERION)``."""
     base, _, crit = name.partition("@")
-    return base, crit or "infonce"
+    return base, crit or DEFAULT_CRITERION
 
 
 def parse_contrastive(name: str) -> tuple[str, ...] | None:
@@ -79,9 +80,9 @@ def parse_contrastive(name: str) -> tuple[str, ...] | None:
     contrastive combination (with a criterion that applies to each of its parts)."""
     base, crit = split_criterion(name)
     parts = tuple(base.split("-"))
-    if "-".join(parts) not in contrastive_names() or crit not in CRITERION_PARTS:
+    if "-".join(parts) not in contrastive_names() or crit not in CRITERIA:
         return None
-    return parts if set(parts) <= set(CRITERION_PARTS[crit]) else None
+    return parts if set(parts) <= set(CRITERIA[crit].parts) else None
 
 
 register("random")(RandomInit)
@@ -101,10 +102,11 @@ def check_method_name(name: str) -> str:
         return name
     base, crit = split_criterion(name)
     if "@" in name and base in contrastive_names():
-        if crit not in CRITERION_PARTS:
+        if crit not in CRITERIA:
             raise ValueError(f"unknown criterion {crit!r} in method {name!r}; criteria: "
-                             f"{', '.join(c for c in CRITERION_PARTS if c != 'infonce')} (InfoNCE: no '@')")
-        raise ValueError(f"criterion {crit!r} applies to part(s) {', '.join(CRITERION_PARTS[crit])} only, so {name!r} "
+                             f"{', '.join(c for c in CRITERIA if c != DEFAULT_CRITERION)} "
+                             f"({DEFAULT_CRITERION}: no '@')")
+        raise ValueError(f"criterion {crit!r} applies to part(s) {', '.join(CRITERIA[crit].parts)} only, so {name!r} "
                          f"is not a method; with {crit}: {', '.join(n for n in criterion_names() if n.endswith('@' + crit))}")
     raise ValueError(
         f"unknown method {name!r}. Contrastive methods join parts in the order L, CL, CS, S with '-' "
