@@ -184,3 +184,14 @@ def test_random_location_cs_mode_runs_in_3d():
 def test_single_source_rejects_cross_objectives():
     with pytest.raises(ValueError, match="two or more sources"):
         build_method("S", [SourceSpec("a", 1, 32)])
+
+
+def test_a_cs_mode_outside_the_schema_is_named_wherever_the_settings_are_built():
+    from mmssl.objectives.base import ModelSettings
+
+    """cs_mode's one check (the schema's enum, in ModelSettings): from a config section and
+    from the constructor alike."""
+    with pytest.raises(ValueError, match=r"model\.cs_mode: 'nearest' is not allowed; expected one of"):
+        ModelSettings.from_config({"cs_mode": "nearest"})
+    with pytest.raises(ValueError, match=r"model\.cs_mode: 'nearest' is not allowed; expected one of"):
+        ModelSettings(cs_mode="nearest")

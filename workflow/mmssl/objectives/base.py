@@ -104,6 +104,9 @@ class ModelSettings:
         # extra's keys take their defaults from the schema (model.extra) however the
         # instance was built, and a misspelt key is an error rather than a silent default
         object.__setattr__(self, "extra", section_values("model.extra", self.extra, "model.extra"))
+        # the choices the schema enumerates, checked here however the instance was built:
+        # their one check (the methods read them without a check of their own)
+        section_values("model", {"heads": self.heads, "cs_mode": self.cs_mode}, "model")
 
 
 class Method(nn.Module):

@@ -73,8 +73,6 @@ class ContrastiveMethod(Method):
         self.metadata_columns = self.criterion.metadata_columns
         if CROSS_SOURCE & set(parts) and len(sources) < 2:
             raise ValueError(f"parts {sorted(CROSS_SOURCE & set(parts))} need two or more sources")
-        if settings.cs_mode not in ("same_location", "random_location"):
-            raise ValueError(f"model.cs_mode must be 'same_location' or 'random_location', got {settings.cs_mode!r}")
         self.parts = parts
         self.critic = CriticConfig(clip=settings.clip, penalty=settings.penalty)
         # heads are shared by all losses of a source, not between sources (paper 3.3); a
