@@ -36,7 +36,7 @@ from mmssl.maps.volumes import map_grid
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
 from mmssl.preprocess.spatial import GridSettings, mni_grid
-from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.train.loop import train
 from mmssl.types import SourceSpec
 
@@ -307,7 +307,7 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
     out = tmp_path / "T1w_desc-links_map.nii.gz"
     info = run_maps(known / "store", tmp_path / "latents.npz", model_path, "T1w", CLASSES, GRID, {}, links=out,
                     device="cpu")["links"]
-    from mmssl.train.checkpoint import load_model
+    from mmssl.objectives.model_file import load_model
 
     model, _ = load_model(model_path)
     store = read_store(known / "store")
