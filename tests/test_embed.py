@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from mmssl.data.store import read_store, write_store
-from mmssl.evaluate.commands import run_probe, run_similarity
 from mmssl.evaluate.embed import embed, evaluation_rows
+from mmssl.evaluate.steps import run_probe, run_similarity
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
-from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.types import SourceSpec
 
 SMALL = {"width": 4, "latent": 8}
