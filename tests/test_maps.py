@@ -52,7 +52,8 @@ TINY = {"width": 4, "latent": 16}
 # label is the shared factor's sign, label_noise 0: on the v2 generator, whose head size and
 # bias field add variance, label_noise 0.3 left the supervised T1w decision at test AUC 0.69)
 NO_NULL = {"permutations": 0}  # tests of other things skip the permutation null
-KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.0, noise=0.2)
+KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.0, noise=0.2,
+             sources=["T1w", "fALFF"], t2_gain=0.6, missing={})
 
 
 def attribution_of(folder: Path, source: str) -> dict[str, Path]:
