@@ -143,7 +143,7 @@ def test_rank_deficient_directions_are_not_kept(rng: np.random.Generator) -> Non
     assert svcca(x, x, keep=1.0).kept_x == 3
 
 
-@pytest.mark.parametrize("fn", [linear_cka, svcca])
+@pytest.mark.parametrize("fn", [linear_cka, lambda x, y: svcca(x, y, KEEP)], ids=["linear_cka", "svcca"])
 def test_bad_input_raises_naming_shapes(fn) -> None:
     with pytest.raises(ValueError, match=r"\(10, 3\).*\(11, 3\)"):
         fn(np.zeros((10, 3)), np.zeros((11, 3)))
