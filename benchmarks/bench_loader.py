@@ -1,7 +1,7 @@
 """Data path of 3D training, without the model: how many samples/s the loader can feed.
 
 A store like one fold of OASIS-3 (two float16 sources of 64^3, memory-mapped, as
-``pack`` writes it) is read by ``mmssl.train.loop.BatchLoader`` with class-balanced sampling
+``pack`` writes it) is read by ``mmssl.train.loader.BatchLoader`` with class-balanced sampling
 and batch 64 (batches stay float16, as the loader hands them to the device); then the
 float32 cast and the batched pad-and-crop + flip augmentation of ``mmssl.augment`` run
 on the CPU (with CUDA both run on the GPU, so only the first column is host work). Compare these rates with the training
@@ -26,7 +26,7 @@ import torch
 from mmssl.augment import AugmentSettings, augment
 from mmssl.data.prefetch import prefetched
 from mmssl.data.store import read_store, write_store
-from mmssl.train.loop import BatchLoader
+from mmssl.train.loader import BatchLoader
 from mmssl.types import SourceSpec
 
 

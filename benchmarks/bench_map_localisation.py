@@ -42,7 +42,7 @@ from mmssl.evaluate.latents import load_latents
 from mmssl.evaluate.probe import TunedProbeSettings
 from mmssl.maps.pipeline import attribution_map, probe_choice
 from mmssl.maps.settings import MapsSettings
-from mmssl.train.checkpoint import load_model
+from mmssl.objectives.model_file import load_model
 
 # source -> (planted region, unrelated region)
 REGIONS = {"T1w": (ATROPHY_REGION, T1_SPECIFIC_REGION), "fALFF": (FALFF_REGION, FALFF_SPECIFIC_REGION)}

@@ -21,7 +21,7 @@ from mmssl.bids.clinical import (
     sample_columns,
 )
 from mmssl.schema import schema_defaults
-from mmssl.preprocess.commands import add_commands
+from mmssl.bids.commands import add_commands
 from mmssl.errors import NotEnoughSubjectsError
 
 T1_BOLD = ["T1w", "bold"]  # the raw modalities of the default sources [T1w, fALFF]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from mmssl.bids.layout import Selection, Sidecars, discover, parse_bids_name
-from mmssl.preprocess.commands import add_commands
+from mmssl.bids.commands import add_commands
 from mmssl.bids.discovery import NothingToUseError, require_usable, run_discovery
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "bids-examples"

@@ -4,6 +4,7 @@ discover): the settings dataclasses carry none, take every value from the schema
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import MISSING
 from pathlib import Path
@@ -81,7 +82,7 @@ def settings_classes() -> list[type]:
     from mmssl.evaluate.probe import LinearProbeSettings, TunedProbeSettings
     from mmssl.evaluate.similarity import SimilaritySettings
     from mmssl.objectives.base import ModelSettings
-    from mmssl.train.loop import TrainSettings
+    from mmssl.train.settings import TrainSettings
 
     return sorted({s[1] for s in SECTIONS} | {AugmentSettings, SplitSettings, LinearProbeSettings, TunedProbeSettings,
                                              SimilaritySettings, ModelSettings, TrainSettings, HeaderLimits}, key=lambda c: c.__name__)
@@ -98,7 +99,7 @@ def test_no_settings_field_has_a_default_of_its_own(cls):
 
 
 def test_schema_backed_defaults_are_the_schemas():
-    from mmssl.train.loop import TrainSettings
+    from mmssl.train.settings import TrainSettings
 
     train = schema_defaults("train")
     assert TrainSettings().epochs == train["epochs"] and TrainSettings(epochs=3).batch_size == train["batch_size"]
@@ -216,3 +217,145 @@ def test_missing_sources_settings_are_checked():
     bad["datasets"]["km"]["missing"] = {"fALFF": 0.5}
     with pytest.raises(ConfigError, match=r"datasets.km.missing names \['fALFF'\]"):
         validate(bad)
+
+
+# --- no config default in code ---------------------------------------------------------
+PACKAGE = ROOT / "workflow" / "mmssl"
+
+# (module, name): keyword / field defaults that look like a config key's (see
+# code_defaults) but are not that key's default, each with why; and config values still
+# defaulted in code, each named as such, to be moved into the schema (delete the entry
+# then: a stale entry fails the test)
+CODE_DEFAULTS_ALLOWED = {
+    # not config values: same name (or the same value under a key's last word), another meaning
+    ("train/loader.py", "extra"): "whether batches carry the store's extra arrays, not model.*.extra",
+    ("evaluate/embed.py", "batch_size"): "embedding batch (inference memory), not train.batch_size",
+    ("evaluate/embed.py", "device"): "embed's --device flag, not train.device",
+    ("maps/pipeline.py", "device"): "maps' --device flag, not train.device",
+    ("objectives/model_file.py", "device"): "where load_model puts the model (CPU for inspection)",
+    ("evaluate/recovery.py", "seed"): "the recovery bootstrap's seed (--seed), not a config key",
+    ("evaluate/recovery.py", "split"): "the split recovery scores, not similarity.split",
+    ("preprocess/registration.py", "bins"): "NMI histogram of the QC metric, not the registration's Mattes bins",
+    ("preprocess/registration.py", "order"): "an interpolation order, not falff.detrend_order",
+    ("preprocess/spatial.py", "order"): "an interpolation order, not falff.detrend_order",
+    ("data/synthetic.py", "pad"): "the synthetic skull's shell in voxels, not train.augment.pad",
+    ("data/synthetic.py", "n_subjects"): "the synthetic BIDS generator (its command requires --n-subjects)",
+    ("data/synthetic.py", "seed"): "the synthetic BIDS generator (its command requires --seed)",
+    ("data/synthetic.py", "bad_inputs"): "the synthetic BIDS generator's --bad-inputs flag",
+    ("data/synthetic.py", "dummy_volumes"): "the dummy scans the synthetic BOLD runs are written with",
+    # config values still defaulted in code (outside this change): to move into the schema
+    ("data/pack.py", "size"): "preprocess.grid.size: to move",
+    ("data/pack.py", "dtype"): "preprocess.store_dtype: to move",
+    ("data/svhn.py", "dtype"): "the mnist_svhn store dtype (preprocess.store_dtype's default): to move",
+    ("models/encoders.py", "latent"): "model.latent: to move",
+    ("models/encoders.py", "width"): "model.width: to move",
+    ("models/decoders.py", "latent"): "model.latent: to move",
+    ("models/decoders.py", "width"): "model.width: to move",
+    ("objectives/infonce.py", "clip"): "model.clip: to move",
+    ("objectives/infonce.py", "penalty"): "model.penalty: to move",
+    ("objectives/cca.py", "r"): "model.cca_r: to move",
+    ("objectives/cca.py", "momentum"): "model.cca_momentum: to move",
+    ("preprocess/falff.py", "tolerance"): "falff.tr_tolerance: to move",
+    ("preprocess/spatial.py", "threshold"): "the template_threshold default: to move",
+    ("preprocess/motion.py", "dummy_volumes"): "falff.dummy_volumes: to move",
+}
+
+
+def schema_key_defaults(node: Any, found: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+    """Every property name at any depth of the config schema ``node`` -> the defaults the
+    schema gives it (empty for a property without one)."""
+    found = {} if found is None else found
+    if isinstance(node, list):
+        for value in node:
+            schema_key_defaults(value, found)
+    elif isinstance(node, dict):
+        for key, sub in (node["properties"] if isinstance(node.get("properties"), dict) else {}).items():
+            found.setdefault(key, []).extend([sub["default"]] if isinstance(sub, dict) and "default" in sub else [])
+        for value in node.values():
+            schema_key_defaults(value, found)
+    return found
+
+
+def literal_defaults(source: str) -> list[tuple[int, str, Any]]:
+    """(line, name, value) of every literal default in ``source``: parameters of functions
+    and lambdas, and annotated class fields (dataclasses, NamedTuples). None is left out: it
+    says 'not given', and the caller that means a value passes it."""
+    found = []
+
+    def keep(name: str, node: ast.AST) -> None:
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError):
+            return  # a computed default (schema_default(...), field(...)): not a literal
+        if value is not None:
+            found.append((node.lineno, name, value))
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            for arg, value in zip(positional[len(positional) - len(args.defaults):], args.defaults):
+                keep(arg.arg, value)
+            for arg, value in zip(args.kwonlyargs, args.kw_defaults):
+                if value is not None:
+                    keep(arg.arg, value)
+        elif isinstance(node, ast.ClassDef):
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) and statement.value:
+                    keep(statement.target.id, statement.value)
+    return found
+
+
+def same_value(code: Any, schema: Any) -> bool:
+    """A code default equals a schema default (tuples as YAML lists)."""
+    return code == schema or isinstance(code, tuple) and list(code) == schema
+
+
+def code_defaults(modules: dict[str, str], keys: dict[str, list[Any]]) -> list[tuple[str, int, str, Any]]:
+    """(module, line, name, value) of the literal defaults in ``modules`` (relative path ->
+    source) that look like a config key's: named like a key (any value), or named like a
+    key's last word(s) with that key's schema default as value (``keep=0.99`` beside
+    ``svcca_keep: 0.99``)."""
+    def config_like(name: str, value: Any) -> bool:
+        return name in keys or any(key.endswith(f"_{name}") and any(same_value(value, d) for d in defaults)
+                                   for key, defaults in keys.items())
+
+    return [(module, line, name, value) for module, source in sorted(modules.items())
+            for line, name, value in literal_defaults(source) if config_like(name, value)]
+
+
+def test_no_config_key_has_a_default_in_code():
+    """The schema is the only home of a config default: a keyword default or class field
+    that looks like a config key's (``t2_gain=0.6``, or ``keep=0.99`` beside
+    ``similarity.svcca_keep``) is a second home that can drift from it, unless allowed above."""
+    keys = schema_key_defaults(load_schema())
+    modules = {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+    found = code_defaults(modules, keys)
+    offences = [f"{module}:{line}: {name}={value!r}" for module, line, name, value in found
+                if (module, name) not in CODE_DEFAULTS_ALLOWED]
+    assert offences == [], "config defaults belong in workflow/schemas/config.schema.yaml"
+    stale = sorted(set(CODE_DEFAULTS_ALLOWED) - {(module, name) for module, _, name, _ in found})
+    assert stale == [], "allowed code defaults that no longer exist: remove them from CODE_DEFAULTS_ALLOWED"
+
+
+def test_the_code_default_scan_finds_planted_defaults():
+    """The scan above can fail: it sees keyword, positional, lambda and field defaults named
+    like a schema key, and a key's last word with that key's default; it leaves None,
+    computed defaults, other names and other values alone."""
+    source = '''
+def f(x, keep=0.99, *, t2_gain=0.6, other=1, missing=None, tolerance=0.5):
+    return lambda seed=3: seed
+
+@dataclass
+class S:
+    epochs: int = 50
+    lr: float = schema_default("train", "lr")
+    sources: tuple = ("T1w", "fALFF")
+'''
+    keys = {"svcca_keep": [0.99], "t2_gain": [0.6], "missing": [{}], "seed": [0], "epochs": [50], "lr": [4e-4],
+            "sources": [["T1w", "fALFF"]], "tr_tolerance": [0.01]}
+    found = [(name, value) for _, _, name, value in code_defaults({"planted.py": source}, keys)]
+    assert sorted(found) == [("epochs", 50), ("keep", 0.99), ("seed", 3), ("sources", ("T1w", "fALFF")),
+                             ("t2_gain", 0.6)]
+    schema = schema_key_defaults(load_schema())
+    assert schema["svcca_keep"] == [0.99] and {"t2_gain", "missing", "epochs", "sources"} <= set(schema)

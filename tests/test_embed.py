@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from mmssl.data.store import read_store, write_store
-from mmssl.evaluate.commands import run_probe, run_similarity
 from mmssl.evaluate.embed import embed, evaluation_rows
+from mmssl.evaluate.steps import run_probe, run_similarity
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
-from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.types import SourceSpec
 
 SMALL = {"width": 4, "latent": 8}
@@ -124,3 +124,20 @@ def test_latents_and_probe_rows_carry_the_models_chosen_epoch(toy: Path, extra: 
     for name in ("probe.tsv", "sim.tsv"):  # as the report reads them back
         df = pd.read_csv(toy / name, sep="\t")
         assert df["epoch"].isna().all() if expected is None else (df["epoch"] == expected).all()
+
+
+def test_evaluation_and_maps_do_not_import_training() -> None:
+    """evaluate and maps come after train: they read model.pt through
+    mmssl.objectives.model_file and choose the device with mmssl.device, never importing
+    mmssl.train (imports inside functions count too)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "workflow" / "mmssl"
+    offences = []
+    for path in sorted([*(package / "evaluate").rglob("*.py"), *(package / "maps").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offences += [f"{path.relative_to(package)}:{node.lineno}: {n}" for n in names
+                         if n == "mmssl.train" or n.startswith("mmssl.train.")]
+    assert offences == []

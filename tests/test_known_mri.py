@@ -7,13 +7,22 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from mmssl.config import validate
 from mmssl.data.known_mri import (ATROPHY_REGION, FALFF_REGION, FALFF_SPECIFIC_REGION, T1_SPECIFIC_REGION,
                                   T2_SPECIFIC_REGION, build_known_mri_store, draw_factors, factor_columns, generate,
                                   region_mask)
 from mmssl.data.store import read_store
 from mmssl.preprocess.spatial import GridSettings, mni_grid
 
-MODEL = dict(atrophy=0.6, falff_drop=0.6, specific=0.2, label_noise=1.0, noise=0.2)
+# the keys the config schema fills in for a synthetic_mri dataset that leaves them out
+FILLED = validate({"datasets": {"k": {"kind": "synthetic_mri"}}})["datasets"]["k"]
+MODEL = dict(atrophy=0.6, falff_drop=0.6, specific=0.2, label_noise=1.0, noise=0.2,
+             **{k: FILLED[k] for k in ("sources", "t2_gain", "missing")})
+
+
+def model(**given):
+    """MODEL with the keys ``given`` replaced."""
+    return {**MODEL, **given}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +68,7 @@ def test_a_third_modality_shares_the_disease_and_changes_nothing_else(data):
     """T2w: brighter medial temporal region with the disease, its own occipital factor; the
     T1w and fALFF volumes are those of the two-source benchmark, bit for bit."""
     index2, arrays2 = data
-    index, arrays = generate(240, 3, 32, **MODEL, sources=("T1w", "fALFF", "T2w"))
+    index, arrays = generate(240, 3, 32, **model(sources=("T1w", "fALFF", "T2w")))
     assert list(arrays) == ["T1w", "fALFF", "T2w"]
     assert np.array_equal(arrays["T1w"], arrays2["T1w"]) and np.array_equal(arrays["fALFF"], arrays2["fALFF"])
     t2_region = region_means(arrays, "T2w", ATROPHY_REGION)
@@ -71,7 +80,7 @@ def test_a_third_modality_shares_the_disease_and_changes_nothing_else(data):
 
 def test_missing_sources_are_zeros_marked_in_the_index(data, tmp_path):
     _, complete = data
-    index, arrays = generate(240, 3, 32, **MODEL, sources=("T1w", "fALFF", "T2w"), missing={"fALFF": 0.5, "T2w": 0.3})
+    index, arrays = generate(240, 3, 32, **model(sources=("T1w", "fALFF", "T2w"), missing={"fALFF": 0.5, "T2w": 0.3}))
     has = {s: index[f"has_{s}"].to_numpy().astype(bool) for s in arrays}
     assert 0.35 < 1 - has["fALFF"].mean() < 0.65 and 0.18 < 1 - has["T2w"].mean() < 0.42 and has["T1w"].all()
     assert not np.any(arrays["fALFF"][~has["fALFF"]]) and np.array_equal(arrays["fALFF"][has["fALFF"]],
@@ -80,13 +89,13 @@ def test_missing_sources_are_zeros_marked_in_the_index(data, tmp_path):
     y = (index["label"] == "AD").to_numpy()
     assert abs(y[has["fALFF"]].mean() - y[~has["fALFF"]].mean()) < 0.2
     # nobody is left with nothing, even when every source is likely missing
-    index, _ = generate(40, 3, 32, **MODEL, missing={"T1w": 0.9, "fALFF": 0.9})
+    index, _ = generate(40, 3, 32, **model(missing={"T1w": 0.9, "fALFF": 0.9}))
     assert (index[["has_T1w", "has_fALFF"]].sum(axis=1) >= 1).all()
-    store = read_store(build_known_mri_store(tmp_path / "m", n_subjects=30, seed=1, size=32, **MODEL,
-                                             sources=["T1w", "T2w"], missing={"T2w": 0.5}))
+    store = read_store(build_known_mri_store(tmp_path / "m", n_subjects=30, seed=1, size=32,
+                                             **model(sources=["T1w", "T2w"], missing={"T2w": 0.5})))
     assert store.source_names == ["T1w", "T2w"] and store.has_missing and store.present("T1w").all()
     with pytest.raises(ValueError, match="missing may name only them"):
-        generate(30, 3, 32, **MODEL, missing={"FLAIR": 0.5})
+        generate(30, 3, 32, **model(missing={"FLAIR": 0.5}))
 
 
 def test_volumes_are_z_normalised_in_the_brain_and_reproducible(data, tmp_path):

@@ -36,7 +36,7 @@ from mmssl.maps.volumes import map_grid
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
 from mmssl.preprocess.spatial import GridSettings, mni_grid
-from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.train.loop import train
 from mmssl.types import SourceSpec
 
@@ -52,7 +52,8 @@ TINY = {"width": 4, "latent": 16}
 # label is the shared factor's sign, label_noise 0: on the v2 generator, whose head size and
 # bias field add variance, label_noise 0.3 left the supervised T1w decision at test AUC 0.69)
 NO_NULL = {"permutations": 0}  # tests of other things skip the permutation null
-KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.0, noise=0.2)
+KNOWN = dict(n_subjects=120, seed=0, size=32, atrophy=0.9, falff_drop=0.9, specific=0.2, label_noise=0.0, noise=0.2,
+             sources=["T1w", "fALFF"], t2_gain=0.6, missing={})
 
 
 def attribution_of(folder: Path, source: str) -> dict[str, Path]:
@@ -307,7 +308,7 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
     out = tmp_path / "T1w_desc-links_map.nii.gz"
     info = run_maps(known / "store", tmp_path / "latents.npz", model_path, "T1w", CLASSES, GRID, {}, links=out,
                     device="cpu")["links"]
-    from mmssl.train.checkpoint import load_model
+    from mmssl.objectives.model_file import load_model
 
     model, _ = load_model(model_path)
     store = read_store(known / "store")

@@ -25,7 +25,7 @@ from mmssl.evaluate.probe import LinearProbeSettings, linear_probe
 from mmssl.evaluate.similarity import linear_cka, svcca, svcca_shortfall
 from mmssl.objectives import build_method
 from mmssl.objectives.base import ModelSettings
-from mmssl.train.checkpoint import model_meta, save_model
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.types import SourceSpec
 
 SOURCES = [SourceSpec("t1", 1, 4), SourceSpec("fmri", 1, 4)]

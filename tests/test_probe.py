@@ -11,9 +11,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from mmssl.evaluate.commands import add_commands, run_probe
+from mmssl.evaluate.commands import add_commands
 from mmssl.evaluate.probe import (LINEAR_PROBE_KEYS, TUNED_PROBE_KEYS, LinearProbeSettings, TunedProbeSettings,
                                   linear_probe, probe_shortfalls, tuned_logistic_probe)
+from mmssl.evaluate.steps import run_probe
 
 D = 64
 

@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from mmssl.evaluate.commands import run_similarity
 from mmssl.evaluate.latents import load_latents
 from mmssl.evaluate.similarity import SVCCAResult, linear_cka, svcca, svcca_shortfall
+from mmssl.evaluate.steps import run_similarity
+from mmssl.settings import schema_default
+
+KEEP = schema_default("similarity", "svcca_keep")  # the variance SVCCA keeps when the config says nothing
 
 
 @pytest.fixture
@@ -88,13 +91,13 @@ def test_svcca_invariances(rng: np.random.Generator) -> None:
     x = rng.normal(size=(400, 10))
     q = ortho_group.rvs(10, random_state=1)
     a = rng.normal(size=(10, 10)) + 3 * np.eye(10)  # invertible, far from orthogonal
-    assert svcca(x, x).mean == pytest.approx(1.0, abs=1e-9)
-    assert svcca(x, x @ q).mean == pytest.approx(1.0, abs=1e-9)
+    assert svcca(x, x, KEEP).mean == pytest.approx(1.0, abs=1e-9)
+    assert svcca(x, x @ q, KEEP).mean == pytest.approx(1.0, abs=1e-9)
     assert svcca(x, x @ a, keep=1.0).mean == pytest.approx(1.0, abs=1e-9)
 
 
 def test_svcca_independent_is_near_zero(rng: np.random.Generator) -> None:
-    res = svcca(rng.normal(size=(20000, 8)), rng.normal(size=(20000, 8)))
+    res = svcca(rng.normal(size=(20000, 8)), rng.normal(size=(20000, 8)), KEEP)
     assert res.mean < 0.03
 
 
@@ -108,7 +111,7 @@ def test_svcca_recovers_known_canonical_correlations(rng: np.random.Generator, m
     x = s
     if mix == "rotated":
         x, y = s @ ortho_group.rvs(3, random_state=2), y @ ortho_group.rvs(3, random_state=3)
-    res = svcca(x, y)
+    res = svcca(x, y, KEEP)
     assert (res.kept_x, res.kept_y) == (3, 3)  # equal variances: 99 % needs all three
     np.testing.assert_allclose(res.correlations, rho, atol=0.03)
     assert res.mean == pytest.approx(rho.mean(), abs=0.02)
@@ -129,7 +132,7 @@ def test_svcca_keeps_fewest_directions_for_the_variance(rng: np.random.Generator
     signal = rng.normal(size=(2000, 2))
     x = np.hstack([10 * signal, 0.1 * rng.normal(size=(2000, 4))])
     y = np.hstack([signal @ rng.normal(size=(2, 2)) * 10, 0.1 * rng.normal(size=(2000, 4))])
-    res = svcca(x, y)
+    res = svcca(x, y, KEEP)
     assert (res.kept_x, res.kept_y) == (2, 2)
     assert res.mean == pytest.approx(1.0, abs=1e-3)
     assert svcca(x, y, keep=1.0).mean < 0.5  # with the noise directions it drops
@@ -140,7 +143,7 @@ def test_rank_deficient_directions_are_not_kept(rng: np.random.Generator) -> Non
     assert svcca(x, x, keep=1.0).kept_x == 3
 
 
-@pytest.mark.parametrize("fn", [linear_cka, svcca])
+@pytest.mark.parametrize("fn", [linear_cka, lambda x, y: svcca(x, y, KEEP)], ids=["linear_cka", "svcca"])
 def test_bad_input_raises_naming_shapes(fn) -> None:
     with pytest.raises(ValueError, match=r"\(10, 3\).*\(11, 3\)"):
         fn(np.zeros((10, 3)), np.zeros((11, 3)))
@@ -155,7 +158,7 @@ def test_bad_input_raises_naming_shapes(fn) -> None:
 def test_constant_representation_gives_nan(rng: np.random.Generator) -> None:
     x = rng.normal(size=(50, 4))
     assert np.isnan(linear_cka(x, np.ones((50, 4))))
-    assert np.isnan(svcca(x, np.ones((50, 4))).mean)
+    assert np.isnan(svcca(x, np.ones((50, 4)), KEEP).mean)
 
 
 # ------------------------------------------------------------------ the similarity command

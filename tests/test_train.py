@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from mmssl.objectives.model_file import FORMAT, RunFileError, load_model, read_model
 from mmssl.train import checkpoint
-from mmssl.train.checkpoint import RunFileError, load_model, read_model
-from mmssl.train.loop import BatchLoader, DivergenceError, Trainer, train
+from mmssl.train.loader import BatchLoader
+from mmssl.train.loop import DivergenceError, Trainer, train
 
 from conftest import write_toy_store
 
@@ -240,7 +241,7 @@ def test_model_and_checkpoint_hold_only_tensors_and_plain_values(toy, interrupt_
     assert not (out / "checkpoint.pt").exists()  # resume state does not outlive the run
     for name in ("model.pt",):
         payload = torch.load(out / name, weights_only=True)  # raises if anything else were inside
-        assert payload["format"] == checkpoint.FORMAT and isinstance(payload["meta"], str)
+        assert payload["format"] == FORMAT and isinstance(payload["meta"], str)
     meta, state = read_model(out / "model.pt")
     assert (meta["method"], meta["fold"], meta["status"], meta["epochs"]) == ("L-S", 0, "ok", 1)
     assert meta["sources"] == [{"name": "a", "channels": 1, "size": 16, "dims": 2},
@@ -274,7 +275,7 @@ def test_loading_never_unpickles_code(toy):
     out.mkdir()
     marker = toy / "code-ran"
     for name in ("model.pt", "checkpoint.pt"):
-        torch.save({"format": checkpoint.FORMAT, "meta": "{}", "payload": RunsCode(marker)}, out / name)
+        torch.save({"format": FORMAT, "meta": "{}", "payload": RunsCode(marker)}, out / name)
     with pytest.raises(RunFileError, match="refused to load"):
         load_model(out / "model.pt")
     with pytest.raises(RunFileError, match="refused to load"):
@@ -286,7 +287,7 @@ def test_loading_never_unpickles_code(toy):
 
 def test_a_weights_only_file_of_another_layout_is_named(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "model.pt")  # a bare state dict
-    with pytest.raises(RunFileError, match=rf"model.pt: not an mmssl model file of format {checkpoint.FORMAT} \(found None\)"):
+    with pytest.raises(RunFileError, match=rf"model.pt: not an mmssl model file of format {FORMAT} \(found None\)"):
         load_model(tmp_path / "model.pt")
 
 

@@ -12,7 +12,10 @@ import torch
 from mmssl.config import ConfigError, dataset_section, validate
 from mmssl.data.store import read_store
 from mmssl.objectives.base import ModelSettings
-from mmssl.train.loop import BatchLoader, Trainer, TrainSettings, select_device, train
+from mmssl.device import select_device
+from mmssl.train.loader import BatchLoader
+from mmssl.train.loop import Trainer, train
+from mmssl.train.settings import TrainSettings
 
 from conftest import write_toy_store
 
@@ -136,7 +139,7 @@ def test_cuda_without_cuda_is_an_error_naming_the_node(monkeypatch, caplog):
         msg = str(err.value)
         assert host in msg and "torch.cuda.is_available()=False" in msg, msg
         assert f"torch.version.cuda={torch.version.cuda}" in msg and "CUDA_VISIBLE_DEVICES=''" in msg, msg
-    with caplog.at_level(logging.WARNING, logger="mmssl.train"):
+    with caplog.at_level(logging.WARNING, logger="mmssl.device"):
         assert select_device("auto") == torch.device("cpu")
     warning = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning and host in warning[0].getMessage() and "training on CPU" in warning[0].getMessage()

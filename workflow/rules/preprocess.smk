@@ -170,7 +170,7 @@ rule landmarks:
     conda:
         PLAN.conda_env
     shell:
-        "mmssl landmarks --samples {input.samples} --splits {input.split} --modality {wildcards.source} --out {output} 2> {log}"
+        "mmssl landmarks --samples {input.samples} --splits {input.split} --source {wildcards.source} --out {output} 2> {log}"
 
 
 rule pack:

@@ -147,11 +147,12 @@ def draw_factors(n_subjects: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def generate(n_subjects: int, seed: int, size: int, atrophy: float, falff_drop: float, specific: float,
-             label_noise: float, noise: float, sources: tuple[str, ...] = ("T1w", "fALFF"), t2_gain: float = 0.6,
-             missing: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+             label_noise: float, noise: float, sources: tuple[str, ...], t2_gain: float,
+             missing: dict[str, float] | None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """(index, {source: (N, 1, S, S, S) float32}) for the listed ``sources``; see the module
-    docstring for the model and for ``missing``. ``size`` 32 (6 mm) or 64 (3 mm) voxels
-    per side."""
+    docstring for the model and for ``missing`` (None or {}: every subject has every
+    source). ``size`` 32 (6 mm) or 64 (3 mm) voxels per side. Every argument is a config
+    key of a synthetic_mri dataset, whose defaults are the config schema's."""
     unknown = sorted(set(sources) - set(SOURCES)) + sorted(set(missing or {}) - set(sources))
     if unknown or not sources:
         raise ValueError(f"synthetic_mri: sources must be a non-empty subset of {list(SOURCES)} and missing may name "
@@ -225,8 +226,8 @@ def generator_keys() -> list[str]:
 
 def build_known_mri_store(out_dir: str | Path, *, n_subjects: int, seed: int, size: int, atrophy: float,
                           falff_drop: float, specific: float, label_noise: float, noise: float,
-                          sources: list[str] | tuple[str, ...] = ("T1w", "fALFF"), t2_gain: float = 0.6,
-                          missing: dict[str, float] | None = None) -> Path:
+                          sources: list[str] | tuple[str, ...], t2_gain: float,
+                          missing: dict[str, float] | None) -> Path:
     """Generate the benchmark (see :func:`generate`) and write it as a float16 store."""
     index, arrays = generate(n_subjects, seed, size, atrophy, falff_drop, specific, label_noise, noise,
                              tuple(sources), t2_gain, missing)

@@ -7,7 +7,7 @@ store is a numpy copy, which releases the GIL (and pinning, on CUDA, is a copy t
 
 Hand-written rather than torch's DataLoader workers: those are processes that each
 re-open the store and draw their own sample order, which would change the seeded,
-resumable order of :class:`mmssl.train.loop.BatchLoader`; a thread consumes one iterator in
+resumable order of :class:`mmssl.train.loader.BatchLoader`; a thread consumes one iterator in
 order, so the batches are exactly those of the plain loop.
 """
 

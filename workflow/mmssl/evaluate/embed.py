@@ -29,10 +29,10 @@ import torch
 
 from mmssl.data.splits import read_split
 from mmssl.data.store import presence, read_store
+from mmssl.device import select_device
 from mmssl.evaluate.latents import analyses, present_key, save_latents, use_key
 from mmssl.objectives.base import Method
-from mmssl.train.checkpoint import load_model
-from mmssl.train.loop import select_device
+from mmssl.objectives.model_file import load_model
 
 
 def unicode_or_numeric(values: pd.Series) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The latents file: what ``embed`` writes (:mod:`mmssl.evaluate.embed`) and the probe and
-the similarity analysis read (:mod:`mmssl.evaluate.commands`). An .npz read without pickle::
+the similarity analysis read (:mod:`mmssl.evaluate.steps`). An .npz read without pickle::
 
     sources            (S,) str              source names, in store order
     z__<source>        (N, latent) float32   raw latent z of the source; NaN on the rows

@@ -101,10 +101,11 @@ def _top_directions(a: np.ndarray, keep: float) -> np.ndarray:
     return u[:, : min(k, rank)]
 
 
-def svcca(x: np.ndarray, y: np.ndarray, keep: float = 0.99) -> SVCCAResult:
+def svcca(x: np.ndarray, y: np.ndarray, keep: float) -> SVCCAResult:
     """SVCCA between x (N, p) and y (N, q) (Raghu et al. 2017).
 
-    Centre, keep the top singular directions of each (>= ``keep`` of the variance), then
+    Centre, keep the top singular directions of each (>= ``keep`` of the variance: the
+    rule passes the config's ``similarity.svcca_keep``), then
     CCA between the two reduced sets. The reduced data U_k S_k span the same space as
     U_k, which is already an orthonormal basis of centred data, so the canonical
     correlations are the singular values of U_xᵀ U_y (Björck & Golub 1973).

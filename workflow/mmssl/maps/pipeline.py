@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from mmssl.data.store import read_store
+from mmssl.device import select_device
 from mmssl.evaluate.embed import first_per_subject
 from mmssl.evaluate.latents import latents_status, load_latents, pair_name, source_pairs
 from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned
@@ -60,9 +61,8 @@ from mmssl.maps.links import critic_scores, latent_embedding, local_embeddings, 
 from mmssl.maps.settings import MapsSettings, NullSettings
 from mmssl.maps.volumes import brain_support, json_ready, map_grid, save_map, sidecar_path
 from mmssl.models.encoders import LOCAL_SIDE
+from mmssl.objectives.model_file import load_model
 from mmssl.preprocess.spatial import Grid
-from mmssl.train.checkpoint import load_model
-from mmssl.train.loop import select_device
 
 log = logging.getLogger(__name__)
 

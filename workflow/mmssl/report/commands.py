@@ -1,4 +1,5 @@
-"""The report stage's sub-command: ``mmssl report`` (one dataset's summary, table, figure)."""
+"""The report stage's sub-command: ``mmssl report`` (one dataset's summary, table, figure;
+the work is :mod:`mmssl.report.steps`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,10 @@ from pathlib import Path
 
 
 def _report_cmd(args: argparse.Namespace) -> None:
-    from mmssl.report.tables import write_report  # pandas and matplotlib: only when reporting
+    from mmssl.report.steps import write_report_files
 
-    write_report(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure, args.n_folds,
-                 args.test_train_ratio)
-    if args.table_html:
-        from mmssl.report.html import write_markdown_page
-
-        write_markdown_page(args.table, args.table_html, f"{args.dataset}: results")
-    if args.provenance:
-        from mmssl.io import write_json
-        from mmssl.version import provenance
-
-        write_json({"dataset": args.dataset, "methods": args.methods, "versions": provenance()}, args.provenance)
+    write_report_files(args.dataset, args.inputs, args.methods, args.summary, args.table, args.figure, args.n_folds,
+                       args.test_train_ratio, args.table_html, args.provenance)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -1,3 +1,5 @@
-"""Training of one (method, fold): ``loop`` (settings, batch loader, the resumable training
-loop and the ``train`` rule's entry point), ``checkpoint`` (writing and safely reading
-model.pt and checkpoint.pt) and ``commands`` (the ``mmssl train`` sub-command)."""
+"""Training of one (method, fold): ``settings`` (the ``train`` section), ``loader``
+(batches of a store), ``optim`` (optimiser and lr schedule), ``loop`` (the resumable
+training loop and the ``train`` rule's entry point), ``checkpoint`` (writing and safely
+reading checkpoint.pt; model.pt is :mod:`mmssl.objectives.model_file`, which evaluation
+reads without importing training) and ``commands`` (the ``mmssl train`` sub-command)."""

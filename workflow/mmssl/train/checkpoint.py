@@ -1,24 +1,6 @@
-"""model.pt and checkpoint.pt: what a training run writes, and the only code that reads
-them back.
-
-Both are ``torch.save`` files read with ``torch.load(..., weights_only=True)``: torch's
-restricted unpickler, which rebuilds tensors and plain containers (dict, list, tuple,
-str, int, float, bool, None) and refuses every other Python object. A model file
-someone sends you therefore cannot run code when it is loaded, as an unrestricted
-pickle can. Everything that is not a tensor (method, settings, sources, the metrics so
-far, numpy's RNG state) is kept as one JSON string under ``meta``.
-
-model.pt (the ``train`` rule's declared output)::
-
-    format      int                      FORMAT
-    meta        str, JSON object         method, fold, status ('ok' | 'diverged'), epochs,
-                                         sources [{name, channels, size, dims}],
-                                         model_settings, train_settings, device,
-                                         selected_epoch (the epoch whose weights these are:
-                                         train.select best = lowest validation loss)
-    state_dict  {name: tensor} or None   the selected weights; None for a diverged run
-
-checkpoint.pt (beside it, rewritten after every epoch; removed once model.pt is written)::
+"""checkpoint.pt: a training run's resume state, beside model.pt, rewritten after every
+epoch and removed once model.pt is written; read with the same safe loader as model.pt
+(:mod:`mmssl.objectives.model_file`, which says why)::
 
     format      int                      FORMAT
     meta        str, JSON object         fingerprint, epoch, rows (metrics.tsv rows so far),
@@ -28,94 +10,18 @@ checkpoint.pt (beside it, rewritten after every epoch; removed once model.pt is 
     best_model  {name: tensor} or None   the weights of best_epoch
     opt, sched  dict                     optimiser / LR scheduler state dicts
     torch_rng, gen_rng  (K,) uint8       global torch and augmentation generator states
-
-Files of older mmssl versions pickled whole Python objects (dataclasses, numpy state);
-the safe loader refuses them with an error that names the file and says to delete it
-and retrain.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmssl.io import atomic_path
-from mmssl.objectives import build_method
-from mmssl.objectives.base import Method, ModelSettings
-from mmssl.types import SourceSpec
-
-# version of the layout above; bumped whenever it changes, so an old file is named as such
-FORMAT = 2
-
-
-class RunFileError(ValueError):
-    """A model.pt / checkpoint.pt that this version cannot (or will not) read."""
-
-
-def _safe_load(path: Path, kind: str) -> dict[str, Any]:
-    """The payload of ``path`` (a model or checkpoint file), loaded on the CPU with the
-    weights-only unpickler; RunFileError for anything else."""
-    try:
-        # CPU: RNG states must be CPU tensors, and load_state_dict copies weights onto
-        # the model's device anyway
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = next((line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line),
-                      str(err).splitlines()[0] if str(err) else type(err).__name__)
-        raise RunFileError(
-            f"{path}: refused to load this {kind} file: it holds pickled Python objects, which could run "
-            f"arbitrary code when loaded (files written by mmssl before format {FORMAT} are like this). "
-            f"Delete {path} and retrain to rewrite it. ({reason[:300]})"
-        ) from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("meta"), str):
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise RunFileError(f"{path}: not an mmssl {kind} file of format {FORMAT} (found {found!r}). "
-                           f"Delete {path} and retrain to rewrite it.")
-    return payload
-
-
-def model_meta(method: str, fold: int, status: str, epochs: int, sources: list[dict[str, Any]],
-               model_settings: dict[str, Any], train_settings: dict[str, Any], device: str) -> dict[str, Any]:
-    """The ``meta`` of a model file: everything needed to rebuild the model, its status, and
-    the versions that made it (:func:`mmssl.version.provenance`)."""
-    from mmssl.version import provenance
-
-    return {"method": method, "fold": fold, "status": status, "epochs": epochs, "sources": sources,
-            "model_settings": model_settings, "train_settings": train_settings, "device": device,
-            "versions": provenance()}
-
-
-def save_model(path: str | Path, meta: dict[str, Any], state_dict: dict[str, torch.Tensor] | None) -> Path:
-    """Write model.pt atomically; ``state_dict`` None for a run that did not finish well."""
-    payload = {"format": FORMAT, "meta": json.dumps(meta, sort_keys=True), "state_dict": state_dict}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
-def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """(meta, state dict on the CPU or None) of a model file written by :func:`save_model`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: trained model not found")
-    payload = _safe_load(path, "model")
-    return json.loads(payload["meta"]), payload["state_dict"]
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Method | None, dict[str, Any]]:
-    """The trained model of ``path`` on ``device`` in eval mode, and its meta; (None, meta)
-    for a diverged run."""
-    meta, state = read_model(path)
-    if meta["status"] != "ok":
-        return None, meta
-    sources = [SourceSpec(**s) for s in meta["sources"]]
-    model = build_method(meta["method"], sources, ModelSettings(**meta["model_settings"]))
-    model.load_state_dict(state)
-    return model.to(device).eval(), meta
+from mmssl.objectives.model_file import FORMAT, safe_load
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -128,7 +34,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The ``state`` given to :func:`save_checkpoint`, tensors on the CPU."""
-    payload = _safe_load(Path(path), "checkpoint")
+    payload = safe_load(Path(path), "checkpoint")
     state = {k: v for k, v in payload.items() if k != "format"}
     state["meta"] = json.loads(payload["meta"])
     return state

@@ -1,4 +1,7 @@
-"""Training of one (method, fold): the job each Snakemake ``train`` rule runs.
+"""Training of one (method, fold): the job each Snakemake ``train`` rule runs (the
+:class:`Trainer` and the rule's entry point :func:`train`; its settings are
+:mod:`mmssl.train.settings`, its batches :mod:`mmssl.train.loader`, its optimiser
+:mod:`mmssl.train.optim`).
 
 Resumable: a checkpoint (model, optimiser, scheduler, RNG state, metrics so far) is
 written atomically after every epoch beside the outputs (``checkpoint.pt``, see
@@ -23,14 +26,11 @@ import copy
 import hashlib
 import json
 import logging
-import math
-import os
-import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,12 +42,16 @@ from mmssl.data.prefetch import prefetched
 from mmssl.data.splits import read_split, rows_of
 from mmssl.data.store import Store, read_store
 from mmssl.data.two_view import redraw_views
+from mmssl.device import select_device
 from mmssl.io import atomic_path
 from mmssl.objectives import build_method
-from mmssl.objectives.base import Method, ModelSettings
+from mmssl.objectives.base import ModelSettings
+from mmssl.objectives.model_file import model_meta, save_model
 from mmssl.progress import Progress
-from mmssl.settings import schema_settings
-from mmssl.train.checkpoint import model_meta, read_checkpoint, save_checkpoint, save_model
+from mmssl.train.checkpoint import read_checkpoint, save_checkpoint
+from mmssl.train.loader import Batch, BatchLoader
+from mmssl.train.optim import make_optimizer, scale_lr
+from mmssl.train.settings import RUNTIME_KEYS, TrainSettings, autocast_enabled
 
 # the package's name, not this module's: rule logs and tests filter on "mmssl.train"
 log = logging.getLogger("mmssl.train")
@@ -57,194 +61,9 @@ class DivergenceError(RuntimeError):
     """A loss became NaN or infinite and could not be recovered."""
 
 
-@schema_settings("train")
-class TrainSettings:
-    """epochs: paper 50 (natural images) / 200 (OASIS-3). lr: RAdam learning rate (4e-4).
-    scheduler: 'onecycle' (paper, max_lr 0.01) or 'none' (authors' OASIS-3 config).
-    balanced: class-balanced sampling (OASIS-3).
-    device: 'auto' (CUDA when usable, else CPU with a warning), 'cpu', 'cuda' or 'cuda:N'
-    (an error naming the node when CUDA is not usable; see :func:`select_device`).
-    amp: 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' (bf16 autocast on any device,
-    CPU included) or 'off' (fp32); the booleans of older configs read true = 'auto',
-    false = 'off' (so YAML's unquoted ``off`` means 'off').
-    max_batches: cap on batches per epoch (0 = no cap; for smoke tests only).
-    prefetch: batches a background thread prepares ahead of the step (0 = none; see
-    :mod:`mmssl.data.prefetch`). metrics.tsv's data_fraction shows whether it is enough.
-    augment: the ``train.augment`` mapping (see :class:`mmssl.augment.AugmentSettings`).
-    incomplete_samples: 'use' (samples lacking a source take part in the terms they can) or 'drop'
-    (complete samples only); see :meth:`Trainer.training_rows`.
-
-    Every default is the config schema's (``train`` section), read when a field is left
-    out; the rule always passes the full validated section."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    scheduler: str
-    max_lr: float
-    seed: int
-    device: str
-    prefetch: int
-    balanced: bool
-    augment: dict[str, Any]
-    amp: str
-    divergence_retries: int
-    divergence_factor: float
-    jump_factor: float
-    jump_epochs: int
-    grad_clip: float
-    lr_drop: float
-    on_divergence: str
-    max_batches: int
-    select: str
-    incomplete_samples: str
-
-    def __post_init__(self):
-        amp = ("auto" if self.amp else "off") if isinstance(self.amp, bool) else self.amp  # older boolean configs
-        if amp not in AMP_MODES:
-            raise ValueError(f"train.amp must be one of {list(AMP_MODES)} (or true = 'auto', false = 'off'), got {self.amp!r}")
-        object.__setattr__(self, "amp", amp)
-        # every augment key, checked: {"pad": 8} and {"pad": 8, "flip": 0.0} are one setting
-        # (and one checkpoint fingerprint)
-        object.__setattr__(self, "augment", asdict(AugmentSettings.from_config(self.augment)))
-
-
-
-AMP_MODES = ("auto", "bf16", "off")
-# settings that change where and how fast a run executes, not what it trains: a checkpoint
-# resumes across them (a pre-empted GPU job picked up on another node, with or without bf16)
-RUNTIME_KEYS = ("device", "amp", "prefetch")
-
-
-def cuda_facts() -> str:
-    """What this process sees of CUDA, for errors and warnings about the device."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return (f"node {socket.gethostname()}: torch.cuda.is_available()={torch.cuda.is_available()}, "
-            f"torch.version.cuda={torch.version.cuda}"
-            f"{' (a CPU-only torch build)' if torch.version.cuda is None else ''}, "
-            f"CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}")
-
-
-def select_device(name: str) -> torch.device:
-    """'auto': CUDA when usable (the device SLURM gave the job), else CPU with a warning.
-    'cuda' / 'cuda:N' without a usable CUDA device is an error at once, naming the node and
-    what torch sees, instead of a GPU job silently training on CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        log.warning("train.device is 'auto' and CUDA is not usable; training on CPU (%s)", cuda_facts())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device is {name!r} but CUDA is not usable on {cuda_facts()}. Run the job "
-                               "on a GPU node with a CUDA build of torch, or set train.device to 'auto' or 'cpu'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"train.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) "
-                               f"are visible on {cuda_facts()}")
-    return device
-
-
-def autocast_enabled(amp: str, device: torch.device) -> bool:
-    """bf16 autocast for train.amp on ``device``: 'auto' only on CUDA, 'bf16' anywhere."""
-    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
-
-
-class Batch(NamedTuple):
-    """x: {source: (B, C, *S) in the store's dtype}; y: (B,) class indices; present:
-    {source: (B,) bool} when some of the loader's rows lack a source, else None (see
-    :mod:`mmssl.objectives.base`); meta: {column: (B,) float32} for the store index columns
-    the method asked for (``Method.metadata_columns``), else None."""
-
-    x: dict[str, torch.Tensor]
-    y: torch.Tensor
-    present: dict[str, torch.Tensor] | None
-    meta: dict[str, torch.Tensor] | None
-
-
-class BatchLoader:
-    """Yields :class:`Batch` es from the store rows. float16 stores stay float16 here: the cast to float32 costs ten times the
-    gather on a CPU core, so it is left to the training device (``Trainer._to_device``).
-
-    Gathers from the (memory-mapped) store arrays with sorted fancy indexing, which reads
-    only the needed samples; class-balanced sampling draws rows with probability
-    1/count(label) (with replacement), as a WeightedRandomSampler would."""
-
-    def __init__(self, store: Store, rows: np.ndarray, batch_size: int, *, shuffle: bool, balanced: bool, seed: int,
-                 pin_memory: bool = False, extra: bool = False, meta_columns: tuple[str, ...] = ()):
-        self.store, self.rows, self.batch_size = store, rows, batch_size
-        # the store's extra arrays (e.g. Two-View's digits) join the batch under their names
-        self.arrays = {**store.arrays, **(store.extra if extra else {})}
-        self.pin_memory = pin_memory  # page-locked batches make non_blocking copies to CUDA asynchronous
-        self.shuffle, self.balanced = shuffle, balanced
-        self.rng = np.random.default_rng(seed)
-        # class indices over the whole store, so every split and fold agrees on them
-        codes = pd.factorize(store.index["label"].to_numpy(), sort=True)[0]
-        self.labels = codes[rows]
-        present = {s: store.present(s)[rows] for s in store.source_names}
-        self.present = None if all(m.all() for m in present.values()) else present
-        self.meta = {c: store.index[c].to_numpy(dtype=np.float32)[rows] for c in meta_columns} or None
-        if balanced:
-            counts = np.bincount(self.labels)
-            weights = 1.0 / counts[self.labels]
-            self.p = weights / weights.sum()
-
-    def __len__(self) -> int:
-        # drop the last incomplete batch in training: BatchNorm and InfoNCE need > 1 sample
-        return len(self.rows) // self.batch_size if self.shuffle else math.ceil(len(self.rows) / self.batch_size)
-
-    def order(self) -> np.ndarray:
-        if self.balanced:
-            return self.rng.choice(len(self.rows), size=len(self.rows), replace=True, p=self.p)
-        return self.rng.permutation(len(self.rows)) if self.shuffle else np.arange(len(self.rows))
-
-    def __iter__(self):
-        order = self.order()
-        for i in range(len(self)):
-            pos = order[i * self.batch_size : (i + 1) * self.batch_size]
-            rows = self.rows[pos]
-            sort = np.argsort(rows, kind="stable")
-            xs = {}
-            for name, arr in self.arrays.items():
-                gathered = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
-                gathered[sort] = arr[rows[sort]]
-                xs[name] = torch.from_numpy(gathered).pin_memory() if self.pin_memory else torch.from_numpy(gathered)
-            present = None if self.present is None else {s: torch.from_numpy(m[pos]) for s, m in self.present.items()}
-            meta = None if self.meta is None else {c: torch.from_numpy(v[pos]) for c, v in self.meta.items()}
-            yield Batch(xs, torch.from_numpy(self.labels[pos].astype(np.int64)), present, meta)
-
-
 def fingerprint(*parts: Any) -> str:
     """Hash of everything that shapes a run; a checkpoint from other settings is not resumed."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def make_optimizer(model: Method, settings: TrainSettings, steps: int):
-    """RAdam (lr 4e-4) with OneCycleLR (max_lr 0.01) over all steps (paper 3.3)."""
-    opt = torch.optim.RAdam(model.parameters(), lr=settings.lr)
-    if settings.scheduler == "onecycle":
-        if settings.lr > settings.max_lr:
-            raise ValueError(f"train.lr ({settings.lr:g}) is above train.max_lr ({settings.max_lr:g}): under the onecycle "
-                             "scheduler lr is where the cycle starts and max_lr its peak")
-        # div_factor makes lr the cycle's starting rate, so train.lr takes effect (PyTorch's
-        # default div_factor 25 ignores it; with the defaults, 0.01 / 4e-4 = 25 all the same)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.max_lr, total_steps=max(steps, 1),
-                                                    div_factor=settings.max_lr / settings.lr)
-    elif settings.scheduler == "none":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    else:
-        raise ValueError(f"train.scheduler must be 'onecycle' or 'none', got {settings.scheduler!r}")
-    return opt, sched
-
-
-def scale_lr(opt: torch.optim.Optimizer, sched, factor: float) -> None:
-    """Lower the learning rate of every group, including OneCycleLR's own bounds and the
-    base rates a LambdaLR recomputes the rate from at every step."""
-    for group in opt.param_groups:
-        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
-            if key in group:
-                group[key] *= factor
-    sched.base_lrs = [lr * factor for lr in sched.base_lrs]
 
 
 class Trainer:
