@@ -22,7 +22,8 @@ from torch import nn
 from mmssl.data.known_mri import (ATROPHY_REGION, FALFF_REGION, FALFF_SPECIFIC_REGION, T1_SPECIFIC_REGION,
                                   build_known_mri_store, region_mask)
 from mmssl.data.splits import SplitSettings, make_splits, read_split, subjects_table
-from mmssl.data.store import present_column, read_store, write_store
+from mmssl.data.store import read_store, write_store
+from mmssl.modalities import present_column
 from mmssl.evaluate.commands import run_probe
 from mmssl.evaluate.embed import embed
 from mmssl.evaluate.probe import TunedProbeSettings, refit_tuned

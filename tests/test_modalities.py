@@ -95,13 +95,13 @@ def test_the_package_views_agree_with_the_table():
     # one name for a source's mask column, in collect's and pack's tables alike
     assert mask_column("fALFF") == "mask_fALFF" and source_columns("T2w") == ("T2w", "mask_T2w", "T2w_qc")
     assert paths.alff_wanted(["T1w", "ALFF"]) and not paths.alff_wanted(["T1w", "fALFF"])
-    assert paths.wildcard_structural(["FLAIR", "T1w", "fALFF", "T2w"]) == ["T2w", "FLAIR"]
+    assert paths.wildcard_structural(["FLAIR", "T1w", "fALFF", "T2w"]) == ["T1w", "T2w", "FLAIR"]
 
 
 @pytest.fixture
 def pdw(monkeypatch):
     """PDw, added the way a developer would: one structural entry in the table."""
-    entry = Modality("PDw", "anat", ("PDw",), STRUCTURAL_PIPELINE)
+    entry = Modality("PDw", "anat", ("PDw",), STRUCTURAL_PIPELINE, "registration")
     monkeypatch.setitem(MODALITIES, "PDw", entry)
     return entry
 
@@ -114,7 +114,7 @@ def test_a_new_structural_modality_takes_one_table_entry(pdw, tmp_path):
     assert sources_of("PDw", ["T1w", "PDw", "fALFF"]) == ["PDw"] and paths.map_key("PDw") == "image"
     # file names: its own mask desc (it may share every entity of its session's T1w) and xfm
     assert paths.DATATYPE["PDw"] == "anat" and "PDw" in paths.DATATYPE
-    assert paths.wildcard_structural(["T1w", "PDw"]) == ["PDw"]  # the rules' {suffix} job makes it
+    assert paths.wildcard_structural(["T1w", "PDw"]) == ["T1w", "PDw"]  # the rules' {suffix} job makes it
     pattern = paths.scan_derivatives(tmp_path, "{suffix}", "sub-01_ses-A_run-01", folder="sub-01/ses-A")
     assert {k: p.format(suffix="PDw") for k, p in pattern.items()} == paths.scan_derivatives(tmp_path, "PDw", "sub-01_ses-A_run-01")
     raw = "/bids/sub-01/ses-A/anat/sub-01_ses-A_run-01_PDw.nii.gz"

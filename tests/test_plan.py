@@ -34,8 +34,9 @@ def test_the_schemas_kinds_are_the_registrys():
 def test_a_new_dataset_kind_is_one_registry_entry(monkeypatch):
     """A kind the rules have never heard of, declared by one DatasetKind: its store, probe
     task, maps, factor recovery and the datasets each rule serves follow from the entry."""
-    monkeypatch.setitem(KINDS, "toy_mri", DatasetKind("toy_mri", prepare_rule="prepare_known_mri", splits_from="store",
-                                                      probe_task="binary", maps=True, known_factors=True))
+    monkeypatch.setitem(KINDS, "toy_mri", DatasetKind(
+        "toy_mri", prepare_rule="prepare_known_mri", splits_from="store", probe_task="binary", one_per_subject=False,
+        maps=True, known_factors=True, preprocessed=False, folder_keys=(), labelled_by=()))
     plan = plan_of({"t": known(kind="toy_mri"), "d": {"kind": "two_view_mnist", "folds": [0], "splits": {"n_folds": 2}}})
     w = SimpleNamespace(dataset="t", method="L-CS", fold="0", source="T1w")
     assert plan.datasets_with(prepare_rule="prepare_known_mri") == "t"

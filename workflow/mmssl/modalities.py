@@ -52,8 +52,8 @@ class Modality:
     datatype: str
     sources: tuple[str, ...]
     pipeline: str
+    registration: str  # the name of a preprocess settings key (not a config value)
     template: str = "T1w"
-    registration: str = "registration"
     qc_tag: str | None = None
     mask_desc: str | None = None
     xfm_from: str | None = None
@@ -91,7 +91,7 @@ class Modality:
 
 
 def _structural(suffix: str, **kwargs: str) -> Modality:
-    return Modality(suffix, "anat", (suffix,), STRUCTURAL_PIPELINE, **kwargs)
+    return Modality(suffix, "anat", (suffix,), STRUCTURAL_PIPELINE, "registration", **kwargs)
 
 
 # THE table. Order matters: it is the order of SOURCES (config enum), of discovery's
@@ -100,7 +100,7 @@ MODALITIES: dict[str, Modality] = {m.suffix: m for m in (
     _structural("T1w"),
     _structural("T2w"),
     _structural("FLAIR"),
-    Modality("bold", "func", ("fALFF", "ALFF"), FUNCTIONAL_PIPELINE, registration="registration_epi",
+    Modality("bold", "func", ("fALFF", "ALFF"), FUNCTIONAL_PIPELINE, "registration_epi",
              qc_tag="epi", xfm_from="boldref", optional_sources=("ALFF",)),
 )}
 
@@ -157,6 +157,12 @@ def modalities_of(sources: Iterable[str]) -> list[str]:
 def sources_of(suffix: str, sources: Iterable[str]) -> list[str]:
     """The sources among ``sources`` that the raw suffix ``suffix`` gives."""
     return [s for s in sources if modality_of(s).suffix == suffix]
+
+
+def present_column(source: str) -> str:
+    """The store index's (and qc.tsv's) column marking the samples that have ``source``:
+    ``has_<source>``."""
+    return f"has_{source}"
 
 
 def mask_column(source: str) -> str:

@@ -157,3 +157,10 @@ def read_samples(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: samples table lacks columns {sorted(missing)}")
     return table
+
+
+def has_scan(samples: pd.DataFrame, source: str) -> np.ndarray:
+    """(N,) bool: the rows of a samples table whose ``source`` column holds a path (not
+    empty, not NaN)."""
+    column = samples[source]
+    return (column.notna() & (column.astype(str) != "")).to_numpy()

@@ -37,16 +37,17 @@ class DatasetKind:
     - ``labelled_by``: the config keys any of which labels the subjects; empty: always labelled.
     """
 
+    # no defaults: every entry of KINDS states every answer
     name: str
     prepare_rule: str | None
     splits_from: Literal["store", "subjects"]
     probe_task: ProbeTask
-    one_per_subject: bool = False
-    maps: bool = False
-    known_factors: bool = False
-    preprocessed: bool = False
-    folder_keys: tuple[str, ...] = ()
-    labelled_by: tuple[str, ...] = ()
+    one_per_subject: bool
+    maps: bool
+    known_factors: bool
+    preprocessed: bool
+    folder_keys: tuple[str, ...]
+    labelled_by: tuple[str, ...]
 
     def store_per_fold(self) -> bool:
         """Whether each fold has its own store: histogram standardisation fitted on the
@@ -78,15 +79,21 @@ def _lookup(spec: Mapping[str, Any], dotted: str) -> Any:
 
 
 KINDS: dict[str, DatasetKind] = {
-    "two_view_mnist": DatasetKind("two_view_mnist", prepare_rule="prepare_two_view", splits_from="store",
-                                  probe_task="multiclass", folder_keys=("path",)),
-    "mnist_svhn": DatasetKind("mnist_svhn", prepare_rule="prepare_mnist_svhn", splits_from="store",
-                              probe_task="multiclass", folder_keys=("mnist_path", "svhn_path")),
-    "synthetic_mri": DatasetKind("synthetic_mri", prepare_rule="prepare_known_mri", splits_from="store",
-                                 probe_task="binary", maps=True, known_factors=True),
-    "bids_mri": DatasetKind("bids_mri", prepare_rule=None, splits_from="subjects", probe_task="binary",
-                            one_per_subject=True, maps=True, preprocessed=True,
-                            labelled_by=("clinical_csv", "synthetic", "discover.participants.label_column")),
+    "two_view_mnist": DatasetKind(
+        "two_view_mnist", prepare_rule="prepare_two_view", splits_from="store", probe_task="multiclass",
+        one_per_subject=False, maps=False, known_factors=False, preprocessed=False, folder_keys=("path",),
+        labelled_by=()),
+    "mnist_svhn": DatasetKind(
+        "mnist_svhn", prepare_rule="prepare_mnist_svhn", splits_from="store", probe_task="multiclass",
+        one_per_subject=False, maps=False, known_factors=False, preprocessed=False,
+        folder_keys=("mnist_path", "svhn_path"), labelled_by=()),
+    "synthetic_mri": DatasetKind(
+        "synthetic_mri", prepare_rule="prepare_known_mri", splits_from="store", probe_task="binary",
+        one_per_subject=False, maps=True, known_factors=True, preprocessed=False, folder_keys=(), labelled_by=()),
+    "bids_mri": DatasetKind(
+        "bids_mri", prepare_rule=None, splits_from="subjects", probe_task="binary", one_per_subject=True, maps=True,
+        known_factors=False, preprocessed=True, folder_keys=(),
+        labelled_by=("clinical_csv", "synthetic", "discover.participants.label_column")),
 }
 
 

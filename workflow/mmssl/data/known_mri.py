@@ -69,7 +69,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from mmssl.data.store import present_column, write_store
+from mmssl.data.store import write_store
+from mmssl.modalities import present_column
 from mmssl.types import SourceSpec
 
 # MNI mm centres and radii of the planted regions

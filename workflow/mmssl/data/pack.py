@@ -27,16 +27,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from mmssl.data.store import present_column, write_store
+from mmssl.bids.collect import has_scan
+from mmssl.data.store import write_store
+from mmssl.modalities import present_column
 from mmssl.modalities import mask_column
 from mmssl.data.standardize import apply_standardization
 from mmssl.types import SourceSpec
-
-
-def presence(samples: pd.DataFrame, source: str) -> np.ndarray:
-    """(N,) bool: the rows of ``samples`` whose ``source`` column holds a path (not empty, not NaN)."""
-    column = samples[source]
-    return (column.notna() & (column.astype(str) != "")).to_numpy()
 
 
 def _index(samples: pd.DataFrame, split_table: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
@@ -59,7 +55,7 @@ def _index(samples: pd.DataFrame, split_table: pd.DataFrame, sources: Sequence[s
     ]
     index = pd.DataFrame({"sample": samples["sample"].astype(str), "subject": subjects, "label": subjects.map(labels)})
     for source in sources:
-        index[present_column(source)] = presence(samples, source).astype(int)
+        index[present_column(source)] = has_scan(samples, source).astype(int)
     if "label" in samples.columns:
         # a sample's own (session) label may differ from its subject's; splits and the store
         # need one label per subject, so the sample's is kept alongside, not instead
@@ -101,7 +97,7 @@ def pack_store(
     for source in sources:
         if source not in landmarks:
             raise ValueError(f"no landmarks for source {source!r}; have {sorted(landmarks)}")
-    present = {source: presence(samples, source) for source in sources}
+    present = {source: has_scan(samples, source) for source in sources}
     scratch = out_dir.with_name(f".{out_dir.name}.scratch")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)

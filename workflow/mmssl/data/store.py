@@ -29,16 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmssl.modalities import present_column
 from mmssl.io import atomic_dir
 from mmssl.types import SourceSpec
 
 INDEX_COLUMNS = ("row", "sample", "subject", "label")
-PRESENT_PREFIX = "has_"
-
-
-def present_column(source: str) -> str:
-    """Index column that marks the samples having ``source``: ``has_{source}``."""
-    return f"{PRESENT_PREFIX}{source}"
 
 
 def presence(index: pd.DataFrame, sources: list[str]) -> dict[str, np.ndarray]:

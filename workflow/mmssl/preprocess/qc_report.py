@@ -23,11 +23,11 @@ def write_qc(samples_tsv: Path, sources: Sequence[str], thresholds: QcThresholds
     sample, with a row per source that sample has. ``excluded_tsv``: excluded.tsv, listed
     on the page and its subjects flagged."""
     # the store's has_<source> convention for the table's presence columns
-    from mmssl.data.pack import presence
-    from mmssl.data.store import present_column
+    from mmssl.bids.collect import has_scan
+    from mmssl.modalities import present_column
 
     samples = read_samples(samples_tsv)
-    has = {source: presence(samples, source) for source in sources}
+    has = {source: has_scan(samples, source) for source in sources}
     rows = []
     for i, sample in enumerate(samples.to_dict("records")):
         present = [s for s in sources if has[s][i]]
