@@ -108,7 +108,7 @@ def test_collect_takes_failed_scans_out_of_their_samples(tmp_path):
                                         "sub-D_none__ses-d0000_run-01"]
     rows = table.set_index("sample").fillna("")
     b, d = rows.loc["sub-B_ses-d0000_run-01__none"], rows.loc["sub-D_none__ses-d0000_run-01"]
-    assert b["T1w"].endswith("desc-brain_T1w.nii.gz") and b["mask_T1w"].endswith("desc-brain_mask.nii.gz")
+    assert b["T1w"].endswith("desc-brain_T1w.nii.gz") and b["mask_T1w"].endswith("desc-brainT1w_mask.nii.gz")
     assert b["fALFF"] == b["mask_fALFF"] == b["fALFF_qc"] == b["bold_session"] == ""
     assert d["T1w"] == d["T1w_qc"] == "" and d["fALFF"].endswith("desc-falff_boldmap.nii.gz")
     assert {c for c in table.columns if c.endswith(("_path", "_sidecar"))} == set()

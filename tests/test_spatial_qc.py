@@ -248,7 +248,7 @@ def test_derivative_names(tmp_path):
 
     t1 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
     assert t1["image"] == str(tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz")
-    assert Path(t1["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_mask.nii.gz"
+    assert Path(t1["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brainT1w_mask.nii.gz"
     assert Path(t1["xfm"]).name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
     # a T2w of the same entities: no file name in common with the T1w's
     t2 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T2w.nii.gz")
@@ -261,3 +261,27 @@ def test_derivative_names(tmp_path):
     assert Path(alff["ALFF"]).name == "sub-OAS30001_task-rest_run-02_space-MNI152NLin2009aSym_res-3mm_desc-alff_boldmap.nii.gz"
     with pytest.raises(ValueError, match="not a BIDS"):
         derivatives_of(tmp_path, "brain.nii.gz")
+
+
+def test_a_scan_preprocessed_twice_with_one_itk_thread_gives_identical_files(tmp_path):
+    """The rules run each scan job with ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} (1 in
+    the profiles): a rerun then writes the same transform and volume, byte for byte (with
+    ITK's default of every core, two runs differed in the transform's 6th digit)."""
+    import os
+    import subprocess
+    import sys
+
+    from mmssl.paths import derivatives_of
+
+    t1 = tmp_path / "sub-01_ses-A_T1w.nii.gz"
+    nib.save(native("t1"), t1)
+    runs = []
+    for name in ("a", "b"):
+        out = derivatives_of(tmp_path / name, t1)
+        flags = [arg for key, path in out.items() for arg in (f"--out-{key.lower().replace('_', '-')}", path)]
+        env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-m", "mmssl", "preprocess-anat", "--image", str(t1), "--suffix", "T1w",
+                        "--settings-json", "{}", *flags], env=env, check=True, capture_output=True)
+        runs.append(out)
+    assert Path(runs[0]["xfm"]).read_bytes() == Path(runs[1]["xfm"]).read_bytes()
+    assert np.array_equal(nib.load(runs[0]["image"]).get_fdata(), nib.load(runs[1]["image"]).get_fdata())

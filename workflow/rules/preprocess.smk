@@ -60,6 +60,10 @@ checkpoint discover:
         "--log-excluded {log.excluded} 2> {log.main}"
 
 
+# The scan jobs give ITK (SimpleITK's registration) the rule's threads: its multithreaded
+# metric sums in a thread-dependent order, so with ITK's default (every core) two runs of one
+# scan gave transforms differing in the 6th digit; with one thread (the profiles' setting) a
+# rerun is bit-identical.
 # One structural image (any structural modality among the dataset's sources: mmssl.paths):
 # header check, brain mask, 12-dof affine to MNI152, 3 mm 64³ grid. Its derivatives name
 # their suffix, so a T2w with the very entities of its session's T1w has names of its own.
@@ -82,7 +86,7 @@ rule preprocess_anat:
     conda:
         PLAN.preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-anat --image {input.image:q} --suffix {wildcards.suffix} "
+        "OMP_NUM_THREADS={threads} ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} mmssl preprocess-anat --image {input.image:q} --suffix {wildcards.suffix} "
         "--settings-json {params.settings:q} --out-image {output.image} --out-mask {output.mask} --out-xfm {output.xfm} "
         "--out-qc {output.qc} --out-status {output.status} 2> {log}"
 
@@ -110,7 +114,7 @@ rule preprocess_bold:
     conda:
         PLAN.preprocess_env
     shell:
-        "OMP_NUM_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.tr} "
+        "OMP_NUM_THREADS={threads} ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} mmssl preprocess-bold --bold {input.bold:q} {params.tr} "
         "--settings-json {params.settings:q} --falff-json {params.falff:q} "
         "--out-falff {output.fALFF} --out-mask {output.mask} --out-xfm {output.xfm} --out-qc {output.qc} "
         "--out-status {output.status} --out-falff-native {output.falff_native} --out-mask-native {output.mask_native} "
