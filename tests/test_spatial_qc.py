@@ -17,7 +17,7 @@ from mmssl.preprocess.masking import MaskSettings
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, excluded_flags, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
-from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
+from mmssl.preprocess.spatial import GRID_THRESHOLD, GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
 
 CENTRE = np.full(3, 31.5)  # centre of a 64-voxel axis, in voxels
 GRID = GridSettings.from_config({})  # the schema's default grid: 3 mm, 64³
@@ -36,7 +36,7 @@ def world_from_mni() -> np.ndarray:
 def native(kind: str) -> nib.Nifti1Image:
     """Head (T1w, 2 mm, skull-like shell), T2*-like brain (mean EPI, 4 mm), or a fALFF map
     (0.5 in the brain, 0.8 in a 15 mm ball at MNI (0, -56, 28)) on LAS native grids."""
-    tpl, mask = mni_template(2), mni_brain_mask(2)
+    tpl, mask = mni_template(2), mni_brain_mask(2, GRID_THRESHOLD)
     brain = np.asarray(mask.dataobj) > 0
     dist = ndimage.distance_transform_edt(~brain, sampling=2.0)
     if kind == "t1":
@@ -248,7 +248,7 @@ def test_derivative_names(tmp_path):
 
     t1 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T1w.nii.gz")
     assert t1["image"] == str(tmp_path / "sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz")
-    assert Path(t1["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brain_mask.nii.gz"
+    assert Path(t1["mask"]).name == "sub-OAS30001_ses-d0129_run-01_space-MNI152NLin2009aSym_res-3mm_desc-brainT1w_mask.nii.gz"
     assert Path(t1["xfm"]).name == "sub-OAS30001_ses-d0129_run-01_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.txt"
     # a T2w of the same entities: no file name in common with the T1w's
     t2 = derivatives_of(tmp_path, "/bids/sub-OAS30001/ses-d0129/anat/sub-OAS30001_ses-d0129_run-01_T2w.nii.gz")
