@@ -41,7 +41,7 @@ from mmssl.preprocess.masking import brain_mask_python, dice  # noqa: E402
 from mmssl.preprocess.pipeline import falff_to_mni  # noqa: E402
 from mmssl.preprocess.registration import apply_affine, load_transform  # noqa: E402
 from mmssl.preprocess.settings import MriSettings  # noqa: E402
-from mmssl.preprocess.spatial import mni_brain_mask, mni_template  # noqa: E402
+from mmssl.preprocess.spatial import GRID_THRESHOLD, mni_brain_mask, mni_template  # noqa: E402
 from mmssl.preprocess.volumes import load_map, load_mask, load_volume, save_xfm  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def smooth_warp(shape: tuple[int, ...], peak_mm: float, rng: np.random.Generator
 
 def head_in_mni(warp_mm: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(head, brain mask, affine) on the 1 mm template grid padded by 20 voxels."""
-    tpl, mask = mni_template(1), mni_brain_mask(1)
+    tpl, mask = mni_template(1), mni_brain_mask(1, GRID_THRESHOLD)
     pad = 20
     t1 = np.pad(tpl.get_fdata(dtype=np.float32), pad)
     brain = np.pad(np.asarray(mask.dataobj) > 0, pad)
@@ -117,7 +117,7 @@ def make_subject(folder: Path, warp_mm: float, seed: int) -> dict:
 
 def displacement(fixed_to_moving: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Mean / max distance (mm) between where the two maps send template brain voxels."""
-    mask = mni_brain_mask(1)
+    mask = mni_brain_mask(1, GRID_THRESHOLD)
     pts = np.c_[np.argwhere(np.asarray(mask.dataobj) > 0), np.ones(int(np.count_nonzero(mask.dataobj)))] @ mask.affine.T
     d = np.linalg.norm((pts @ fixed_to_moving.T - pts @ truth.T)[:, :3], axis=1)
     return float(d.mean()), float(d.max())
@@ -151,7 +151,7 @@ def main() -> None:
     cli.add_argument("--seed", type=int, default=0)
     opts = cli.parse_args()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    mni_template(1), mni_template(2), mni_brain_mask(1)  # nilearn loads are cached per process; keep them out of the timing
+    mni_template(1), mni_template(2), mni_brain_mask(1, GRID_THRESHOLD)  # nilearn loads are cached per process; keep them out of the timing
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         subject = make_subject(folder, opts.warp_mm, opts.seed)

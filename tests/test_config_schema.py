@@ -243,16 +243,8 @@ CODE_DEFAULTS_ALLOWED = {
     ("data/synthetic.py", "seed"): "the synthetic BIDS generator (its command requires --seed)",
     ("data/synthetic.py", "bad_inputs"): "the synthetic BIDS generator's --bad-inputs flag",
     ("data/synthetic.py", "dummy_volumes"): "the dummy scans the synthetic BOLD runs are written with",
-    # config values still defaulted in code (outside this change): to move into the schema
-    ("data/pack.py", "size"): "preprocess.grid.size: to move",
-    ("data/pack.py", "dtype"): "preprocess.store_dtype: to move",
-    ("data/svhn.py", "dtype"): "the mnist_svhn store dtype (preprocess.store_dtype's default): to move",
-    ("models/decoders.py", "latent"): "model.latent: to move",
-    ("models/decoders.py", "width"): "model.width: to move",
-    ("objectives/cca.py", "r"): "model.cca_r: to move",
-    ("preprocess/falff.py", "tolerance"): "falff.tr_tolerance: to move",
-    ("preprocess/spatial.py", "threshold"): "the template_threshold default: to move",
-    ("preprocess/motion.py", "dummy_volumes"): "falff.dummy_volumes: to move",
+    ("data/svhn.py", "dtype"): "the mnist_svhn store's dtype: no config key of that kind sets it (float32 only in tests)",
+    ("objectives/cca.py", "r"): "cca_correlation, a per-batch diagnostic no config reaches (RunningCCA takes model.cca_r)",
 }
 
 

@@ -22,7 +22,6 @@ from mmssl.preprocess.falff import (
     falff,
     falff_file,
     falff_timeseries,
-    read_tr,
 )
 
 TR = 2.2
@@ -209,6 +208,14 @@ def _write_bold(path: Path, data: np.ndarray, tr_header: float | None = TR, unit
 def _sidecar(path: Path, content: dict | str) -> Path:
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
+
+
+def read_tr(path, sidecar):
+    """falff.read_tr with the schema's falff.tr_tolerance (its one default)."""
+    from mmssl.preprocess import falff
+    from mmssl.settings import schema_default
+
+    return falff.read_tr(path, sidecar, schema_default("falff", "tr_tolerance"))
 
 
 def test_read_tr_rules(tmp_path):

@@ -21,7 +21,7 @@ from mmssl.preprocess.registration import (
     save_transform,
     sitk_to_nib,
 )
-from mmssl.preprocess.spatial import mni_brain_mask, mni_template
+from mmssl.preprocess.spatial import GRID_THRESHOLD, mni_brain_mask, mni_template
 
 
 def rotation(degrees: tuple[float, float, float]) -> np.ndarray:
@@ -43,7 +43,7 @@ def random_affine(rng: np.random.Generator) -> np.ndarray:
 def native_head(world_from_mni: np.ndarray, epi: bool = False) -> tuple[nib.Nifti1Image, np.ndarray]:
     """The 2 mm template with a skull-like shell (T1), or brain-only T2*-like at 4 mm (EPI),
     seen on an oblique-free LAS native grid; and the true native brain mask."""
-    tpl, mask = mni_template(2), mni_brain_mask(2)
+    tpl, mask = mni_template(2), mni_brain_mask(2, GRID_THRESHOLD)
     brain = np.asarray(mask.dataobj) > 0
     dist = ndimage.distance_transform_edt(~brain, sampling=2.0)
     if epi:
@@ -62,7 +62,7 @@ def native_head(world_from_mni: np.ndarray, epi: bool = False) -> tuple[nib.Nift
 
 def mean_displacement(a: np.ndarray, b: np.ndarray) -> float:
     """Mean distance (mm) between where two template->native maps send template brain voxels."""
-    mask = mni_brain_mask(2)
+    mask = mni_brain_mask(2, GRID_THRESHOLD)
     idx = np.argwhere(np.asarray(mask.dataobj) > 0)
     pts = np.c_[idx, np.ones(len(idx))] @ mask.affine.T
     return float(np.linalg.norm((pts @ a.T - pts @ b.T)[:, :3], axis=1).mean())
@@ -194,7 +194,7 @@ def test_registration_recovers_a_known_random_affine(t1_case, t1_masked):
 def test_registration_recovers_another_affine_without_the_rigid_stage():
     world_from_mni = random_affine(np.random.default_rng(11))
     img, _ = native_head(world_from_mni)
-    mask = mni_brain_mask(2)
+    mask = mni_brain_mask(2, GRID_THRESHOLD)
     dilated = nib.Nifti1Image(ndimage.binary_dilation(np.asarray(mask.dataobj) > 0, iterations=2).astype(np.uint8), mask.affine)
     result = register_affine(img, mni_template(2), RegistrationSettings.from_config({"rigid_first": False}), dilated)
     check_recovered(result.fixed_to_moving, world_from_mni)
@@ -221,11 +221,11 @@ def test_misregistered_image_has_low_similarity(t1_case):
     world_from_mni, img, _ = t1_case
     from mmssl.preprocess.registration import _nmi_after
 
-    good = _nmi_after(mni_template(2), img, world_from_mni, mni_brain_mask(2))
+    good = _nmi_after(mni_template(2), img, world_from_mni, mni_brain_mask(2, GRID_THRESHOLD))
     wrong = world_from_mni.copy()
     wrong[:3, :3] = rotation((20, 0, 0)) @ wrong[:3, :3]
     wrong[:3, 3] += [0, 20, 0]
-    bad = _nmi_after(mni_template(2), img, wrong, mni_brain_mask(2))
+    bad = _nmi_after(mni_template(2), img, wrong, mni_brain_mask(2, GRID_THRESHOLD))
     assert good > 1.2 > bad
 
 

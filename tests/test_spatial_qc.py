@@ -17,7 +17,7 @@ from mmssl.preprocess.masking import MaskSettings
 from mmssl.preprocess.settings import MriSettings
 from mmssl.preprocess.qc import QcThresholds, excluded_flags, qc_flags, qc_table, subject_montages, write_html, write_montage
 from mmssl.preprocess.registration import apply_affine, load_transform
-from mmssl.preprocess.spatial import GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
+from mmssl.preprocess.spatial import GRID_THRESHOLD, GridSettings, grid_brain_mask, mni_brain_mask, mni_grid, mni_template
 
 CENTRE = np.full(3, 31.5)  # centre of a 64-voxel axis, in voxels
 GRID = GridSettings.from_config({})  # the schema's default grid: 3 mm, 64³
@@ -36,7 +36,7 @@ def world_from_mni() -> np.ndarray:
 def native(kind: str) -> nib.Nifti1Image:
     """Head (T1w, 2 mm, skull-like shell), T2*-like brain (mean EPI, 4 mm), or a fALFF map
     (0.5 in the brain, 0.8 in a 15 mm ball at MNI (0, -56, 28)) on LAS native grids."""
-    tpl, mask = mni_template(2), mni_brain_mask(2)
+    tpl, mask = mni_template(2), mni_brain_mask(2, GRID_THRESHOLD)
     brain = np.asarray(mask.dataobj) > 0
     dist = ndimage.distance_transform_edt(~brain, sampling=2.0)
     if kind == "t1":

@@ -136,7 +136,7 @@ def test_standardisation_removes_a_linear_intensity_change(dataset):
 def test_pack_store_holds_float16_standardised_volumes(dataset, tmp_path):
     pairs, splits = dataset
     landmarks = {"T1w": landmarks_from_samples(pairs, splits, "T1w", mask_column("T1w")), "fALFF": landmarks_from_samples(pairs, splits, "fALFF", mask_column("fALFF"))}
-    out = pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"])
+    out = pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"], dtype="float16", size=SIZE)
     store = read_store(out)
     assert store.source_names == ["T1w", "fALFF"]
     assert store.index["has_T1w"].tolist() == store.index["has_fALFF"].tolist() == [1] * 12 and not store.has_missing
@@ -156,10 +156,10 @@ def test_pack_store_refuses_subjects_missing_from_the_split_table(dataset, tmp_p
     pairs, splits = dataset
     landmarks = {"T1w": np.linspace(0, 100, 13), "fALFF": np.linspace(0, 100, 13)}
     with pytest.raises(ValueError, match="S5"):
-        pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store", ["T1w", "fALFF"])
+        pack_store(pairs, splits[splits.subject != "S5"], landmarks, tmp_path / "store", ["T1w", "fALFF"], dtype="float16", size=SIZE)
     assert not (tmp_path / "store").exists()
     with pytest.raises(ValueError, match="no landmarks for source 'T2w'"):
-        pack_store(pairs.assign(T2w=pairs["T1w"], mask_T2w=pairs["mask_T1w"]), splits, landmarks, tmp_path / "store", ["T1w", "T2w"])
+        pack_store(pairs.assign(T2w=pairs["T1w"], mask_T2w=pairs["mask_T1w"]), splits, landmarks, tmp_path / "store", ["T1w", "T2w"], dtype="float16", size=SIZE)
 
 
 def test_pack_with_a_missing_source_writes_zeros_and_standardises_the_present(dataset, tmp_path):
@@ -176,7 +176,7 @@ def test_pack_with_a_missing_source_writes_zeros_and_standardises_the_present(da
     expected = train_landmarks({s: list(pairs.loc[pairs.subject == s, "fALFF"]) for s in ("S0", "S2")}, splits,
                                {s: list(pairs.loc[pairs.subject == s, "mask_fALFF"]) for s in ("S0", "S2")})
     assert landmarks["fALFF"].tobytes() == expected.tobytes()
-    store = read_store(pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"]))
+    store = read_store(pack_store(pairs, splits, landmarks, tmp_path / "store", ["T1w", "fALFF"], dtype="float16", size=SIZE))
     has_falff = store.index["has_fALFF"].to_numpy().astype(bool)
     assert list(np.flatnonzero(~has_falff)) == [2, 3, 9] and list(np.flatnonzero(~store.present("T1w"))) == [4]
     assert not np.any(store.arrays["fALFF"][~has_falff]) and not np.any(store.arrays["T1w"][4])

@@ -17,6 +17,7 @@ from scipy import ndimage
 from mmssl.bids.layout import discover
 from mmssl.bids.clinical import PairingSettings, build_samples, read_clinical
 from mmssl.preprocess.falff import FalffSettings, falff_file, read_tr
+from mmssl.settings import schema_default
 from mmssl.data.synthetic import BAD_INPUTS, CLINICAL_NAME, REGION_RADIUS_MM, REGIONS, make_synthetic_bids
 
 N_VOLUMES = 120
@@ -96,7 +97,7 @@ def test_layout_clinical_table_and_discovery_agree_with_the_truth(dataset):
     assert single.loc["OAS30003", "bold_path"] == "" and single.loc["OAS30005", "T1w_path"] == ""
     for bold in scans.query("modality == 'bold'").itertuples():
         assert json.loads(Path(bold.sidecar).read_text())["RepetitionTime"] == 2.2
-        assert read_tr(bold.path, bold.sidecar) == 2.2  # header TR (s or ms) agrees with the sidecar
+        assert read_tr(bold.path, bold.sidecar, schema_default("falff", "tr_tolerance")) == 2.2  # header TR (s or ms) agrees with the sidecar
         assert nib.load(bold.path).shape[3] == N_VOLUMES
 
 

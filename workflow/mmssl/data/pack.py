@@ -76,8 +76,8 @@ def pack_store(
     landmarks: Mapping[str, np.ndarray],
     out_dir: str | Path,
     sources: Sequence[str],
-    dtype: str = "float16",
-    size: int = 64,
+    dtype: str,
+    size: int,
 ) -> Path:
     """Standardise every present volume of every sample (histogram landmarks of
     ``landmarks[source]``, then z-score in its mask) and write the store of ``sources``

@@ -31,7 +31,7 @@ class DCGANDecoder(nn.Module):
     latent -> w*2^(n-1) (side 4) -> w*2^(n-2) (8) -> ... -> w (size/2) -> channels (size).
     """
 
-    def __init__(self, spec: SourceSpec, latent: int = 64, width: int = 32) -> None:
+    def __init__(self, spec: SourceSpec, latent: int, width: int) -> None:
         super().__init__()
         convt, bn = conv_transpose_layer(spec.dims), batchnorm_layer(spec.dims)
         n = n_downsamplings(spec.size)

@@ -236,7 +236,7 @@ class GivenTR:
     source: str
 
 
-def read_tr(nifti_path: str | Path, sidecar_path: str | Path | GivenTR | None, tolerance: float = 0.01) -> float:
+def read_tr(nifti_path: str | Path, sidecar_path: str | Path | GivenTR | None, tolerance: float) -> float:
     """Repetition time in seconds: the metadata's RepetitionTime (a :class:`GivenTR`, or
     the sidecar file's), else the header (with a warning).
 

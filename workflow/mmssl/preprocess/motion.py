@@ -44,7 +44,7 @@ def confounds_table(params: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def motion_summary(params: np.ndarray, dummy_volumes: int = 0) -> dict[str, float]:
+def motion_summary(params: np.ndarray, dummy_volumes: int) -> dict[str, float]:
     """Mean and max FD (mm) over the volumes fALFF uses (after ``dummy_volumes``)."""
     fd = framewise_displacement(np.asarray(params)[dummy_volumes:])
     return {"mean_fd": float(fd[1:].mean()) if fd.size > 1 else 0.0, "max_fd": float(fd.max())}

@@ -55,8 +55,13 @@ def mni_template(resolution: int = 1) -> nib.Nifti1Image:
     return datasets.load_mni152_template(resolution=resolution)
 
 
+# the template threshold that places the grid (its centre: the 1 mm mask's bounding box),
+# fixed so that preprocess.brain_mask.template_threshold changes a mask, never the grid
+GRID_THRESHOLD = 0.2
+
+
 @functools.lru_cache(maxsize=4)
-def mni_brain_mask(resolution: int = 1, threshold: float = 0.2) -> nib.Nifti1Image:
+def mni_brain_mask(resolution: int, threshold: float) -> nib.Nifti1Image:
     """nilearn's MNI152 brain mask (template > threshold) as uint8 at ``resolution`` mm."""
     data = (mni_template(resolution).get_fdata() > threshold).astype(np.uint8)
     return nib.Nifti1Image(data, mni_template(resolution).affine)
@@ -66,7 +71,7 @@ def mni_brain_mask(resolution: int = 1, threshold: float = 0.2) -> nib.Nifti1Ima
 def mni_grid(settings: GridSettings) -> Grid:
     """The target grid: ``size``³ voxels of ``voxel_mm``, axis-aligned RAS, centred on the
     bounding box of the 1 mm template brain mask."""
-    mask = mni_brain_mask(1)
+    mask = mni_brain_mask(1, GRID_THRESHOLD)
     idx = np.argwhere(np.asarray(mask.dataobj) > 0)
     lo, hi = (mask.affine @ np.r_[idx.min(0), 1])[:3], (mask.affine @ np.r_[idx.max(0), 1])[:3]
     centre = (lo + hi) / 2
