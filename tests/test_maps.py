@@ -332,8 +332,9 @@ def test_the_link_map_is_the_critic_of_the_training_projection(known, tmp_path):
 
 # ---- attribution maps: files, grid, rows ---------------------------------------------
 
-def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path):
+def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_path, caplog):
     files = attribution_of(tmp_path, "T1w")
+    caplog.set_level("INFO")
     run_maps(known / "store", known / "random" / "latents.npz", known / "random" / "model.pt", "T1w", CLASSES, GRID,
              {"steps": 4, "null_test": {"permutations": 19, "seed": 7}}, attribution=files["nii"], figure=files["png"],
              device="cpu", probe=probe_of(known / "random" / "latents.npz"), probe_settings=PROBE)
@@ -357,6 +358,12 @@ def test_the_maps_are_nifti_on_the_mni_grid_with_sidecar_and_figure(known, tmp_p
     assert abs(volume[peak]) == pytest.approx(np.abs(volume[brain]).max()) and volume[peak] == pytest.approx(null["peak"]["value"])
     assert null["peak"]["p"] == (1 + sum(m >= abs(null["peak"]["value"]) for m in null["null_max"])) / 20
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the job's log says how far along it is: the null's refits, then the IG pass, to the end
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("null: the decision refit on permuted labels 19/19 (elapsed") for line in lines), lines
+    n_test = side["n_negative"] + side["n_positive"]
+    assert any(line.startswith(f"integrated gradients (20 decision(s), 4 steps), subjects {n_test}/{n_test}")
+               for line in lines), lines
     with pytest.raises(ValueError, match="grid"):
         map_grid({"voxel_mm": 3.0, "size": 64}, (32, 32, 32))
 

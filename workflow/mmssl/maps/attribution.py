@@ -32,6 +32,7 @@ decision 0's map is Captum's up to float error (tests/test_maps.py checks it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
+
+from mmssl.progress import Progress
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Decision:
@@ -155,6 +160,9 @@ def contrast_maps(encoder: nn.Module, weights: np.ndarray, bias: float, coeffici
     per_chunk = max(1, batch_size // steps)
     with torch.no_grad():
         z0 = encoder(torch.zeros((1, *volumes.shape[1:]), device=device)).z[0]
+    progress = Progress(f"integrated gradients ({J} decision(s), {steps} steps), subjects", n, log,
+                        every=max(1, -(-n // 4)))
+    done = 0
     for part in chunks(n, per_chunk):
         x = torch.as_tensor(np.asarray(volumes[part], dtype=np.float32), device=device)  # (P, C, *S)
         P = len(x)
@@ -184,6 +192,8 @@ def contrast_maps(encoder: nn.Module, weights: np.ndarray, bias: float, coeffici
             zx = encoder(x).z
             logits[part] = (zx @ w[0] + bias).double().cpu().numpy()
             gaps[part] = ((zx - z0) @ w[0]).double().cpu().numpy()
+        done += len(x)
+        progress.step(done)
     return ContrastMaps(maps.reshape(J, *spatial), totals, logits, gaps, subjects)
 
 

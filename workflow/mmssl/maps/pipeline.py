@@ -62,6 +62,7 @@ from mmssl.maps.settings import MapsSettings, NullSettings
 from mmssl.maps.volumes import brain_support, json_ready, map_grid, save_map, sidecar_path
 from mmssl.models.encoders import LOCAL_SIDE
 from mmssl.objectives.model_file import load_model
+from mmssl.progress import Progress
 from mmssl.preprocess.spatial import Grid
 
 log = logging.getLogger(__name__)
@@ -236,12 +237,15 @@ def decision_maps(encoder: torch.nn.Module, z_fit: np.ndarray, fit_positive: np.
     null = settings.null_settings
     permuted = permuted_labels(fit_positive, test_positive, null.permutations, null.seed)
     weights, coefficients, null_weights = [decision.weight], [group_coefficients(test_positive)], []
-    for fit_labels, test_labels in permuted:
+    progress = Progress("null: the decision refit on permuted labels", len(permuted), log,
+                        every=max(1, -(-len(permuted) // 4)))
+    for i, (fit_labels, test_labels) in enumerate(permuted, 1):
         s_, m_ = refit_tuned(z_fit, fit_labels.astype(int), C, l1_ratio, probe_settings)
         d = fold_decision(s_, m_, z_fit, fit_labels)
         weights.append(d.weight)
         coefficients.append(group_coefficients(test_labels))
         null_weights.append(d.weight)
+        progress.step(i)
     acc = contrast_maps(encoder, np.stack(weights), decision.bias, np.stack(coefficients), volumes, settings.steps,
                         settings.batch_size, device, keep_subjects=keep_subjects)
     volume = acc.maps[0].astype(np.float32)
