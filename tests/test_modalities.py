@@ -78,8 +78,8 @@ def test_the_package_views_agree_with_the_table():
     assert paths.BOLD == "bold" and dict(paths.DATATYPE) == {"T1w": "anat", "T2w": "anat", "FLAIR": "anat", "bold": "func"}
     # modality = raw suffix, source = model input
     assert [modality_of(s).suffix for s in all_sources()] == ["T1w", "T2w", "FLAIR", "bold", "bold"]
-    assert modalities_of(["T1w", "fALFF", "ALFF"]) == paths.raw_modalities(["T1w", "fALFF", "ALFF"]) == ["T1w", "bold"]
-    assert sources_of("bold", ["fALFF", "T1w", "ALFF"]) == ["fALFF", "ALFF"] and paths.raw_modality("ALFF") == "bold"
+    assert modalities_of(["T1w", "fALFF", "ALFF"]) == ["T1w", "bold"]
+    assert sources_of("bold", ["fALFF", "T1w", "ALFF"]) == ["fALFF", "ALFF"] and modality_of("ALFF").suffix == "bold"
     with pytest.raises(ValueError, match="unknown source 'PD'; a source is one of T1w, T2w, FLAIR, fALFF, ALFF"):
         modality_of("PD")
     with pytest.raises(ValueError, match="unknown modality"):
@@ -109,7 +109,7 @@ def pdw(monkeypatch):
 def test_a_new_structural_modality_takes_one_table_entry(pdw, tmp_path):
     # sources and modalities
     assert "PDw" in all_sources() and all_sources().index("PDw") < all_sources().index("fALFF")  # structural first
-    assert modality_of("PDw") is pdw and paths.raw_modality("PDw") == "PDw" and is_structural_source("PDw")
+    assert modality_of("PDw") is pdw and modality_of("PDw").suffix == "PDw" and is_structural_source("PDw")
     assert modalities_of(["T1w", "PDw", "fALFF", "ALFF"]) == ["T1w", "PDw", "bold"]
     assert sources_of("PDw", ["T1w", "PDw", "fALFF"]) == ["PDw"] and paths.map_key("PDw") == "image"
     # file names: its own mask desc (it may share every entity of its session's T1w) and xfm

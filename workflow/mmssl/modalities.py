@@ -37,15 +37,12 @@ class Modality:
     ``func``. sources: the model inputs one scan yields, in the order of :data:`SOURCES`.
     optional_sources: those of ``sources`` whose derivatives a job writes only when the
     dataset's sources include them (ALFF). pipeline: :data:`STRUCTURAL_PIPELINE` or
-    :data:`FUNCTIONAL_PIPELINE`. template: the contrast of the MNI152 template it is
-    registered to (nilearn ships a T1w one; the Mattes-MI metric needs no matching
-    contrast). registration: the ``preprocess`` config key of its registration settings.
-    qc_tag: the ending of its QC metric, flag and threshold names (``similarity_<tag>``,
-    ``low_similarity_<tag>``, ``min_similarity_<tag>``). mask_desc: the ``desc`` entity of
-    its MNI-grid mask; None: ``brain<suffix>`` (a T2w may share every entity of its
-    session's T1w, so every structural mask names its suffix, the T1w's too, and one rule
-    with a ``{suffix}`` wildcard writes them all).
-    xfm_from: the ``from`` entity of its transform (None: the suffix).
+    :data:`FUNCTIONAL_PIPELINE` (every one registers to nilearn's T1w MNI152 template: the
+    Mattes-MI metric needs no matching contrast). registration: the ``preprocess`` config
+    key of its registration settings. qc_tag: the ending of its QC metric, flag and
+    threshold names (``similarity_<tag>``, ``low_similarity_<tag>``,
+    ``min_similarity_<tag>``). xfm_from: the ``from`` entity of its transform (None: the
+    suffix). A structural image's MNI-grid mask is :func:`mask_desc` of its suffix.
     """
 
     suffix: str
@@ -53,9 +50,7 @@ class Modality:
     sources: tuple[str, ...]
     pipeline: str
     registration: str  # the name of a preprocess settings key (not a config value)
-    template: str = "T1w"
     qc_tag: str | None = None
-    mask_desc: str | None = None
     xfm_from: str | None = None
     optional_sources: tuple[str, ...] = ()
 
@@ -67,7 +62,7 @@ class Modality:
     @property
     def mask(self) -> str:
         """``desc`` of the MNI-grid mask derivative."""
-        return self.mask_desc or f"brain{self.suffix}"
+        return mask_desc(self.suffix)
 
     @property
     def xfm_source(self) -> str:
@@ -103,6 +98,13 @@ MODALITIES: dict[str, Modality] = {m.suffix: m for m in (
     Modality("bold", "func", ("fALFF", "ALFF"), FUNCTIONAL_PIPELINE, "registration_epi",
              qc_tag="epi", xfm_from="boldref", optional_sources=("ALFF",)),
 )}
+
+
+def mask_desc(suffix: str) -> str:
+    """``desc`` of a structural image's MNI-grid mask: ``brain<suffix>``. A T2w may share
+    every entity of its session's T1w, so every structural mask names its suffix, the T1w's
+    too, and one rule with a ``{suffix}`` wildcard (``suffix`` may be one) writes them all."""
+    return f"brain{suffix}"
 
 
 def modality(suffix: str) -> Modality:

@@ -19,7 +19,7 @@ structural source is a raw BIDS suffix (``T1w``, ``T2w``, ``FLAIR``: one image, 
 preprocessing job); a functional source is a map that the one job of a BOLD run derives
 (``fALFF``, ``ALFF``). A *modality* is a raw BIDS suffix (T1w, bold), a *source* a
 model input (T1w, fALFF); both come from the one table :data:`mmssl.modalities.MODALITIES`,
-and :func:`raw_modality` names the modality a source comes from.
+and :func:`mmssl.modalities.modality_of` names the modality a source comes from.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from mmssl.modalities import MODALITIES, all_sources, functional_modalities, modalities_of, modality, modality_of, sources_of
+from mmssl.modalities import (MODALITIES, all_sources, functional_modalities, mask_desc, modalities_of, modality,
+                              modality_of, sources_of, structural_modalities)
 
 SPACE = "MNI152NLin2009aSym"
 # Views of the one table of modalities (mmssl.modalities), for the rules and the package:
 # the raw suffixes of structural scans, the maps of a BOLD run, every source, the raw suffix
 # of BOLD runs, and the datatype of each raw suffix
-STRUCTURAL = tuple(m.suffix for m in MODALITIES.values() if m.structural)
+STRUCTURAL = structural_modalities()
 FUNCTIONAL = tuple(s for m in MODALITIES.values() if not m.structural for s in m.sources)
 SOURCES = all_sources()
 (BOLD,) = functional_modalities()
@@ -60,27 +61,16 @@ class _Datatypes(Mapping[str, str]):
 DATATYPE: Mapping[str, str] = _Datatypes()
 
 __all__ = ["BOLD", "DATATYPE", "FUNCTIONAL", "SOURCES", "SPACE", "STRUCTURAL", "ALFF_DERIVATIVES", "alff_wanted", "bids",
-           "derivative_specs", "derivatives_of", "map_key", "modalities_of", "modality_of", "raw_modality",
-           "raw_modalities", "scan_derivatives", "scan_prefix", "sources_of", "wildcard_structural"]
-
-
-def raw_modality(source: str) -> str:
-    """The raw BIDS suffix (modality) a source comes from: itself for a structural source,
-    ``bold`` for a BOLD-derived map; ValueError naming the allowed sources otherwise.
-    (:func:`mmssl.modalities.modality_of` gives the whole entry.)"""
-    return modality_of(source).suffix
-
-
-# the old name of mmssl.modalities.modalities_of, kept for bids.discovery and the rules' callers
-raw_modalities = modalities_of
+           "derivative_specs", "derivatives_of", "map_key", "modalities_of", "modality_of",
+           "scan_derivatives", "scan_prefix", "sources_of", "wildcard_structural"]
 
 
 def wildcard_structural(sources: Iterable[str]) -> list[str]:
     """The structural modalities ``sources`` use whose derivatives the wildcard patterns
-    ``derivative_specs("{suffix}")`` name (every one whose mask is ``desc-brain<suffix>``),
-    in table order: the rules' ``{suffix}`` constraint of the structural job."""
+    ``derivative_specs("{suffix}")`` name, in table order: the rules' ``{suffix}``
+    constraint of the structural job."""
     used = set(sources)
-    return [m.suffix for m in MODALITIES.values() if m.structural and m.mask == f"brain{m.suffix}" and m.suffix in used]
+    return [suffix for suffix in structural_modalities() if suffix in used]
 
 
 def alff_wanted(sources: Iterable[str]) -> bool:
@@ -119,7 +109,7 @@ def _anat(suffix: str, mask_desc: str, xfm_source: str) -> dict[str, tuple[dict[
 # rules' named outputs and the command-line flags (``--out-<key>``). A QC JSON, and a
 # status TSV (header only, or the reason the scan was excluded), for every scan.
 _BOLD_DERIVATIVES = {
-    "fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm("boldref"),
+    "fALFF": _mni("falff", "boldmap"), "mask": _mni("falff", "mask"), "xfm": _xfm(modality(BOLD).xfm_source),
     "qc": ({"space": SPACE, "desc": "qc"}, BOLD, ".json"), "status": _native("status", BOLD, ".tsv"),
     # native space: the fALFF map before registration, the EPI mask, the mean EPI it was
     # registered with, and per-volume confounds
@@ -136,7 +126,7 @@ def derivative_specs(suffix: str, alff: bool = False) -> dict[str, tuple[dict[st
     qc, status and the native files, plus ALFF and alff_native when ``alff``). ``suffix``
     may be a Snakemake wildcard (``"{suffix}"``), which stands for any structural suffix."""
     if suffix.startswith("{") and suffix.endswith("}"):
-        return _anat(suffix, f"brain{suffix}", suffix)
+        return _anat(suffix, mask_desc(suffix), suffix)
     if suffix not in MODALITIES:
         raise ValueError(f"no derivatives for raw suffix {suffix!r}; expected one of {', '.join(DATATYPE)}")
     entry = modality(suffix)

@@ -6,7 +6,7 @@ and diagnosis give a label through an ordered rule list. Samples are then formed
 subject from the scans whose session matched. Whatever is left out is listed with its reason.
 
 A sample is one scan per raw modality (T1w, T2w, FLAIR, BOLD run: the raw suffixes of the
-configured sources, :func:`mmssl.paths.raw_modalities`), a modality the subject has no
+configured sources, :func:`mmssl.modalities.modalities_of`), a modality the subject has no
 scan of in the sample's group being left empty. ``pairing`` decides the groups: ``all``
 = every combination of the subject's scans (with T1w and fALFF: every T1w x every BOLD
 run, the paper's pairs); ``same_session`` = every combination within one MR session;

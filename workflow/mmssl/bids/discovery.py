@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from mmssl.paths import BOLD, raw_modalities, sources_of
+from mmssl.modalities import modalities_of
+from mmssl.paths import BOLD, sources_of
 from mmssl.bids.layout import Selection, discover, missing_reason
 from mmssl.bids.clinical import (
     PairingSettings,
@@ -53,7 +54,7 @@ def run_discovery(bids_dir: str | Path, clinical_path: str | Path | None, settin
     """Discover the scans that ``sources`` (the dataset's config key ``sources``) need in
     ``bids_dir`` and form samples, labelled from the clinical table ``clinical_path``
     (None: from ``discover.participants``; ``settings``: the ``discover`` config section)."""
-    modalities = raw_modalities(sources)
+    modalities = modalities_of(sources)
     values = discover_values(settings)
     found = discover(Path(bids_dir), modalities, Selection.from_config(values), day_patterns(values))
     pairing = PairingSettings.from_config(values)
@@ -76,10 +77,10 @@ def require_usable(found: Discovery, sources: Sequence[str], settings: Mapping[s
     keys = (f"datasets.{dataset}.bids_dir, .sources, .discover.filters, .discover.participant_label"
             if dataset else "bids_dir, sources, discover.filters, discover.participant_label")
     if found.samples.empty:
-        raise NothingToUseError(f"{where}: no usable subject ({missing_reason(raw_modalities(sources), Selection.from_config(values))}"
+        raise NothingToUseError(f"{where}: no usable subject ({missing_reason(modalities_of(sources), Selection.from_config(values))}"
                                 f" for every subject); check {keys}, and clinical_csv / discover.window_days when labels "
                                 f"come from a clinical table. Exclusion reasons: {reason_summary(found.excluded)}")
-    for modality in raw_modalities(sources):
+    for modality in modalities_of(sources):
         column = found.samples[f"{modality}_path"].fillna("")
         if not (column != "").any():
             names = ", ".join(sources_of(modality, sources))

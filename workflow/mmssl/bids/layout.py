@@ -262,7 +262,7 @@ def discover(
     session_day_patterns: Sequence[tuple[str, float]] = DEFAULT_SESSION_DAY_PATTERNS,
 ) -> DiscoveryResult:
     """List the scans of the raw ``modalities`` (BIDS suffixes among T1w, T2w, FLAIR, bold:
-    :func:`mmssl.paths.raw_modalities` of the configured sources) of every subject, one per
+    :func:`mmssl.modalities.modalities_of` of the configured sources) of every subject, one per
     acquisition (module docstring). A subject with a scan of some of them is kept whatever
     it lacks; one with none goes to ``excluded`` (with every file of it that was set aside,
     and why).
